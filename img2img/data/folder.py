@@ -1,0 +1,185 @@
+"""Folders of images as training and validation data.
+
+Any folder of photos works: ``list_images`` finds them, ``HRCropDataset`` serves random
+high-resolution training crops and ``ValidationImages`` fixed centre crops. The degradation
+that turns a high-resolution crop into its low-resolution input runs later, on the batch (see
+``img2img.data.degradations``), so it can use the GPU.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from img2img.errors import TrainingError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
+    """Returns the image files under ``root``, sorted by path.
+
+    An image is a file whose extension (any case) is one of ``IMAGE_EXTENSIONS``. Raises
+    ``TrainingError`` when ``root`` is not a folder or holds no image.
+
+    Example:
+        >>> list_images("data/photos/train")[:1]  # doctest: +SKIP
+        [PosixPath('data/photos/train/gcompris-clickgame-sea1.png')]
+    """
+    root = Path(root)
+    searched = "and its subfolders " if recursive else ""
+    extensions = ", ".join(IMAGE_EXTENSIONS)
+    if not root.is_dir():
+        raise TrainingError(
+            f"image folder {root} does not exist; point the data path at a folder of images "
+            f"({extensions})"
+        )
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise TrainingError(
+            f"no images found in {root} {searched}(looked for {extensions}); add images or "
+            "point the data path at another folder"
+        )
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decodes an image file to a uint8 array (H, W, 3), turned upright by its EXIF orientation.
+
+    Grey, palette and alpha images become RGB (alpha is dropped). Raises ``TrainingError`` naming
+    the file when it cannot be decoded.
+    """
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.array(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise TrainingError(
+            f"cannot read image {path} ({err}); replace or remove the file"
+        ) from None
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)
+
+
+class HRCropDataset(Dataset):
+    """Random square crops of the images in a folder: the high-resolution side of training pairs.
+
+    Item ``i`` is a random ``patch_size`` crop of image ``i`` as a float32 tensor
+    (3, patch_size, patch_size) in [0, 1]. With ``augment`` the crop is also flipped and rotated by
+    multiples of 90 degrees, which keeps every pixel value, so it adds no interpolation blur.
+    Images smaller than the patch are reflect-padded up to it.
+
+    The length is the number of images: a training loop draws indices with replacement (an
+    infinite random sampler), so each image is revisited with a fresh random crop.
+
+    The randomness of ``__getitem__`` comes from torch's global generator, which a
+    ``DataLoader`` seeds differently in every worker; ``torch.manual_seed`` therefore fixes the
+    crops.
+
+    Args:
+        root: folder of images, searched recursively.
+        patch_size: side of the square crop in pixels.
+        augment: random flips and 90-degree rotations on top of the random crop.
+        cache: decode every image once, here, and keep the uint8 arrays in memory (about
+            3 bytes per pixel: 300 MB for 150 photos of 1000x700). Decoding up front also finds a
+            corrupt file before training starts. Without it each item decodes its file.
+
+    Example:
+        >>> data = HRCropDataset(root="data/photos/train", patch_size=128)  # doctest: +SKIP
+        >>> data[0].shape  # doctest: +SKIP
+        torch.Size([3, 128, 128])
+    """
+
+    def __init__(
+        self, *, root: str | Path, patch_size: int, augment: bool = True, cache: bool = True
+    ) -> None:
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be a positive number of pixels, got {patch_size}")
+        self.root = Path(root)
+        self.patch_size = patch_size
+        self.augment = augment
+        self.cache = cache
+        self.paths = list_images(self.root)
+        self._arrays = [read_rgb(p) for p in self.paths] if cache else None
+        steps = [
+            # Reflection continues the picture's own texture, where a constant border would
+            # teach the model flat edges.
+            A.PadIfNeeded(
+                min_height=patch_size, min_width=patch_size, border_mode=cv2.BORDER_REFLECT_101
+            ),
+            A.RandomCrop(height=patch_size, width=patch_size),
+        ]
+        if augment:
+            steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)]
+        self._transform = A.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        array = self._arrays[index] if self._arrays is not None else read_rgb(self.paths[index])
+        # albumentations keeps its own generators; reseed them from torch's so the crop follows
+        # torch.manual_seed and differs between DataLoader workers. One generator shared by all
+        # steps keeps their draws independent (per-step seeding would flip H and V together).
+        seed = int(torch.randint(0, 2**62, ()).item())
+        self._transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        return to_tensor(self._transform(image=array)["image"])
+
+
+class ValidationImages(Dataset):
+    """Fixed centre crops of the images in a folder, for validation.
+
+    Item ``i`` is the centre crop of the ``i``-th image in path order, as a float32 tensor
+    (3, H, W) in [0, 1], with H and W at most ``max_size`` and multiples of ``scale`` (so the
+    low-resolution input has exactly H/scale x W/scale pixels). The name of item ``i`` is
+    ``names[i]``. Crops are decoded once and kept in memory.
+
+    Args:
+        root: folder of images, searched recursively.
+        scale: the super-resolution factor the crop sizes must be multiples of.
+        max_size: largest crop side in pixels (large crops make validation slow).
+    """
+
+    def __init__(self, *, root: str | Path, scale: int, max_size: int = 256) -> None:
+        if scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        if max_size < scale:
+            raise ValueError(f"max_size ({max_size}) must be at least scale ({scale})")
+        self.root = Path(root)
+        self.scale = scale
+        self.max_size = max_size
+        self.paths = list_images(self.root)
+        self.names = [str(p.relative_to(self.root)) for p in self.paths]
+        self._crops = [self._centre_crop(p) for p in self.paths]
+
+    def _centre_crop(self, path: Path) -> np.ndarray:
+        array = read_rgb(path)
+        height, width = (
+            min(side, self.max_size) // self.scale * self.scale for side in array.shape[:2]
+        )
+        if height == 0 or width == 0:
+            raise TrainingError(
+                f"validation image {path} ({array.shape[1]}x{array.shape[0]}) is smaller than the "
+                f"scale {self.scale}; remove it from {self.root}"
+            )
+        top = (array.shape[0] - height) // 2
+        left = (array.shape[1] - width) // 2
+        # A copy, so the decoded full image is freed.
+        return array[top : top + height, left : left + width].copy()
+
+    def __len__(self) -> int:
+        return len(self._crops)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_tensor(self._crops[index])

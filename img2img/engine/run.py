@@ -1,0 +1,66 @@
+"""`img2img train TASK ...`: resolves the config, prepares the run folder and starts the trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from img2img.engine.config import config_to_dict, resolve_config
+from img2img.errors import ConfigError, TrainingError
+
+
+def train_command(
+    *,
+    task: str,
+    data: Path | None,
+    out: Path | None,
+    config_file: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: Path | None = None,
+    dry_run: bool = False,
+    show_progress: bool = True,
+) -> dict:
+    """Trains `task` on the images in `data` into the run folder `out` (or continues `resume`).
+
+    Returns the final validation metrics. With `dry_run`, prints the resolved config and returns
+    without touching the disk.
+    """
+    from img2img.engine.trainer import Trainer, resolve_device
+    from img2img.tasks import TASKS
+
+    try:
+        task_class = TASKS.get(task)
+    except KeyError as error:
+        raise ConfigError(error.args[0]) from None
+
+    base = None
+    if resume is not None:
+        saved = Path(resume) / "config.json"
+        if not saved.is_file():
+            raise TrainingError(f"--resume {resume}: no run there (missing {saved}); pass the folder given to --out")
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise ConfigError("--resume continues the run in its own folder; drop --out or make it the same folder")
+        base = json.loads(saved.read_text())
+        run_dir = Path(resume)
+    else:
+        if out is None:
+            raise ConfigError("--out RUN is required: the folder that receives checkpoints, samples and logs")
+        run_dir = Path(out)
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose a new --out")
+
+    if data is not None:
+        overrides = [*overrides, f"data={json.dumps(str(data))}"]
+    config = resolve_config(task_class.config_class, base=base, config_file=config_file, overrides=overrides)
+    if not config.data:
+        raise ConfigError("no training data: pass --data DIR (a folder of images, searched recursively)")
+
+    if dry_run:
+        print(json.dumps(config_to_dict(config), indent=2))
+        return {}
+    device = resolve_device(config.engine.device)
+    trainer = Trainer(task_class(config, device), run_dir, resume=resume is not None, show_progress=show_progress)
+    metrics = trainer.fit()
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    print(f"trained {task} to step {trainer.step} on {device} -> {run_dir}  [{summary}]")
+    return metrics

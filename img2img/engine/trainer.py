@@ -1,0 +1,354 @@
+"""The training loop shared by every task: one visible G/D alternation.
+
+Per step t:
+  1. batch = task.prepare_batch(data of step t)
+  2. fake = G(batch); unless D is still warming up: freeze D, update G on the task's named
+     terms (+ historical averaging), step the EMA generator, unfreeze D
+  3. update D on the detached fake, then n_critic - 1 more times on fresh batches of step t
+  4. every N steps: log scalars, write a sample grid, validate (EMA weights), checkpoint
+
+Checkpoints are written atomically to RUN/checkpoints/last.pt (and best.pt on a new best
+validation score); resuming restores step, nets, EMA, optimizers, schedulers and RNG state, and
+the data stream is a function of the step, so 2 + 2 resumed steps equal 4 straight ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from img2img.engine.averaging import HistoricalAverage, ema_model
+from img2img.engine.batches import StepBatches, step_generator, step_loader
+from img2img.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_generator,
+    net_record,
+    restore_rng_state,
+    rng_state,
+    save_atomic,
+)
+from img2img.engine.config import OptimizerConfig, config_to_dict
+from img2img.engine.schedules import build_scheduler
+from img2img.errors import ConfigError, TrainingError
+from img2img.tasks.base import Task
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks cuda, then mps, then cpu; an explicit device that is missing is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("engine.device=cuda but no CUDA GPU is visible; use engine.device=auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("engine.device=mps but MPS is not available; use engine.device=auto or cpu")
+    if name not in ("cuda", "mps", "cpu"):
+        raise ConfigError(f"engine.device must be auto, cuda, mps or cpu, not {name!r}")
+    return torch.device(name)
+
+
+def build_optimizer(net: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad],
+        lr=config.lr,
+        betas=tuple(config.betas),
+        weight_decay=config.weight_decay,
+    )
+
+
+class Trainer:
+    """Trains `task` into `run_dir`, resuming from its last checkpoint when `resume` is set."""
+
+    def __init__(self, task: Task, run_dir: Path, *, resume: bool = False, show_progress: bool = True) -> None:
+        self.task = task
+        self.config = task.config
+        self.engine = task.config.engine
+        self.run_dir = Path(run_dir)
+        self.device = task.device
+        self.show_progress = show_progress
+        if self.engine.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"engine.precision must be auto, bf16 or fp32, not {self.engine.precision!r}")
+        self.use_bf16 = self.engine.precision == "bf16" or (
+            self.engine.precision == "auto" and self.device.type == "cuda"
+        )
+        self.channels_last = self.engine.channels_last and self.device.type == "cuda"
+
+        torch.manual_seed(self.engine.seed)
+        self.G = task.build_generator()
+        if self.engine.init_generator and not resume:
+            self._init_generator(self.engine.init_generator)
+        self.G = self._place(self.G)
+        self.D = task.build_discriminator()
+        if self.D is not None:
+            self.D = self._place(self.D)
+        self.G_ema = ema_model(self.G, self.engine.ema_decay) if self.engine.ema_decay > 0 else None
+        self.opt_g = build_optimizer(self.G, self.config.optim_g)
+        self.sched_g = build_scheduler(self.opt_g, self.config.schedule, self.engine.steps)
+        self.opt_d = self.sched_d = None
+        if self.D is not None:
+            self.opt_d = build_optimizer(self.D, self.config.optim_d)
+            self.sched_d = build_scheduler(self.opt_d, self.config.schedule, self.engine.steps)
+        self.hist_g = self.hist_d = None
+        if self.engine.historical_averaging > 0:
+            self.hist_g = HistoricalAverage(self.G)
+            self.hist_d = HistoricalAverage(self.D) if self.D is not None else None
+
+        self.step = 0
+        self.best: dict[str, Any] = {"metric": task.primary_metric, "value": -math.inf, "step": None}
+        if resume:
+            self._restore(load_checkpoint(self.checkpoint_path("last")))
+
+    # ------------------------------------------------------------------ helpers
+    def _init_generator(self, source: str) -> None:
+        """Starts G from trained weights (e.g. the PSNR stage before GAN fine-tuning)."""
+        pretrained = load_generator(source).net
+        if (pretrained.arch, pretrained.hparams) != (self.G.arch, self.G.hparams):
+            raise ConfigError(
+                f"engine.init_generator {source} holds a {pretrained.arch} {pretrained.hparams}, "
+                f"but this run builds a {self.G.arch} {self.G.hparams}; make the net settings match"
+            )
+        self.G.load_state_dict(pretrained.state_dict())
+
+    def _place(self, net: nn.Module) -> nn.Module:
+        net = net.to(self.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def _autocast(self):
+        if self.use_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def checkpoint_path(self, which: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{which}.pt"
+
+    @property
+    def eval_generator(self) -> nn.Module:
+        """The weights that are validated, sampled and exported: the EMA generator if kept."""
+        return self.G_ema.module if self.G_ema is not None else self.G
+
+    def _check_finite(self, terms: dict[str, torch.Tensor], who: str) -> None:
+        bad = {name: value.item() for name, value in terms.items() if not torch.isfinite(value).all()}
+        if bad:
+            last = self.checkpoint_path("last")
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise TrainingError(
+                f"non-finite {who} loss at step {self.step} ({bad}); training stopped and {kept}. "
+                "Lower the learning rate, enable engine.grad_clip, or use engine.precision=fp32."
+            )
+
+    def _optimize(self, net, optimizer, scheduler, terms, who) -> torch.Tensor:
+        self._check_finite(terms, who)
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.engine.grad_clip > 0:
+            terms[f"grad_norm_{who}"] = nn.utils.clip_grad_norm_(net.parameters(), self.engine.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        return loss
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, draws: list[Any]) -> dict[str, float]:
+        """One G update (unless D is warming up) and n_critic D updates; returns logged scalars."""
+        generator = step_generator(self.engine.seed, self.step, self.device)
+        batch = self.task.prepare_batch(draws[0], generator)
+        if self.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+        train_g = self.D is None or self.step >= self.engine.d_warmup_steps
+        logs: dict[str, torch.Tensor] = {}
+
+        self.G.train()
+        with self._autocast(), torch.set_grad_enabled(train_g):
+            fake = self.task.generate(self.G, batch)
+        if train_g:
+            if self.D is not None:
+                self.D.requires_grad_(False)
+            with self._autocast():
+                g_terms = self.task.generator_loss(batch, fake, self.D)
+            if self.hist_g is not None:
+                g_terms["l_g_hist"] = self.engine.historical_averaging * self.hist_g.penalty()
+            logs["l_g_total"] = self._optimize(self.G, self.opt_g, self.sched_g, g_terms, "generator")
+            logs.update(g_terms)
+            if self.G_ema is not None and self.step >= self.engine.ema_start:
+                self.G_ema.update_parameters(self.G)
+            if self.hist_g is not None:
+                self.hist_g.update()
+            if self.D is not None:
+                self.D.requires_grad_(True)
+
+        if self.D is not None:
+            self.D.train()
+            for critic_index in range(self.engine.n_critic):
+                if critic_index > 0:  # further critic updates see fresh data of this step
+                    batch = self.task.prepare_batch(draws[critic_index], generator)
+                    with torch.no_grad(), self._autocast():
+                        fake = self.task.generate(self.G, batch)
+                update_index = self.step * self.engine.n_critic + critic_index
+                with self._autocast():
+                    d_terms = self.task.discriminator_loss(
+                        batch,
+                        fake.detach(),
+                        self.D,
+                        regularize=update_index % self.engine.penalty_interval == 0,
+                    )
+                if self.hist_d is not None:
+                    d_terms["l_d_hist"] = self.engine.historical_averaging * self.hist_d.penalty()
+                logs["l_d_total"] = self._optimize(self.D, self.opt_d, self.sched_d, d_terms, "discriminator")
+                logs.update(d_terms)
+                self.task.after_discriminator_step(self.D)
+                if self.hist_d is not None:
+                    self.hist_d.update()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in logs.items()}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Trains until `engine.steps`, the time limit or step `stop_at` (an interruption: the run
+        can be resumed with the same schedule); returns the last validation metrics."""
+        engine = self.engine
+        stop = min(engine.steps, stop_at) if stop_at is not None else engine.steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        batches = StepBatches(
+            self.task.train_dataset(), batch_size=engine.batch_size, seed=engine.seed, draws=engine.n_critic if self.D is not None else 1
+        )
+        loader = step_loader(
+            batches,
+            start=self.step,
+            stop=stop,
+            num_workers=engine.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        started = time.monotonic()
+        window_start, window_steps = time.monotonic(), 0
+        last_metrics: dict[str, Any] = {}
+        progress = tqdm(
+            total=engine.steps, initial=self.step, disable=not self.show_progress, dynamic_ncols=True, unit="step"
+        )
+        try:
+            for draws in loader:
+                logs = self.train_step(draws)
+                window_steps += 1
+                progress.update(1)
+                if self.step % engine.log_every == 0 or self.step == engine.steps:
+                    elapsed = time.monotonic() - window_start
+                    logs["images_per_second"] = window_steps * engine.batch_size / max(elapsed, 1e-9)
+                    logs["lr_g"] = self.sched_g.get_last_lr()[0]
+                    self._log(writer, "train", logs)
+                    progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("l_")})
+                    window_start, window_steps = time.monotonic(), 0
+                if engine.sample_every and self.step % engine.sample_every == 0:
+                    self._write_samples(writer)
+                if engine.validate_every and self.step % engine.validate_every == 0:
+                    last_metrics = self._validate(writer)
+                out_of_time = engine.time_limit_minutes > 0 and time.monotonic() - started > 60 * engine.time_limit_minutes
+                if self.step % engine.checkpoint_every == 0 or self.step == stop or out_of_time:
+                    self.save_checkpoint("last")
+                if out_of_time:
+                    progress.write(f"time limit of {engine.time_limit_minutes} min reached at step {self.step}")
+                    break
+        finally:
+            progress.close()
+            writer.close()
+        if not last_metrics.get("step") == self.step:
+            last_metrics = self._validate(None)
+            self.save_checkpoint("last")
+        return last_metrics
+
+    def _log(self, writer: SummaryWriter | None, split: str, scalars: dict[str, float]) -> None:
+        record = {"step": self.step, **scalars}
+        with (self.run_dir / f"{split}_log.jsonl").open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for name, value in scalars.items():
+                writer.add_scalar(f"{split}/{name}", value, self.step)
+
+    @torch.no_grad()
+    def _write_samples(self, writer: SummaryWriter) -> None:
+        net = self.eval_generator
+        net.eval()
+        images = self.task.sample_images(net).float().cpu()
+        grid = make_grid(images, nrow=self.task.sample_columns, padding=2)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        writer.add_image("samples", grid, self.step)
+
+    @torch.no_grad()
+    def _validate(self, writer: SummaryWriter | None) -> dict[str, Any]:
+        net = self.eval_generator
+        net.eval()
+        metrics = self.task.validate(net)
+        self.G.train()
+        if not metrics:
+            return {"step": self.step}
+        self._log(writer, "validation", metrics)
+        value = metrics.get(self.task.primary_metric)
+        if value is not None and value > self.best["value"]:
+            self.best = {"metric": self.task.primary_metric, "value": value, "step": self.step}
+            self.save_checkpoint("best", metrics=metrics)
+        return {"step": self.step, **metrics}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, which: str, metrics: dict[str, float] | None = None) -> Path:
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "task": self.task.name,
+            "step": self.step,
+            "config": config_to_dict(self.config),
+            "generator": net_record(self.G),
+            "generator_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "discriminator": net_record(self.D) if self.D is not None else None,
+            "optimizer_g": self.opt_g.state_dict(),
+            "scheduler_g": self.sched_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "scheduler_d": self.sched_d.state_dict() if self.sched_d is not None else None,
+            "historical_g": self.hist_g.state_dict() if self.hist_g is not None else None,
+            "historical_d": self.hist_d.state_dict() if self.hist_d is not None else None,
+            "best": self.best,
+            "metrics": metrics,
+            "rng": rng_state(),
+        }
+        path = self.checkpoint_path(which)
+        save_atomic(checkpoint, path)
+        return path
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint["task"] != self.task.name:
+            raise TrainingError(f"the checkpoint is from task {checkpoint['task']!r}, not {self.task.name!r}")
+        self.G.load_state_dict(checkpoint["generator"]["state_dict"])
+        self.opt_g.load_state_dict(checkpoint["optimizer_g"])
+        self.sched_g.load_state_dict(checkpoint["scheduler_g"])
+        if self.G_ema is not None and checkpoint["generator_ema"] is not None:
+            self.G_ema.load_state_dict(checkpoint["generator_ema"])
+        if self.D is not None:
+            if checkpoint["discriminator"] is None:
+                raise TrainingError(
+                    "the checkpoint has no discriminator; start a GAN stage as a new run "
+                    "with engine.init_generator pointing at it"
+                )
+            self.D.load_state_dict(checkpoint["discriminator"]["state_dict"])
+            self.opt_d.load_state_dict(checkpoint["optimizer_d"])
+            self.sched_d.load_state_dict(checkpoint["scheduler_d"])
+        if self.hist_g is not None and checkpoint["historical_g"] is not None:
+            self.hist_g.load_state_dict(checkpoint["historical_g"])
+        if self.hist_d is not None and checkpoint["historical_d"] is not None:
+            self.hist_d.load_state_dict(checkpoint["historical_d"])
+        self.best = checkpoint["best"]
+        self.step = checkpoint["step"]
+        restore_rng_state(checkpoint["rng"])

@@ -1,0 +1,28 @@
+"""Errors a user can act on. The CLI prints their message on one line and exits with code 2.
+
+No torch here: the inference path imports this module.
+"""
+
+
+class Img2ImgError(Exception):
+    """Base class: the message says what went wrong and what to do about it."""
+
+
+class ImageReadError(Img2ImgError):
+    """An input image is missing, empty, truncated or not an image."""
+
+
+class ModelError(Img2ImgError):
+    """A model name or file cannot be resolved, loaded or run."""
+
+
+class ConfigError(Img2ImgError):
+    """A configuration file or `--set key=value` override is invalid."""
+
+
+class OutputError(Img2ImgError):
+    """An output path is unusable (for example it would overwrite the input)."""
+
+
+class TrainingError(Img2ImgError):
+    """Training cannot start or continue (no data, non-finite loss, bad resume folder)."""

@@ -1,0 +1,133 @@
+"""Export a trained generator to ONNX for the inference runtime.
+
+The ONNX graph follows one contract for every task (see `img2img.runtime`):
+input "input" float32 (N, 3, H, W) RGB in [0, 1], output "output" float32 (N, 3, H*s, W*s) in
+[0, 1]; batch, height and width are dynamic; mapping to the net's own input range and the final
+clamp are inside the graph; metadata_props say task, scale, channels, multiple_of, range, data,
+license, version and the resolved training config.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from img2img.errors import ModelError, OutputError
+
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportWrapper(nn.Module):
+    """Maps [0, 1] input to the net's range, runs it, maps back and clamps to [0, 1]."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.low, self.high = (float(v) for v in net.input_range)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        span = self.high - self.low
+        if (self.low, self.high) != (0.0, 1.0):
+            image = image * span + self.low
+        output = self.net(image)
+        if (self.low, self.high) != (0.0, 1.0):
+            output = (output - self.low) / span
+        return output.clamp(0.0, 1.0)
+
+
+def export_onnx(
+    net: nn.Module,
+    output: Path,
+    *,
+    metadata: dict[str, str],
+    opset: int = 18,
+    parity_size: tuple[int, int] | None = None,
+) -> float:
+    """Writes `net` (eval mode, CPU, float32) as ONNX at `output`; returns the parity max abs error.
+
+    The file is checked with onnx.checker and compared with PyTorch on a random image whose size
+    differs from the traced one; an error above 1e-4 raises ModelError and writes nothing.
+    """
+    if opset < 17:
+        raise ModelError(f"opset {opset} is too old: the runtime needs opset 17 or newer")
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise OutputError(f"{output} must end in .onnx")
+    wrapper = ExportWrapper(net.float().cpu().eval()).eval()
+    multiple = int(net.multiple_of)
+    example = torch.rand(1, 3, 4 * multiple, 6 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 48)
+    batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
+    if multiple > 1:
+        height, width = multiple * torch.export.Dim("height_blocks"), multiple * torch.export.Dim("width_blocks")
+    with tempfile.TemporaryDirectory() as scratch:
+        traced = Path(scratch) / "model.onnx"
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=[{0: batch, 2: height, 3: width}],
+            external_data=False,
+            verbose=False,
+        )
+        program.save(str(traced))
+        model = onnx.load(str(traced))
+    onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
+    onnx.checker.check_model(model, full_check=True)
+
+    if parity_size is None:
+        parity_size = (3 * multiple, 5 * multiple) if multiple > 1 else (37, 29)
+    error = parity_error(wrapper, model.SerializeToString(), parity_size)
+    if not error < PARITY_TOLERANCE:
+        raise ModelError(f"ONNX output differs from PyTorch by {error:.2e} (limit {PARITY_TOLERANCE}); not written")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.name}.tmp")
+    try:
+        onnx.save(model, str(temp))
+        temp.replace(output)
+    finally:
+        temp.unlink(missing_ok=True)
+    return error
+
+
+def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int = 2) -> float:
+    """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch."""
+    import onnxruntime
+
+    image = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = wrapper(image).numpy()
+    session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["output"], {"input": image.numpy()})
+    if actual.shape != expected.shape:
+        raise ModelError(f"ONNX output shape {actual.shape} differs from PyTorch's {expected.shape}")
+    return float(np.abs(actual - expected).max())
+
+
+def export_command(*, run: Path, output: Path, checkpoint: str = "last", opset: int = 18) -> float:
+    """`img2img export RUN -o model.onnx`: exports the EMA generator of a run's checkpoint."""
+    from img2img.engine.config import config_from_dict
+    from img2img.engine.checkpoint import load_generator
+    from img2img.tasks import TASKS
+
+    run = Path(run)
+    source = run / "checkpoints" / f"{checkpoint}.pt" if checkpoint in ("last", "best") else Path(checkpoint)
+    if not source.is_file():
+        raise ModelError(f"no checkpoint at {source}; pass the run folder given to `img2img train --out`")
+    net, config_dict, task_name = load_generator(source)
+    task = TASKS.get(task_name)
+    config = config_from_dict(task.config_class, config_dict)
+    started = time.perf_counter()
+    metadata = {"name": Path(output).stem, **task.export_metadata(config, net)}
+    error = export_onnx(net, Path(output), metadata=metadata, opset=opset)
+    print(f"exported {source} -> {output} (opset {opset}, parity max abs error {error:.2e}, "
+          f"{time.perf_counter() - started:.1f} s)")
+    return error

@@ -1,0 +1,24 @@
+"""Generators and discriminators, found by name.
+
+Importing this package registers every architecture and preset in `NETS`:
+
+- super-resolution generators (input [0, 1]): `SRVGGNet` (srvgg_compact, srvgg_small,
+  srvgg_tiny), `RRDBNet` (rrdb_esrgan, rrdb_small, rrdb_tiny);
+- translation generators (input and tanh output in [-1, 1]): `UNetGenerator` (unet_128,
+  unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny);
+- discriminators (raw logits): `PatchGAN` (patchgan_70, patchgan_tiny), `PixelGAN` (pixelgan),
+  `MultiScalePatchGAN` (multiscale_patchgan, multiscale_patchgan_tiny), `UNetDiscriminator`
+  (unet_discriminator, unet_discriminator_tiny).
+
+Example:
+    >>> import torch
+    >>> from img2img.nets import build_net
+    >>> net = build_net("srvgg_tiny", scale=2)
+    >>> net(torch.rand(1, 3, 7, 5)).shape
+    torch.Size([1, 3, 14, 10])
+"""
+
+from img2img.nets import discriminators, resnet, rrdb, srvgg, unet
+from img2img.nets.registry import NETS, build_net, rebuild_net
+
+__all__ = ["NETS", "build_net", "discriminators", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]

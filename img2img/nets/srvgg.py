@@ -1,0 +1,111 @@
+"""Compact VGG-style super-resolution net.
+
+The compact design of Real-ESRGAN (Wang et al., 2021, "Real-ESRGAN: Training Real-World Blind
+Super-Resolution with Pure Synthetic Data"): a plain stack of 3x3 convolutions at the input
+resolution, a sub-pixel (PixelShuffle) upsampling at the end (Shi et al., 2016, "Real-Time Single
+Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network"), and
+the nearest-upsampled input added back, so the convolutions only learn the missing detail. All work
+happens at low resolution, which makes it fast enough to train on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from img2img.nets.layers import check_image_size, get_act_layer
+from img2img.nets.registry import NETS
+
+SCALES = (1, 2, 3, 4)
+
+
+@NETS.register("SRVGGNet")
+class SRVGGNet(nn.Module):
+    """Compact super-resolution generator.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the output; equal to `in_channels`, because the upsampled
+            input is added to the output.
+        num_features: width of every body convolution.
+        num_conv: number of 3x3 body convolutions after the first one.
+        scale: upscaling factor, one of 1, 2, 3, 4.
+        act: activation after each convolution (see `get_act_layer`).
+
+    Shape:
+        (B, in_channels, H, W) in [0, 1] -> (B, out_channels, H*scale, W*scale), approximately in
+        [0, 1] (not clamped). Any H, W >= 1.
+    """
+
+    arch = "SRVGGNet"
+    multiple_of = 1
+    min_size = 1
+    input_range = (0.0, 1.0)
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        num_features: int = 64,
+        num_conv: int = 16,
+        scale: int = 4,
+        act: str = "prelu",
+    ) -> None:
+        super().__init__()
+        if scale not in SCALES:
+            raise ValueError(f"SRVGGNet scale must be one of {SCALES}, got {scale}")
+        if in_channels != out_channels:
+            raise ValueError(
+                "SRVGGNet adds the upsampled input to its output, so out_channels must equal "
+                f"in_channels; got in_channels={in_channels}, out_channels={out_channels}"
+            )
+        self.hparams: dict[str, Any] = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_features=num_features,
+            num_conv=num_conv,
+            scale=scale,
+            act=act,
+        )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.scale = scale
+
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, num_features, 3, padding=1),
+            get_act_layer(act, num_features),
+        ]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(num_features, num_features, 3, padding=1), get_act_layer(act, num_features)]
+        # One group of scale*scale sub-pixels per output channel, rearranged by PixelShuffle.
+        layers += [
+            nn.Conv2d(num_features, out_channels * scale * scale, 3, padding=1),
+            nn.PixelShuffle(scale),
+        ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_image_size(self, x, channels=self.in_channels)
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return self.body(x) + base
+
+
+@NETS.register("srvgg_compact")
+def srvgg_compact(**overrides: Any) -> SRVGGNet:
+    """Real-ESRGAN's compact size: 64 features, 16 body convolutions (about 0.6 M parameters at x4)."""
+    return SRVGGNet(**(dict(num_features=64, num_conv=16) | overrides))
+
+
+@NETS.register("srvgg_small")
+def srvgg_small(**overrides: Any) -> SRVGGNet:
+    """48 features, 10 body convolutions: small enough to train on a CPU."""
+    return SRVGGNet(**(dict(num_features=48, num_conv=10) | overrides))
+
+
+@NETS.register("srvgg_tiny")
+def srvgg_tiny(**overrides: Any) -> SRVGGNet:
+    """8 features, 2 body convolutions: for tests only."""
+    return SRVGGNet(**(dict(num_features=8, num_conv=2) | overrides))

@@ -1,0 +1,218 @@
+"""Super-resolution: a generator learns HR from LR made by a degradation of HR crops.
+
+Recipe (ESRGAN / Real-ESRGAN):
+- stage "psnr": pixel loss only (L1 by default); the stage that PSNR/SSIM reward.
+- stage "gan": starts from the PSNR weights (`engine.init_generator`) and adds a VGG19
+  perceptual loss and an adversarial loss from a spectral-norm discriminator.
+Validation compares the EMA generator with bicubic upscaling on held-out images, PSNR/SSIM on
+Y (border cropped by the scale, as SR papers report) and on RGB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from img2img import __version__
+from img2img.data import DEGRADATIONS, HRCropDataset, ValidationImages, bicubic_downscale, bicubic_upscale
+from img2img.engine.batches import seeded_example
+from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.errors import ConfigError
+from img2img.losses import PIXEL_LOSSES, PerceptualLoss
+from img2img.metrics import psnr, ssim
+from img2img.nets import build_net
+from img2img.tasks import TASKS
+from img2img.tasks.base import Batch, GanObjective, Task
+
+
+@dataclasses.dataclass
+class SuperResConfig(RunConfig):
+    """Options of `img2img train superres` (fill with --config FILE.toml or --set key=value)."""
+
+    data: str = ""  # folder of HR images; with train/ and val/ subfolders those are used
+    val_data: str = ""  # held-out HR images; empty = <data>/val when it exists
+    scale: int = 4
+    patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
+    degradation: str = "bicubic"  # bicubic | realworld
+    net: str = "srvgg_compact"
+    stage: str = "psnr"  # psnr | gan
+    pixel_loss: str = "l1"
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 1.0  # gan stage only
+    perceptual_layers: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    discriminator: str = "unet_discriminator"
+    gan_loss: str = "nonsaturating"
+    gan_weight: float = 0.1
+    real_label: float = 1.0
+    penalty: str = "none"  # none | wgan-gp | dragan | r1
+    penalty_weight: float = 10.0
+    wgan_clip: float = 0.0
+    val_max_size: int = 256  # validation uses centre crops of at most this HR size
+    data_name: str = ""  # recorded in the exported model's metadata
+    data_license: str = ""
+    optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=5e-4))
+    optim_d: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+
+
+@TASKS.register("superres")
+class SuperResolution(Task):
+    name = "superres"
+    config_class = SuperResConfig
+    primary_metric = "psnr_y"
+    sample_columns = 3  # bicubic, model, ground truth
+
+    def __init__(self, config: SuperResConfig, device: torch.device) -> None:
+        super().__init__(config, device)
+        if config.scale not in (2, 3, 4):
+            raise ConfigError(f"scale must be 2, 3 or 4, not {config.scale}")
+        if config.patch_size % config.scale:
+            raise ConfigError(f"patch_size {config.patch_size} must be a multiple of scale {config.scale}")
+        if config.stage not in ("psnr", "gan"):
+            raise ConfigError(f"stage must be psnr or gan, not {config.stage!r}")
+        try:
+            self.degrade = DEGRADATIONS.get(config.degradation)(scale=config.scale)
+            self.pixel_loss = PIXEL_LOSSES.get(config.pixel_loss)
+        except KeyError as error:
+            raise ConfigError(error.args[0]) from None
+        self.perceptual = self.gan = None
+        if config.stage == "gan":
+            if config.perceptual_weight > 0:
+                self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
+            self.gan = GanObjective(
+                loss=config.gan_loss,
+                weight=config.gan_weight,
+                real_label=config.real_label,
+                penalty=config.penalty,
+                penalty_weight=config.penalty_weight,
+                penalty_interval=config.engine.penalty_interval,
+                clip=config.wgan_clip,
+            )
+        self._validation: ValidationImages | None = None
+
+    # ----------------------------------------------------------------- nets and data
+    def build_generator(self) -> nn.Module:
+        return build_net(self.config.net, scale=self.config.scale)
+
+    def build_discriminator(self) -> nn.Module | None:
+        return build_net(self.config.discriminator) if self.config.stage == "gan" else None
+
+    def _train_root(self) -> Path:
+        root = Path(self.config.data)
+        return root / "train" if (root / "train").is_dir() else root
+
+    def _val_root(self) -> Path | None:
+        if self.config.val_data:
+            return Path(self.config.val_data)
+        candidate = Path(self.config.data) / "val"
+        return candidate if candidate.is_dir() else None
+
+    def train_dataset(self) -> HRCropDataset:
+        return HRCropDataset(root=self._train_root(), patch_size=self.config.patch_size)
+
+    def validation_images(self) -> ValidationImages | None:
+        root = self._val_root()
+        if root is None:
+            return None
+        if self._validation is None:
+            self._validation = ValidationImages(root=root, scale=self.config.scale, max_size=self.config.val_max_size)
+        return self._validation
+
+    def prepare_batch(self, batch: torch.Tensor, generator: torch.Generator) -> Batch:
+        hr = batch.to(self.device, non_blocking=True)
+        return {"hr": hr, "lr": self.degrade(hr, generator)}
+
+    def generate(self, generator_net: nn.Module, batch: Batch) -> torch.Tensor:
+        return generator_net(batch["lr"])
+
+    # ----------------------------------------------------------------- losses
+    def generator_loss(self, batch: Batch, fake: torch.Tensor, discriminator: nn.Module | None) -> Batch:
+        config = self.config
+        terms = {"l_g_pix": config.pixel_weight * self.pixel_loss(fake, batch["hr"])}
+        if self.perceptual is not None:
+            terms["l_g_percep"] = config.perceptual_weight * self.perceptual(fake, batch["hr"])
+        if self.gan is not None:
+            terms["l_g_gan"] = self.gan.generator_term(discriminator, fake)
+        return terms
+
+    def discriminator_loss(
+        self, batch: Batch, fake: torch.Tensor, discriminator: nn.Module, *, regularize: bool
+    ) -> Batch:
+        return self.gan.discriminator_terms(discriminator, batch["hr"], fake, regularize=regularize)
+
+    def after_discriminator_step(self, discriminator: nn.Module) -> None:
+        self.gan.after_discriminator_step(discriminator)
+
+    # ----------------------------------------------------------------- validation
+    def _validation_pairs(self):
+        """(lr, hr) pairs of the held-out images; LR is made by bicubic downscaling."""
+        images = self.validation_images()
+        for index in range(len(images) if images is not None else 0):
+            hr = images[index].unsqueeze(0).to(self.device)
+            yield bicubic_downscale(hr, self.config.scale), hr
+
+    @torch.no_grad()
+    def validate(self, generator_net: nn.Module) -> dict[str, float]:
+        scale = self.config.scale
+        sums: dict[str, float] = {}
+        count = 0
+        for lr, hr in self._validation_pairs():
+            candidates = {"": generator_net(lr).clamp(0, 1), "bicubic_": bicubic_upscale(lr, scale).clamp(0, 1)}
+            for prefix, sr in candidates.items():
+                scores = {
+                    "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
+                    "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
+                    "psnr_rgb": psnr(sr, hr, crop_border=scale),
+                    "ssim_rgb": ssim(sr, hr, crop_border=scale),
+                }
+                for name, value in scores.items():
+                    sums[prefix + name] = sums.get(prefix + name, 0.0) + float(value.mean())
+            count += 1
+        if count == 0:
+            return {}
+        metrics = {name: total / count for name, total in sums.items()}
+        metrics["psnr_y_gain"] = metrics["psnr_y"] - metrics["bicubic_psnr_y"]
+        metrics["images"] = float(count)
+        return metrics
+
+    @torch.no_grad()
+    def sample_images(self, generator_net: nn.Module) -> torch.Tensor:
+        scale = self.config.scale
+        pairs = [pair for _, pair in zip(range(4), self._validation_pairs())]
+        images = []
+        if pairs:
+            # Same-size centre crops so the grid lines up: at most 96 HR pixels a side.
+            side = min(96, *(min(hr.shape[-2:]) for _, hr in pairs)) // scale * scale
+            for lr, hr in pairs:
+                top = (hr.shape[-2] - side) // 2 // scale * scale
+                left = (hr.shape[-1] - side) // 2 // scale * scale
+                hr_crop = hr[..., top : top + side, left : left + side]
+                lr_crop = lr[..., top // scale : (top + side) // scale, left // scale : (left + side) // scale]
+                images += [bicubic_upscale(lr_crop, scale), generator_net(lr_crop).clamp(0, 1), hr_crop]
+        if not images:
+            # No held-out images: show the first training crops instead.
+            hr = seeded_example(self.train_dataset(), 0, seed=0).unsqueeze(0).to(self.device)
+            lr = bicubic_downscale(hr, scale)
+            images = [bicubic_upscale(lr, scale), generator_net(lr).clamp(0, 1), hr]
+        return torch.cat(images)
+
+    # ----------------------------------------------------------------- export
+    @classmethod
+    def export_metadata(cls, config: SuperResConfig, generator_net: nn.Module) -> dict[str, str]:
+        return {
+            "task": cls.name,
+            "scale": str(config.scale),
+            "channels": str(generator_net.out_channels),
+            "multiple_of": str(generator_net.multiple_of),
+            "min_size": str(generator_net.min_size),
+            "range": "0,1",
+            "data": config.data_name or Path(config.data).name,
+            "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
+            "version": __version__,
+            "config": json.dumps(config_to_dict(config)),
+        }

@@ -1,0 +1,64 @@
+"""Turn a finished training run into a shipped model in weights/.
+
+Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), weights/<name>.safetensors
+(the same weights, for `engine.init_generator` fine-tuning) and the model's entry in
+weights/manifest.json (sha256 and the validation metrics of the chosen checkpoint). The model card
+weights/<name>.md is written by hand from the run's logs.
+
+Usage:
+    python scripts/ship_model.py runs/superres-x4 --name superres-x4 [--checkpoint best]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from img2img.engine.checkpoint import load_checkpoint, load_generator, save_safetensors_generator
+from img2img.export import export_command
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="run folder given to `img2img train --out`")
+    parser.add_argument("--name", required=True, help="shipped model name, e.g. superres-x4")
+    parser.add_argument("--checkpoint", default="best", help="last, best or a checkpoint path")
+    args = parser.parse_args()
+
+    source = args.run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("last", "best") else Path(args.checkpoint)
+    checkpoint = load_checkpoint(source)
+    onnx_path = WEIGHTS / f"{args.name}.onnx"
+    export_command(run=args.run, output=onnx_path, checkpoint=str(source))
+    generator = load_generator(source)
+    save_safetensors_generator(
+        generator.net, WEIGHTS / f"{args.name}.safetensors", task=generator.task, config=generator.config
+    )
+
+    metrics = checkpoint.get("metrics") or {}
+    entry = {
+        "name": args.name,
+        "task": generator.task,
+        "scale": generator.net.scale,
+        "file": onnx_path.name,
+        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "checkpoint": f"{args.name}.safetensors",
+        "card": f"{args.name}.md",
+        "metrics": {
+            "step": checkpoint["step"],
+            **{key: round(value, 4) for key, value in metrics.items() if key != "images"},
+        },
+    }
+    manifest_path = WEIGHTS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name] + [entry]
+    manifest["models"].sort(key=lambda m: m["name"])
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Shared fixtures: tiny ONNX upscalers that follow the export contract, and tiny images.
+
+The upscaler is nearest-neighbour Resize wrapped in SpaceToDepth/DepthToSpace(4): the pair is an
+identity, but onnxruntime rejects any height or width that is not a multiple of 4, like a real
+net with downsampling, so the runtime's padding is exercised rather than assumed.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+BLOCK = 4
+
+
+def build_upscaler(path: Path, *, scale: int, name: str, metadata: dict[str, str] | None = None) -> Path:
+    """Write an x`scale` nearest-neighbour upscaler honouring the RUNTIME/ONNX CONTRACT.
+
+    `metadata` replaces entries of the metadata_props the contract prescribes.
+    """
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, float(scale), float(scale)])
+    nodes = [
+        helper.make_node("SpaceToDepth", ["input"], ["packed"], blocksize=BLOCK),
+        helper.make_node("DepthToSpace", ["packed"], ["aligned"], blocksize=BLOCK, mode="DCR"),
+        helper.make_node(
+            "Resize",
+            ["aligned", "", "scales"],
+            ["resized"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Clip", ["resized", "low", "high"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_upscaler",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, "out_height", "out_width"])],
+        initializer=[
+            scales,
+            helper.make_tensor("low", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("high", TensorProto.FLOAT, [], [1.0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    props = {
+        "task": "superres",
+        "name": name,
+        "scale": str(scale),
+        "channels": "3",
+        "multiple_of": str(BLOCK),
+        "min_size": "1",
+        "range": "0,1",
+        "data": "none (test fixture)",
+        "license": "Apache-2.0",
+        "version": "0.1.0",
+        "config": json.dumps({"task": "superres", "net": {"scale": scale}}),
+    }
+    props.update(metadata or {})
+    helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def make_upscaler(tmp_path: Path) -> Callable[..., Path]:
+    """`make_upscaler(scale=2, name=..., metadata={...})` -> path of a fresh tiny model in tmp_path."""
+
+    def make(*, scale: int = 2, name: str | None = None, metadata: dict[str, str] | None = None) -> Path:
+        name = name or f"superres-x{scale}"
+        return build_upscaler(tmp_path / f"{name}.onnx", scale=scale, name=name, metadata=metadata)
+
+    return make
+
+
+@pytest.fixture
+def tiny_x2(make_upscaler: Callable[..., Path]) -> Path:
+    return make_upscaler(scale=2)
+
+
+@pytest.fixture
+def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A weights folder with tiny "superres-x4" and "superres-x2" and their manifest.json.
+
+    IMG2IMG_WEIGHTS points at it, so no test depends on the real shipped weights.
+    """
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    entries = []
+    for scale in (4, 2):
+        name = f"superres-x{scale}"
+        path = build_upscaler(folder / f"{name}.onnx", scale=scale, name=name)
+        entries.append(
+            {
+                "name": name,
+                "task": "superres",
+                "scale": scale,
+                "file": path.name,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "checkpoint": f"{name}.safetensors",
+                "card": f"{name}.md",
+                "metrics": {"div2k-val": {"psnr": 20.0 + scale, "ssim": 0.5}},
+            }
+        )
+    (folder / "manifest.json").write_text(json.dumps({"models": entries}))
+    monkeypatch.setenv("IMG2IMG_WEIGHTS", str(folder))
+    return folder
+
+
+def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 noise."""
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def rgb_png(tmp_path: Path) -> Path:
+    """A 13x7 (width x height) RGB PNG: odd sizes, so padding to multiples of 4 is needed."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(random_rgb(7, 13)).save(path)
+    return path
+
+
+@pytest.fixture
+def rgba_png(tmp_path: Path) -> Path:
+    """A 10x6 RGBA PNG with a horizontal opacity ramp."""
+    path = tmp_path / "sprite.png"
+    alpha = np.tile(np.linspace(0, 255, 10).astype(np.uint8), (6, 1))
+    Image.fromarray(np.concatenate([random_rgb(6, 10, seed=1), alpha[:, :, None]], axis=2)).save(path)
+    return path
+
+
+@pytest.fixture
+def truncated_png(tmp_path: Path) -> Path:
+    """A PNG whose header is intact but whose pixel data stops halfway."""
+    path = tmp_path / "truncated.png"
+    Image.fromarray(random_rgb(64, 64)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

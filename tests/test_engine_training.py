@@ -1,0 +1,197 @@
+"""The training engine on the super-resolution task with tiny nets and tiny images."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from img2img.engine.checkpoint import load_checkpoint, load_generator, save_atomic
+from img2img.engine.config import resolve_config
+from img2img.engine.trainer import Trainer
+from img2img.errors import ConfigError, TrainingError
+from img2img.tasks.superres import SuperResConfig, SuperResolution
+
+
+def textured_image(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """Smooth colour waves plus edges: enough structure for SR to learn something."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width] / max(size)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(2, 12, size=3)
+        channels.append(0.5 + 0.35 * np.sin(2 * np.pi * (fx * x + fy * y) + phase))
+    image = np.stack(channels, axis=-1)
+    image[(x * 7).astype(int) % 2 == 1] *= 0.7
+    return Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for index in range(count):
+            textured_image(rng, (40 + 4 * index, 48)).save(root / split / f"{index}.png")
+    return root
+
+
+def tiny_config(data: Path, *overrides: str) -> SuperResConfig:
+    base = [
+        f'data="{data}"',
+        "net=srvgg_tiny",
+        "scale=2",
+        "patch_size=16",
+        "engine.batch_size=2",
+        "engine.num_workers=0",
+        "engine.steps=4",
+        "engine.log_every=1",
+        "engine.sample_every=2",
+        "engine.validate_every=2",
+        "engine.checkpoint_every=1",
+        "engine.ema_decay=0.9",
+    ]
+    return resolve_config(SuperResConfig, overrides=[*base, *overrides])
+
+
+GAN_OVERRIDES = (
+    "stage=gan",
+    "discriminator=patchgan_tiny",
+    "perceptual_weight=0",
+    "gan_loss=hinge",
+    "penalty=r1",
+    "penalty_weight=0.5",
+    "engine.penalty_interval=2",
+    "engine.n_critic=2",
+    "engine.d_warmup_steps=1",
+    "engine.historical_averaging=0.01",
+    "engine.grad_clip=1.0",
+    "schedule.kind=linear",
+    "schedule.warmup_steps=1",
+)
+
+
+def run(config: SuperResConfig, run_dir: Path, *, resume: bool = False, stop_at: int | None = None) -> Trainer:
+    trainer = Trainer(SuperResolution(config, torch.device("cpu")), run_dir, resume=resume, show_progress=False)
+    trainer.fit(stop_at=stop_at)
+    return trainer
+
+
+def assert_same_state(first: Trainer, second: Trainer) -> None:
+    for name in ("G", "D"):
+        a, b = getattr(first, name), getattr(second, name)
+        if a is None:
+            assert b is None
+            continue
+        for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), f"{name}.{key} differs"
+    for (key, x), (_, y) in zip(first.G_ema.state_dict().items(), second.G_ema.state_dict().items()):
+        assert torch.equal(x, y), f"ema {key} differs"
+    assert first.opt_g.state_dict()["state"].keys() == second.opt_g.state_dict()["state"].keys()
+    for x, y in zip(first.opt_g.state_dict()["state"].values(), second.opt_g.state_dict()["state"].values()):
+        assert torch.equal(x["exp_avg"], y["exp_avg"]) and torch.equal(x["exp_avg_sq"], y["exp_avg_sq"])
+
+
+@pytest.mark.parametrize("stage", ["psnr", "gan"])
+def test_resume_is_exact(photo_folder, tmp_path, stage):
+    """2 steps, interrupted, resumed for 2 more == 4 straight steps, bit for bit."""
+    extra = GAN_OVERRIDES if stage == "gan" else ()
+    straight = run(tiny_config(photo_folder, *extra), tmp_path / "straight")
+    run(tiny_config(photo_folder, *extra), tmp_path / "split", stop_at=2)
+    resumed = run(tiny_config(photo_folder, *extra), tmp_path / "split", resume=True)
+    assert straight.step == resumed.step == 4
+    assert_same_state(straight, resumed)
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_run_folder_has_config_logs_samples_and_validation(photo_folder, tmp_path):
+    run(tiny_config(photo_folder), tmp_path / "run")
+    run_dir = tmp_path / "run"
+    assert (run_dir / "config.json").is_file()
+    assert len((run_dir / "train_log.jsonl").read_text().splitlines()) == 4
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    grid = Image.open(run_dir / "samples" / "step_0000004.png")
+    assert grid.width > grid.height  # 3 columns (bicubic, model, ground truth) per row
+    validation = (run_dir / "validation_log.jsonl").read_text().splitlines()
+    assert len(validation) == 2 and '"bicubic_psnr_y"' in validation[0] and '"psnr_y_gain"' in validation[0]
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert list((run_dir / "tensorboard").iterdir())
+
+
+def test_training_improves_on_the_start(photo_folder, tmp_path):
+    """A few dozen L1 steps must beat the untrained net on held-out images (the loop learns)."""
+    config = tiny_config(photo_folder, "engine.steps=40", "engine.validate_every=40", "engine.ema_decay=0", "optim_g.lr=3e-3")
+    task = SuperResolution(config, torch.device("cpu"))
+    trainer = Trainer(task, tmp_path / "run", show_progress=False)
+    before = task.validate(trainer.G.eval())["psnr_y"]
+    after = trainer.fit()["psnr_y"]
+    assert after > before + 0.5
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(photo_folder, tmp_path, monkeypatch):
+    config = tiny_config(photo_folder)
+    task = SuperResolution(config, torch.device("cpu"))
+    trainer = Trainer(task, tmp_path / "run", show_progress=False)
+    original = task.generator_loss
+
+    def poisoned(batch, fake, discriminator):
+        terms = original(batch, fake, discriminator)
+        if trainer.step == 2:
+            terms["l_g_pix"] = terms["l_g_pix"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(task, "generator_loss", poisoned)
+    with pytest.raises(TrainingError, match="non-finite generator loss at step 2.*last good checkpoint"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_new_run_refuses_an_existing_run_folder(photo_folder, tmp_path):
+    from img2img.engine.run import train_command
+
+    out = tmp_path / "run"
+    train_command(task="superres", data=photo_folder, out=out, overrides=tiny_overrides(), show_progress=False)
+    with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
+        train_command(task="superres", data=photo_folder, out=out, overrides=tiny_overrides(), show_progress=False)
+    with pytest.raises(ConfigError, match="unknown task 'sharpen'"):
+        train_command(task="sharpen", data=photo_folder, out=tmp_path / "x")
+    with pytest.raises(TrainingError, match="no run there"):
+        train_command(task="superres", data=None, out=None, resume=tmp_path / "nothing")
+
+
+def tiny_overrides() -> list[str]:
+    return ["net=srvgg_tiny", "scale=2", "patch_size=16", "engine.batch_size=2", "engine.num_workers=0",
+            "engine.steps=2", "engine.validate_every=2", "engine.sample_every=2"]
+
+
+def test_empty_data_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    config = tiny_config(tmp_path / "empty")
+    with pytest.raises(TrainingError, match="no images"):
+        run(config, tmp_path / "run")
+
+
+def test_init_generator_starts_from_trained_weights(photo_folder, tmp_path):
+    first = run(tiny_config(photo_folder, "engine.steps=2"), tmp_path / "psnr")
+    loaded = load_generator(tmp_path / "psnr")
+    assert torch.equal(next(loaded.net.parameters()), next(first.G_ema.module.parameters()))
+    config = tiny_config(photo_folder, *GAN_OVERRIDES, f'engine.init_generator="{tmp_path / "psnr"}"')
+    trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path / "gan", show_progress=False)
+    for x, y in zip(trainer.G.state_dict().values(), loaded.net.state_dict().values()):
+        assert torch.equal(x, y)
+    mismatched = tiny_config(photo_folder, "net=srvgg_small", f'engine.init_generator="{tmp_path / "psnr"}"')
+    with pytest.raises(ConfigError, match="make the net settings match"):
+        Trainer(SuperResolution(mismatched, torch.device("cpu")), tmp_path / "bad", show_progress=False)
+
+
+def test_atomic_save_leaves_nothing_on_failure(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    target = tmp_path / "ckpt.pt"
+    with pytest.raises(RuntimeError):
+        save_atomic({"x": Unpicklable()}, target)
+    assert list(tmp_path.iterdir()) == []

@@ -162,7 +162,7 @@ def train(
     config: Annotated[Path | None, typer.Option(help="TOML file with config values.")] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override one config value, e.g. --set optim.lr=1e-4 (repeatable)."),
+        typer.Option("--set", help="Override one config value, e.g. --set optim_g.lr=1e-4 (repeatable)."),
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Run folder to continue (instead of --out).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and stop.")] = False,
@@ -195,7 +195,7 @@ def export(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.", show_default=False)],
     checkpoint: Annotated[str, typer.Option(help="last, best, or a path to a checkpoint file.")] = "last",
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset version (17 or newer).")] = 18,
 ) -> None:
     """Export a trained run to an ONNX model the runtime can run (needs the train extra)."""
     with _user_errors():

@@ -195,3 +195,15 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         save_atomic({"x": Unpicklable()}, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gan_stage_trains_with_perceptual_loss_and_spectral_norm_discriminator(photo_folder, tmp_path):
+    """The shipped recipe's GAN stage: L1 + VGG19 perceptual + U-Net discriminator terms all train."""
+    config = tiny_config(
+        photo_folder, "stage=gan", "discriminator=unet_discriminator_tiny", "engine.steps=2", "patch_size=32"
+    )
+    trainer = run(config, tmp_path / "gan")
+    logged = (tmp_path / "gan" / "train_log.jsonl").read_text()
+    for term in ("l_g_pix", "l_g_percep", "l_g_gan", "l_d_adv"):
+        assert f'"{term}"' in logged
+    assert any("parametrizations" in name for name, _ in trainer.D.named_parameters())

@@ -130,7 +130,7 @@ def test_none_overrides_are_dropped():
 def test_presets_accept_overrides():
     net = build_net("srvgg_small", scale=2)
     assert net.hparams == dict(
-        in_channels=3, out_channels=3, num_features=48, num_conv=10, scale=2, act="prelu"
+        in_channels=3, out_channels=3, num_features=32, num_conv=12, scale=2, act="prelu"
     )
     assert build_net("unet_tiny", norm="instance").hparams["norm"] == "instance"
 

@@ -101,8 +101,9 @@ def srvgg_compact(**overrides: Any) -> SRVGGNet:
 
 @NETS.register("srvgg_small")
 def srvgg_small(**overrides: Any) -> SRVGGNet:
-    """48 features, 10 body convolutions: small enough to train on a CPU."""
-    return SRVGGNet(**(dict(num_features=48, num_conv=10) | overrides))
+    """32 features, 12 body convolutions: sized to train on a CPU (32 channels also run
+    about twice as fast per FLOP as 48 in oneDNN's convolution kernels)."""
+    return SRVGGNet(**(dict(num_features=32, num_conv=12) | overrides))
 
 
 @NETS.register("srvgg_tiny")

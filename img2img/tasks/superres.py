@@ -42,7 +42,10 @@ class SuperResConfig(RunConfig):
     stage: str = "psnr"  # psnr | gan
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
-    perceptual_weight: float = 1.0  # gan stage only
+    # GAN stage only. The default VGG19 (Caffe weights, 0..255 input) gives large features: the
+    # weighted feature L1 of a bicubic x4 upscale measured ~580 against a pixel L1 of ~0.017, so
+    # 0.005 brings the term to ~3, where it leads without drowning the pixel and GAN terms.
+    perceptual_weight: float = 0.005
     perceptual_layers: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
@@ -93,6 +96,7 @@ class SuperResolution(Task):
                 penalty_interval=config.engine.penalty_interval,
                 clip=config.wgan_clip,
             )
+        self._train: HRCropDataset | None = None
         self._validation: ValidationImages | None = None
 
     # ----------------------------------------------------------------- nets and data
@@ -113,7 +117,9 @@ class SuperResolution(Task):
         return candidate if candidate.is_dir() else None
 
     def train_dataset(self) -> HRCropDataset:
-        return HRCropDataset(root=self._train_root(), patch_size=self.config.patch_size)
+        if self._train is None:  # decoding every photo takes seconds: do it once
+            self._train = HRCropDataset(root=self._train_root(), patch_size=self.config.patch_size)
+        return self._train
 
     def validation_images(self) -> ValidationImages | None:
         root = self._val_root()

@@ -167,7 +167,9 @@ class Trainer:
         generator = step_generator(self.engine.seed, self.step, self.device)
         batch = self.task.prepare_batch(draws[0], generator)
         if self.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+            batch = {
+                k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()
+            }
         train_g = self.D is None or self.step >= self.engine.d_warmup_steps
         logs: dict[str, torch.Tensor] = {}
 
@@ -225,7 +227,10 @@ class Trainer:
         (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
         writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         batches = StepBatches(
-            self.task.train_dataset(), batch_size=engine.batch_size, seed=engine.seed, draws=engine.n_critic if self.D is not None else 1
+            self.task.train_dataset(),
+            batch_size=engine.batch_size,
+            seed=engine.seed,
+            draws=engine.n_critic if self.D is not None else 1,
         )
         loader = step_loader(
             batches,
@@ -256,7 +261,8 @@ class Trainer:
                     self._write_samples(writer)
                 if engine.validate_every and self.step % engine.validate_every == 0:
                     last_metrics = self._validate(writer)
-                out_of_time = engine.time_limit_minutes > 0 and time.monotonic() - started > 60 * engine.time_limit_minutes
+                elapsed_minutes = (time.monotonic() - started) / 60
+                out_of_time = 0 < engine.time_limit_minutes < elapsed_minutes
                 if self.step % engine.checkpoint_every == 0 or self.step == stop or out_of_time:
                     self.save_checkpoint("last")
                 if out_of_time:
@@ -265,7 +271,7 @@ class Trainer:
         finally:
             progress.close()
             writer.close()
-        if not last_metrics.get("step") == self.step:
+        if last_metrics.get("step") != self.step:  # the last step was not a validation step
             last_metrics = self._validate(None)
             self.save_checkpoint("last")
         return last_metrics

@@ -106,12 +106,6 @@ def srvgg_small(**overrides: Any) -> SRVGGNet:
     return SRVGGNet(**(dict(num_features=32, num_conv=12) | overrides))
 
 
-@NETS.register("srvgg_medium")
-def srvgg_medium(**overrides: Any) -> SRVGGNet:
-    """32 features, 20 body convolutions: the deepest preset that still trains on a CPU in an hour."""
-    return SRVGGNet(**(dict(num_features=32, num_conv=20) | overrides))
-
-
 @NETS.register("srvgg_tiny")
 def srvgg_tiny(**overrides: Any) -> SRVGGNet:
     """8 features, 2 body convolutions: for tests only."""

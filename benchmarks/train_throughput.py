@@ -4,8 +4,8 @@
         [--steps 60] [--set KEY=VALUE ...]
 
 Trains a throwaway run per precision on the given device (engine.device=auto picks the GPU) and
-prints images/s measured over the steps after a warm-up. bf16 is meant for CUDA; on a CPU it runs
-but is usually slower.
+prints images/s measured over the steps after a warm-up. bf16 autocast is meant for CUDA; on a
+CPU its speed depends on the processor's bf16 support.
 """
 
 from __future__ import annotations

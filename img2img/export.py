@@ -18,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from img2img.engine.checkpoint import LoadedGenerator, load_generator
 from img2img.errors import ModelError, OutputError
 
 PARITY_TOLERANCE = 1e-4
@@ -112,22 +113,29 @@ def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], 
     return float(np.abs(actual - expected).max())
 
 
+def export_generator(generator: LoadedGenerator, output: Path, *, opset: int = 18) -> float:
+    """Exports a rebuilt generator with its task's metadata (named after the file); returns the
+    parity error."""
+    from img2img.engine.config import config_from_dict
+    from img2img.tasks import TASKS
+
+    task = TASKS.get(generator.task)
+    config = config_from_dict(task.config_class, generator.config)
+    metadata = {"name": output.stem, **task.export_metadata(config, generator.net)}
+    return export_onnx(generator.net, output, metadata=metadata, opset=opset)
+
+
 def export_command(*, run: Path, output: Path, checkpoint: str = "last", opset: int = 18) -> float:
     """`img2img export RUN -o model.onnx`: exports the EMA generator of a run's checkpoint."""
     from img2img.engine.config import config_from_dict
-    from img2img.engine.checkpoint import load_generator
     from img2img.tasks import TASKS
 
     run = Path(run)
     source = run / "checkpoints" / f"{checkpoint}.pt" if checkpoint in ("last", "best") else Path(checkpoint)
     if not source.is_file():
         raise ModelError(f"no checkpoint at {source}; pass the run folder given to `img2img train --out`")
-    net, config_dict, task_name = load_generator(source)
-    task = TASKS.get(task_name)
-    config = config_from_dict(task.config_class, config_dict)
     started = time.perf_counter()
-    metadata = {"name": Path(output).stem, **task.export_metadata(config, net)}
-    error = export_onnx(net, Path(output), metadata=metadata, opset=opset)
+    error = export_generator(load_generator(source), Path(output), opset=opset)
     print(f"exported {source} -> {output} (opset {opset}, parity max abs error {error:.2e}, "
           f"{time.perf_counter() - started:.1f} s)")
     return error

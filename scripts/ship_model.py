@@ -16,8 +16,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from img2img.engine.checkpoint import load_checkpoint, load_generator, save_safetensors_generator
-from img2img.export import export_command
+from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint, save_safetensors_generator
+from img2img.export import export_generator
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -31,9 +31,10 @@ def main() -> None:
 
     source = args.run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("last", "best") else Path(args.checkpoint)
     checkpoint = load_checkpoint(source)
+    generator = generator_from_checkpoint(checkpoint)
     onnx_path = WEIGHTS / f"{args.name}.onnx"
-    export_command(run=args.run, output=onnx_path, checkpoint=str(source))
-    generator = load_generator(source)
+    error = export_generator(generator, onnx_path)
+    print(f"exported {source} -> {onnx_path} (parity max abs error {error:.2e})")
     save_safetensors_generator(
         generator.net, WEIGHTS / f"{args.name}.safetensors", task=generator.task, config=generator.config
     )

@@ -87,7 +87,11 @@ def load_generator(source: str | Path, *, prefer_ema: bool = True) -> LoadedGene
         source = source / "checkpoints" / "last.pt"
     if source.suffix == ".safetensors":
         return load_safetensors_generator(source)
-    checkpoint = load_checkpoint(source)
+    return generator_from_checkpoint(load_checkpoint(source), prefer_ema=prefer_ema)
+
+
+def generator_from_checkpoint(checkpoint: dict[str, Any], *, prefer_ema: bool = True) -> LoadedGenerator:
+    """Rebuilds the generator (the EMA weights when kept) of a checkpoint already loaded."""
     record = checkpoint["generator"]
     net = rebuild_net(record["arch"], record["hparams"])
     state = record["state_dict"]

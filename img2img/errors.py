@@ -16,6 +16,10 @@ class ModelError(Img2ImgError):
     """A model name or file cannot be resolved, loaded or run."""
 
 
+class InferenceMemoryError(ModelError):
+    """The execution provider ran out of memory on an input; a smaller tile may fit."""
+
+
 class ConfigError(Img2ImgError):
     """A configuration file or `--set key=value` override is invalid."""
 

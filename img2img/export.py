@@ -5,10 +5,16 @@ input "input" float32 (N, 3, H, W) RGB in [0, 1], output "output" float32 (N, 3,
 [0, 1]; batch, height and width are dynamic; mapping to the net's own input range and the final
 clamp are inside the graph; metadata_props say task, scale, channels, multiple_of, range, data,
 license, version and the resolved training config.
+
+Each model can also be written as a float16 variant (`model.fp16.onnx`): weights and activations
+in float16, the graph's input and output still float32. Where float16 overflows, the variant
+outputs NaN rather than a clamped black or white pixel, so the runtime can detect it and rerun
+that tile with the float32 model.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -21,25 +27,33 @@ from torch import nn
 from img2img.engine.checkpoint import LoadedGenerator, load_generator
 from img2img.errors import ModelError, OutputError
 
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+FP16_SUFFIX = ".fp16.onnx"
 
 
 class ExportWrapper(nn.Module):
-    """Maps [0, 1] input to the net's range, runs it, maps back and clamps to [0, 1]."""
+    """Maps [0, 1] float32 input to the net's range and dtype, runs it, maps back and clamps.
+
+    With a float16 net the output is float32 again, and any non-finite value (float16 overflow)
+    is passed on as NaN instead of being clamped into a valid-looking pixel.
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
         self.low, self.high = (float(v) for v in net.input_range)
+        self.dtype = next(net.parameters()).dtype
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         span = self.high - self.low
         if (self.low, self.high) != (0.0, 1.0):
             image = image * span + self.low
-        output = self.net(image)
+        output = self.net(image.to(self.dtype)).float()
         if (self.low, self.high) != (0.0, 1.0):
             output = (output - self.low) / span
-        return output.clamp(0.0, 1.0)
+        if self.dtype == torch.float32:
+            return output.clamp(0.0, 1.0)
+        return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
 
 
 def export_onnx(
@@ -49,18 +63,25 @@ def export_onnx(
     metadata: dict[str, str],
     opset: int = 18,
     parity_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
 ) -> float:
-    """Writes `net` (eval mode, CPU, float32) as ONNX at `output`; returns the parity max abs error.
+    """Writes `net` (eval mode, CPU) as ONNX at `output`; returns the parity max abs error.
 
-    The file is checked with onnx.checker and compared with PyTorch on a random image whose size
-    differs from the traced one; an error above 1e-4 raises ModelError and writes nothing.
+    `precision` "fp16" writes the float16 variant (the net is copied, not changed). The file is
+    checked with onnx.checker and compared with the float32 PyTorch net on a random image whose
+    size differs from the traced one; an error above PARITY_TOLERANCE[precision] raises
+    ModelError and writes nothing.
     """
     if opset < 17:
         raise ModelError(f"opset {opset} is too old: the runtime needs opset 17 or newer")
     output = Path(output)
     if output.suffix != ".onnx":
         raise OutputError(f"{output} must end in .onnx")
-    wrapper = ExportWrapper(net.float().cpu().eval()).eval()
+    if precision not in PARITY_TOLERANCE:
+        raise ModelError(f"unknown precision {precision!r}; choose fp32 or fp16")
+    reference = ExportWrapper(net.float().cpu().eval()).eval()
+    wrapper = reference if precision == "fp32" else ExportWrapper(copy.deepcopy(net).half()).eval()
+    metadata = {**metadata, "precision": precision}
     multiple = int(net.multiple_of)
     example = torch.rand(1, 3, 4 * multiple, 6 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 48)
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
@@ -86,9 +107,12 @@ def export_onnx(
 
     if parity_size is None:
         parity_size = (3 * multiple, 5 * multiple) if multiple > 1 else (37, 29)
-    error = parity_error(wrapper, model.SerializeToString(), parity_size)
-    if not error < PARITY_TOLERANCE:
-        raise ModelError(f"ONNX output differs from PyTorch by {error:.2e} (limit {PARITY_TOLERANCE}); not written")
+    error = parity_error(reference, model.SerializeToString(), parity_size)
+    if not error < PARITY_TOLERANCE[precision]:
+        raise ModelError(
+            f"{precision} ONNX output differs from PyTorch by {error:.2e} "
+            f"(limit {PARITY_TOLERANCE[precision]}); not written"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_name(f".{output.name}.tmp")
     try:
@@ -113,20 +137,34 @@ def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], 
     return float(np.abs(actual - expected).max())
 
 
-def export_generator(generator: LoadedGenerator, output: Path, *, opset: int = 18) -> float:
-    """Exports a rebuilt generator with its task's metadata (named after the file); returns the
-    parity error."""
+def fp16_path(output: Path) -> Path:
+    """Where the float16 variant of `output` goes: model.onnx -> model.fp16.onnx."""
+    return output.with_name(output.stem + FP16_SUFFIX)
+
+
+def export_generator(
+    generator: LoadedGenerator, output: Path, *, opset: int = 18, fp16: bool = False
+) -> dict[str, float]:
+    """Exports a rebuilt generator with its task's metadata (named after the file), and with
+    `fp16` its float16 variant beside it; returns the parity error per precision."""
     from img2img.engine.config import config_from_dict
     from img2img.tasks import TASKS
 
     task = TASKS.get(generator.task)
     config = config_from_dict(task.config_class, generator.config)
     metadata = {"name": output.stem, **task.export_metadata(config, generator.net)}
-    return export_onnx(generator.net, output, metadata=metadata, opset=opset)
+    errors = {"fp32": export_onnx(generator.net, output, metadata=metadata, opset=opset)}
+    if fp16:
+        errors["fp16"] = export_onnx(
+            generator.net, fp16_path(output), metadata=metadata, opset=opset, precision="fp16"
+        )
+    return errors
 
 
-def export_command(*, run: Path, output: Path, checkpoint: str = "last", opset: int = 18) -> float:
-    """`img2img export RUN -o model.onnx`: exports the EMA generator of a run's checkpoint."""
+def export_command(
+    *, run: Path, output: Path, checkpoint: str = "last", opset: int = 18, fp16: bool = False
+) -> dict[str, float]:
+    """`img2img export RUN -o model.onnx [--fp16]`: exports the EMA generator of a run's checkpoint."""
     from img2img.engine.config import config_from_dict
     from img2img.tasks import TASKS
 
@@ -135,7 +173,10 @@ def export_command(*, run: Path, output: Path, checkpoint: str = "last", opset: 
     if not source.is_file():
         raise ModelError(f"no checkpoint at {source}; pass the run folder given to `img2img train --out`")
     started = time.perf_counter()
-    error = export_generator(load_generator(source), Path(output), opset=opset)
-    print(f"exported {source} -> {output} (opset {opset}, parity max abs error {error:.2e}, "
+    output = Path(output)
+    errors = export_generator(load_generator(source), output, opset=opset, fp16=fp16)
+    written = output if not fp16 else f"{output} and {fp16_path(output)}"
+    parity = ", ".join(f"{precision} {error:.2e}" for precision, error in errors.items())
+    print(f"exported {source} -> {written} (opset {opset}, parity max abs error {parity}, "
           f"{time.perf_counter() - started:.1f} s)")
-    return error
+    return errors

@@ -1,6 +1,7 @@
 """Turn a finished training run into a shipped model in weights/.
 
-Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), weights/<name>.safetensors
+Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), its float16 variant
+weights/<name>.fp16.onnx, weights/<name>.safetensors
 (the same weights, for `engine.init_generator` fine-tuning) and the model's entry in
 weights/manifest.json (sha256 and the validation metrics of the chosen checkpoint). The model card
 weights/<name>.md is written by hand from the run's logs.
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 
 from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint, save_safetensors_generator
-from img2img.export import export_generator
+from img2img.export import export_generator, fp16_path
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -33,8 +34,8 @@ def main() -> None:
     checkpoint = load_checkpoint(source)
     generator = generator_from_checkpoint(checkpoint)
     onnx_path = WEIGHTS / f"{args.name}.onnx"
-    error = export_generator(generator, onnx_path)
-    print(f"exported {source} -> {onnx_path} (parity max abs error {error:.2e})")
+    errors = export_generator(generator, onnx_path, fp16=True)
+    print(f"exported {source} -> {onnx_path} and its fp16 variant (parity max abs error {errors})")
     save_safetensors_generator(
         generator.net, WEIGHTS / f"{args.name}.safetensors", task=generator.task, config=generator.config
     )
@@ -46,6 +47,8 @@ def main() -> None:
         "scale": generator.net.scale,
         "file": onnx_path.name,
         "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "fp16_file": fp16_path(onnx_path).name,
+        "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
         "checkpoint": f"{args.name}.safetensors",
         "card": f"{args.name}.md",
         "metrics": {

@@ -19,14 +19,35 @@ from PIL import Image
 BLOCK = 4
 
 
-def build_upscaler(path: Path, *, scale: int, name: str, metadata: dict[str, str] | None = None) -> Path:
+def build_upscaler(
+    path: Path,
+    *,
+    scale: int,
+    name: str,
+    metadata: dict[str, str] | None = None,
+    nan_above: float | None = None,
+) -> Path:
     """Write an x`scale` nearest-neighbour upscaler honouring the RUNTIME/ONNX CONTRACT.
 
-    `metadata` replaces entries of the metadata_props the contract prescribes.
+    `metadata` replaces entries of the metadata_props the contract prescribes. With `nan_above`,
+    every image holding a value above it comes out all NaN, like a float16 net that overflowed.
     """
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, float(scale), float(scale)])
-    nodes = [
-        helper.make_node("SpaceToDepth", ["input"], ["packed"], blocksize=BLOCK),
+    nodes = []
+    source = "input"
+    if nan_above is not None:
+        # sqrt(limit - x) is NaN where x > limit; ReduceSum spreads it over the image, * 0 keeps
+        # the finite case exact.
+        nodes += [
+            helper.make_node("Sub", ["limit", "input"], ["headroom"]),
+            helper.make_node("Sqrt", ["headroom"], ["root"]),
+            helper.make_node("ReduceSum", ["root"], ["worst"], keepdims=1),
+            helper.make_node("Mul", ["worst", "zero"], ["poison"]),
+            helper.make_node("Add", ["input", "poison"], ["poisoned"]),
+        ]
+        source = "poisoned"
+    nodes += [
+        helper.make_node("SpaceToDepth", [source], ["packed"], blocksize=BLOCK),
         helper.make_node("DepthToSpace", ["packed"], ["aligned"], blocksize=BLOCK, mode="DCR"),
         helper.make_node(
             "Resize",
@@ -49,6 +70,13 @@ def build_upscaler(path: Path, *, scale: int, name: str, metadata: dict[str, str
             helper.make_tensor("high", TensorProto.FLOAT, [], [1.0]),
         ],
     )
+    if nan_above is not None:
+        graph.initializer.extend(
+            [
+                helper.make_tensor("limit", TensorProto.FLOAT, [], [nan_above]),
+                helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            ]
+        )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     props = {
         "task": "superres",

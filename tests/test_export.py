@@ -13,7 +13,7 @@ import torch
 
 from img2img.engine.checkpoint import load_generator, load_safetensors_generator, save_safetensors_generator
 from img2img.errors import ModelError, OutputError
-from img2img.export import export_command, export_onnx
+from img2img.export import ExportWrapper, export_command, export_onnx
 from img2img.nets import build_net
 from img2img.runtime import OnnxModel
 
@@ -40,8 +40,8 @@ def trained_run(tmp_path_factory) -> Path:
 
 def test_exported_model_follows_the_runtime_contract(trained_run, tmp_path):
     output = tmp_path / "superres-x2.onnx"
-    error = export_command(run=trained_run, output=output, opset=17)
-    assert error < 1e-4
+    errors = export_command(run=trained_run, output=output, opset=17)
+    assert errors["fp32"] < 1e-4
 
     model = onnx.load(output)
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
@@ -64,6 +64,39 @@ def test_exported_model_follows_the_runtime_contract(trained_run, tmp_path):
         expected = net(torch.from_numpy(image).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert result.shape == (26, 18, 3)
     assert np.abs(result - expected).max() < 1e-4
+
+
+def test_fp16_variant_runs_beside_the_fp32_model(trained_run, tmp_path):
+    output = tmp_path / "superres-x2.onnx"
+    errors = export_command(run=trained_run, output=output, opset=17, fp16=True)
+    assert errors["fp32"] < 1e-4 and errors["fp16"] < 1e-2
+    variant = tmp_path / "superres-x2.fp16.onnx"
+    metadata = {p.key: p.value for p in onnx.load(variant).metadata_props}
+    assert metadata["precision"] == "fp16" and metadata["scale"] == "2"
+    assert variant.stat().st_size < output.stat().st_size
+
+    image = np.random.default_rng(0).random((13, 9, 3), dtype=np.float32)
+    half = OnnxModel(output, device="cpu", precision="fp16")
+    assert half.info.precision == "fp16"
+    full = OnnxModel(output, device="cpu").run(image)
+    assert np.abs(half.run(image) - full).max() < 1e-2
+
+
+def test_fp16_overflow_comes_out_as_nan_not_as_a_valid_pixel():
+    class Overflow(torch.nn.Module):
+        input_range, multiple_of = (0.0, 1.0), 1
+
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.tensor(1e5))
+
+        def forward(self, image):
+            return image * self.gain * self.gain  # finite in float32, inf in float16
+
+    wrapper = ExportWrapper(Overflow().half())
+    result = wrapper(torch.full((1, 3, 4, 4), 0.5))
+    assert torch.isnan(result).all()
+    assert (ExportWrapper(Overflow())(torch.full((1, 3, 4, 4), 0.5)) == 1.0).all()
 
 
 def test_tanh_generators_are_mapped_to_unit_range_inside_the_graph(tmp_path):

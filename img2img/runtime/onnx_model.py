@@ -1,9 +1,14 @@
 """Run an exported img2img ONNX model on float images with onnxruntime.
 
-The graph contract (written by `img2img export`): input "input" and output "output", float32
-NCHW RGB in [0, 1] with dynamic batch, height and width; the output is (H * scale, W * scale) and
-already clamped. The model's size requirements live in its metadata_props, so this module pads
-any image to what the net needs, runs it, and crops the result back.
+The graph contract (written by `img2img export`): float32 NCHW inputs in [0, 1] with dynamic
+batch, height and width, named in the order the "inputs" metadata lists their kinds ("image":
+RGB, "mask": one channel, 1 = fill); one output "output", float32 NCHW RGB in [0, 1] of size
+(H * scale, W * scale), already clamped. The model's size requirements live in its
+metadata_props, so this module pads any image to what the net needs, runs it, and crops back.
+
+A model can come in two precisions: `name.onnx` (float32) and `name.fp16.onnx` (float16 weights
+and activations, float32 at the graph's edges). The fp16 variant writes NaN where its arithmetic
+overflowed, and such an item is run again in float32.
 
 Example:
     >>> model = OnnxModel("weights/superres-x4.onnx", device="cpu")
@@ -24,9 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from img2img.errors import ModelError
+from img2img.errors import InferenceMemoryError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16")
+INPUT_KINDS = ("image", "mask")
+FP16_SUFFIX = ".fp16.onnx"
+
+# Substrings of onnxruntime error messages that mean an allocation failed (CPU arena, CUDA,
+# cuDNN, cuBLAS, TensorRT): the caller can retry with a smaller tile.
+_OUT_OF_MEMORY_MARKERS = (
+    "failed to allocate memory",
+    "bad_alloc",
+    "bad allocation",
+    "out of memory",
+    "alloc_failed",
+    "cudaerrormemoryallocation",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,8 @@ class ModelInfo:
         multiple_of: input height and width must be multiples of this.
         min_size: input height and width must be at least this.
         range: value range of the graph's input and output, always (0.0, 1.0) for img2img exports.
+        inputs: kinds of the graph's inputs in order: ("image",) or ("image", "mask").
+        precision: "fp32" or "fp16", the arithmetic inside the graph (its edges are float32).
         license, data, version: provenance strings for the model card.
         config: the resolved training configuration the model was trained with.
     """
@@ -52,6 +73,8 @@ class ModelInfo:
     multiple_of: int = 1
     min_size: int = 1
     range: tuple[float, float] = (0.0, 1.0)
+    inputs: tuple[str, ...] = ("image",)
+    precision: str = "fp32"
     license: str = ""
     data: str = ""
     version: str = ""
@@ -97,6 +120,17 @@ class ModelInfo:
                 f"{source}: metadata 'range' is {props['range']!r}, but the runtime feeds and reads [0, 1]; "
                 "export it with `img2img export`, which puts the normalisation inside the graph"
             )
+        inputs = tuple(kind.strip() for kind in props.get("inputs", "image").split(","))
+        if inputs[0] != "image" or any(kind not in INPUT_KINDS for kind in inputs) or len(set(inputs)) != len(inputs):
+            raise ModelError(
+                f"{source}: metadata 'inputs' is {props['inputs']!r}; this runtime runs 'image' or "
+                "'image,mask' models, upgrade img2img or re-export the model"
+            )
+        precision = props.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise ModelError(
+                f"{source}: metadata 'precision' is {precision!r}, expected fp32 or fp16; re-export the model"
+            )
         try:
             config = json.loads(props["config"]) if props.get("config") else {}
         except json.JSONDecodeError as error:
@@ -112,23 +146,25 @@ class ModelInfo:
             multiple_of=integer("multiple_of", 1),
             min_size=integer("min_size", 1),
             range=(low, high),
+            inputs=inputs,
+            precision=precision,
             license=props.get("license", ""),
             data=props.get("data", ""),
             version=props.get("version", ""),
             config=config,
         )
 
-    def require(self, *, task: str, scale: int | None = None, channels: int = 3) -> None:
-        """Check that this model fits a request: its task (when recorded), scale and channels.
+    def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:
+        """Check that this model fits a request: its task (when both are known), scale and channels.
 
         Raises:
             ModelError: it was trained for another task, has another scale or channel count.
         """
-        if self.task and self.task != task:
+        if task and self.task and self.task != task:
             raise ModelError(f"model {self.name!r} is a {self.task} model, not {task}; pick a {task} model")
         if self.channels != channels:
             raise ModelError(
-                f"model {self.name!r} takes {self.channels} input channels; {task} needs {channels}"
+                f"model {self.name!r} takes {self.channels} input channels; the runtime feeds {channels}"
             )
         if scale is not None and scale != self.scale:
             raise ModelError(
@@ -146,7 +182,10 @@ class ModelInfo:
 
 
 def select_providers(device: str, available: list[str]) -> list[str]:
-    """onnxruntime execution providers for `device`, given the providers this install offers.
+    """onnxruntime execution providers for `device`, fastest first, given what this install offers.
+
+    "auto" and "cuda" put TensorRT first when onnxruntime-gpu offers it (onnxruntime itself falls
+    back to CUDA for anything TensorRT cannot take), then CUDA, then the CPU.
 
     Raises:
         ModelError: unknown device, or "cuda" without CUDAExecutionProvider.
@@ -162,79 +201,116 @@ def select_providers(device: str, available: list[str]) -> list[str]:
         )
     if device == "cpu" or not has_cuda:
         return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["TensorrtExecutionProvider", *gpu] if "TensorrtExecutionProvider" in available else gpu
+
+
+def precision_variant(path: str | os.PathLike[str], precision: str) -> Path:
+    """The file holding `precision`'s variant of the model at `path`.
+
+    `model.onnx` is float32 and `model.fp16.onnx` its float16 twin; either name maps to the other.
+
+    Raises:
+        ModelError: unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    path = Path(path)
+    stem = path.name[: -len(FP16_SUFFIX)] if path.name.endswith(FP16_SUFFIX) else path.stem
+    return path.with_name(f"{stem}{FP16_SUFFIX}" if precision == "fp16" else f"{stem}.onnx")
+
+
+def cache_dir() -> Path:
+    """Where compiled TensorRT engines are kept between runs: $IMG2IMG_CACHE or ~/.cache/img2img."""
+    return Path(os.environ.get("IMG2IMG_CACHE") or Path.home() / ".cache" / "img2img")
 
 
 class OnnxModel:
     """An exported img2img model ready to run on (H, W, C) float images in [0, 1].
 
     Args:
-        path: the .onnx file.
-        device: "auto" (CUDA when onnxruntime offers it, else CPU), "cpu" or "cuda".
+        path: the .onnx file (its float32 variant, `model.onnx`, or float16 one, `model.fp16.onnx`).
+        device: "auto" (TensorRT or CUDA when onnxruntime offers them, else CPU), "cpu" or "cuda".
         threads: onnxruntime intra-op threads; None lets onnxruntime choose (all cores).
+        precision: "fp32" or "fp16"; picks the matching variant beside `path`. With fp16, an item
+            whose output holds NaN or inf is run again with the float32 variant (counted in
+            `fp32_retries`).
 
     Raises:
-        ModelError: the file is missing or not a loadable ONNX model, its metadata is invalid,
-            or the device is unavailable.
+        ModelError: the file (or the requested precision's variant) is missing or not a loadable
+            ONNX model, its metadata is invalid, or the device is unavailable.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, device: str = "auto", threads: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
-        # Imported here, not at module level, so `import img2img.runtime` (image I/O, the
-        # model list) stays fast for commands that never run a model.
-        import onnxruntime as ort
-
-        self.path = Path(path)
+        self.path = precision_variant(path, precision)
         self.device = device
         self.threads = threads
+        self.precision = precision
+        self.fp32_retries = 0
+        self._warm_shapes: set[tuple[int, ...]] = set()
+        self._fp32_fallback: OnnxModel | None = None
         if not self.path.is_file():
+            if precision == "fp16" and Path(path).is_file():
+                raise ModelError(
+                    f"{Path(path).name} has no fp16 variant ({self.path.name} does not exist); export one "
+                    "with `img2img export --fp16`, or use --precision fp32"
+                )
             what = "is a folder" if self.path.is_dir() else "does not exist"
             raise ModelError(
                 f"model file {self.path} {what}; pass a path to an .onnx file or a shipped model name"
             )
-        providers = select_providers(device, ort.get_available_providers())
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Errors only: provider fallback warnings would otherwise break the CLI's one-line output.
-        options.log_severity_level = 3
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
-        except Exception as error:  # onnxruntime's errors derive from Exception directly
-            raise ModelError(
-                f"{self.path} is not a loadable ONNX model ({_first_line(error)}); "
-                "export it again with `img2img export` or reinstall the shipped weights"
-            ) from None
-        if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
-            raise ModelError(
-                "onnxruntime could not start CUDA (check that the CUDA and cuDNN versions match "
-                "onnxruntime-gpu's requirements), or use --device cpu"
-            )
-
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, expected one of each; "
-                "export it with `img2img export`"
-            )
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.session = _open_session(self.path, device=device, threads=threads, precision=precision)
         self.info = ModelInfo.from_metadata(
             self.session.get_modelmeta().custom_metadata_map, source=str(self.path)
         )
+        if self.info.precision != precision:
+            raise ModelError(
+                f"{self.path} holds a {self.info.precision} model but is named as the {precision} variant; "
+                f"name fp16 models *{FP16_SUFFIX} and fp32 ones *.onnx"
+            )
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != len(self.info.inputs) or len(outputs) != 1:
+            raise ModelError(
+                f"{self.path} has {len(inputs)} inputs and {len(outputs)} outputs, but its metadata "
+                f"declares inputs {','.join(self.info.inputs)} and one output; export it with `img2img export`"
+            )
+        self.input_names = [node.name for node in inputs]
+        self.output_name = outputs[0].name
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses, fastest first."""
         return self.session.get_providers()
 
-    def run(self, image: np.ndarray) -> np.ndarray:
+    @property
+    def on_gpu(self) -> bool:
+        return self.providers[0] != "CPUExecutionProvider"
+
+    def warm_up(self, height: int, width: int, batch: int = 1) -> None:
+        """Run once on zeros of this input shape, so that the first real call of the shape does not
+        pay for kernel selection or a TensorRT engine build. Each shape is warmed once."""
+        shape = (batch, *self.info.padded_size(height, width))
+        if shape in self._warm_shapes:
+            return
+        images = np.zeros((batch, height, width, self.info.channels), np.float32)
+        masks = np.zeros((batch, height, width), np.float32) if "mask" in self.info.inputs else None
+        self.run_batch(images, masks)
+        self._warm_shapes.add(shape)
+
+    def run(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Run the model on one image.
 
         Args:
             image: (H, W, C) float array in [0, 1], C = info.channels.
+            mask: (H, W) float array in [0, 1] (1 = region to fill); only for models whose
+                inputs include "mask".
 
         Returns:
             (H * scale, W * scale, C_out) float32 in [0, 1].
@@ -243,16 +319,21 @@ class OnnxModel:
             raise ValueError(
                 f"run expects one (H, W, C) image, got shape {image.shape}; use run_batch for (N, H, W, C)"
             )
-        return self.run_batch(image[None])[0]
+        return self.run_batch(image[None], None if mask is None else mask[None])[0]
 
-    def run_batch(self, images: np.ndarray) -> np.ndarray:
+    def run_batch(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """Run the model on same-size images in one call.
 
         Args:
             images: (N, H, W, C) float array in [0, 1], C = info.channels.
+            masks: (N, H, W) float array in [0, 1]; required exactly when the model takes a mask.
 
         Returns:
             (N, H * scale, W * scale, C_out) float32 in [0, 1].
+
+        Raises:
+            InferenceMemoryError: the device ran out of memory (a smaller input may fit).
+            ModelError: onnxruntime failed otherwise, or fp16 gave NaN and no fp32 variant exists.
         """
         if images.ndim != 4 or images.shape[3] != self.info.channels:
             raise ValueError(
@@ -262,21 +343,104 @@ class OnnxModel:
             raise ValueError(
                 f"expected float images in [0, 1], got dtype {images.dtype}; divide uint8 images by 255"
             )
+        takes_mask = "mask" in self.info.inputs
+        if takes_mask != (masks is not None):
+            raise ValueError(
+                f"{self.info.name} {'needs' if takes_mask else 'takes no'} mask; "
+                f"its inputs are {','.join(self.info.inputs)}"
+            )
+        if masks is not None and masks.shape != images.shape[:3]:
+            raise ValueError(f"masks must have shape {images.shape[:3]} to match the images, got {masks.shape}")
         _, height, width, _ = images.shape
-        padded = _pad_bottom_right(
-            images.astype(np.float32, copy=False), *self.info.padded_size(height, width)
-        )
-        batch = np.ascontiguousarray(padded.transpose(0, 3, 1, 2))
+        size = self.info.padded_size(height, width)
+        feeds = {self.input_names[0]: _to_nchw(_pad_bottom_right(images.astype(np.float32, copy=False), *size))}
+        if masks is not None:
+            padded = _pad_bottom_right(masks.astype(np.float32, copy=False)[..., None], *size)
+            feeds[self.input_names[1]] = _to_nchw(padded)
         try:
-            (result,) = self.session.run([self.output_name], {self.input_name: batch})
+            (result,) = self.session.run([self.output_name], feeds)
         except Exception as error:  # onnxruntime's errors derive from Exception directly
+            message = _first_line(error)
+            if any(marker in str(error).lower() for marker in _OUT_OF_MEMORY_MARKERS):
+                raise InferenceMemoryError(
+                    f"{self.info.name} ran out of memory on a {width}x{height} input ({message}); "
+                    "use a smaller --tile"
+                ) from None
             raise ModelError(
-                f"running {self.info.name} on a {width}x{height} image failed ({_first_line(error)}); "
-                "try a smaller image or --device cpu"
+                f"running {self.info.name} on a {width}x{height} image failed ({message}); "
+                "try a smaller --tile or --device cpu"
             ) from None
         scale = self.info.scale
         result = result.transpose(0, 2, 3, 1)[:, : height * scale, : width * scale]
+        if self.precision == "fp16":
+            result = self._retry_non_finite(result, images, masks)
         return np.clip(result, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def _retry_non_finite(
+        self, result: np.ndarray, images: np.ndarray, masks: np.ndarray | None
+    ) -> np.ndarray:
+        """Re-run in float32 the items of an fp16 batch whose output is not all finite."""
+        bad = [index for index in range(len(result)) if not np.isfinite(result[index]).all()]
+        if not bad:
+            return result
+        if self._fp32_fallback is None:
+            fp32_path = precision_variant(self.path, "fp32")
+            if not fp32_path.is_file():
+                raise ModelError(
+                    f"{self.info.name} produced NaN or inf in float16 and its float32 variant "
+                    f"{fp32_path.name} is missing; use --precision fp32 with a float32 model"
+                )
+            self._fp32_fallback = OnnxModel(fp32_path, device=self.device, threads=self.threads)
+        result[bad] = self._fp32_fallback.run_batch(images[bad], None if masks is None else masks[bad])
+        self.fp32_retries += len(bad)
+        return result
+
+
+def _open_session(path: Path, *, device: str, threads: int | None, precision: str) -> Any:
+    """An onnxruntime InferenceSession with tuned options for `device`."""
+    # Imported here, not at module level, so `import img2img.runtime` (image I/O, the model list)
+    # stays fast for commands that never run a model.
+    import onnxruntime as ort
+
+    providers: list[Any] = select_providers(device, ort.get_available_providers())
+    if providers[0] == "TensorrtExecutionProvider":
+        engines = cache_dir() / "tensorrt"
+        engines.mkdir(parents=True, exist_ok=True)
+        # Engines take minutes to build; caching them makes every later run start in seconds.
+        providers[0] = (
+            "TensorrtExecutionProvider",
+            {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(engines),
+                "trt_fp16_enable": precision == "fp16",
+            },
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Errors only: provider fallback warnings would otherwise break the CLI's one-line output.
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    # Idle worker threads sleep instead of spinning, leaving the cores to the threads that decode
+    # and encode images around the model.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as error:  # onnxruntime's errors derive from Exception directly
+        raise ModelError(
+            f"{path} is not a loadable ONNX model ({_first_line(error)}); "
+            "export it again with `img2img export` or reinstall the shipped weights"
+        ) from None
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise ModelError(
+            "onnxruntime could not start CUDA (check that the CUDA and cuDNN versions match "
+            "onnxruntime-gpu's requirements), or use --device cpu"
+        )
+    return session
+
+
+def _to_nchw(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def _pad_bottom_right(images: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -88,12 +88,13 @@ def load_manifest(folder: Path | None = None) -> list[ShippedModel]:
         ) from None
 
 
-def resolve_model(model: str | None, *, task: str, scale: int | None, verify: bool = True) -> Path:
+def resolve_model(model: str | None, *, task: str | None, scale: int | None, verify: bool = True) -> Path:
     """Turn what the user passed as --model into an .onnx file.
 
     Args:
         model: None for the shipped default, a shipped model name, or a path to an .onnx file.
         task: the task asking, e.g. "superres"; a shipped model of another task is refused.
+            None accepts a model of any task (then `model` must be given).
         scale: picks the shipped default when `model` is None (None: `DEFAULT_MODELS[task]`).
             A named model or path is returned as is; its scale is in its ONNX metadata.
         verify: check a shipped file's sha256 against the manifest.
@@ -110,6 +111,8 @@ def resolve_model(model: str | None, *, task: str, scale: int | None, verify: bo
         return path
 
     shipped = load_manifest()
+    if model is None and task is None:
+        raise ModelError("name a model: a shipped model name (see `img2img models`) or a path to an .onnx file")
     if model is None:
         entry = _default_for(shipped, task=task, scale=scale)
     else:
@@ -120,7 +123,7 @@ def resolve_model(model: str | None, *, task: str, scale: int | None, verify: bo
                 f"unknown model {model!r}; shipped models: {names}; or pass a path to an .onnx file"
             )
         entry = by_name[model]
-        if entry.task != task:
+        if task is not None and entry.task != task:
             raise ModelError(f"model {model!r} is a {entry.task} model, not {task}; see `img2img models`")
     if not entry.path.is_file():
         raise ModelError(

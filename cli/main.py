@@ -59,58 +59,211 @@ def _require_train_extra(error: ModuleNotFoundError, doing: str) -> None:
         raise Img2ImgError(f'{doing} needs the train extra: pip install "img2img[train]"') from None
 
 
+# Options every image task shares; each task command lists them in its signature.
+ModelOption = Annotated[
+    str | None, typer.Option(help="Shipped model name (see `img2img models`) or a path to an .onnx file.")
+]
+DeviceOption = Annotated[str, typer.Option(help="auto (TensorRT/CUDA if available), cpu or cuda.")]
+PrecisionOption = Annotated[
+    str, typer.Option(help="fp32, or fp16 (the model's float16 variant; NaN tiles rerun in fp32).")
+]
+TileOption = Annotated[
+    str,
+    typer.Option(help="Tile size in input pixels, 'auto' (from image size and free memory) or 0 (whole image)."),
+]
+TileOverlapOption = Annotated[int, typer.Option(help="Input pixels neighbouring tiles share.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="onnxruntime threads (default: all cores).")]
+MaxPixelsOption = Annotated[
+    int,
+    typer.Option(help="Refuse inputs with more pixels than this (decompression-bomb guard); 0: no limit."),
+]
+ExtOption = Annotated[str, typer.Option(help="Folder mode: output format, png, jpg or webp.")]
+QualityOption = Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")]
+SkipExistingOption = Annotated[
+    bool, typer.Option("--skip-existing", help="Folder mode: leave outputs that already exist.")
+]
+IncludeOption = Annotated[
+    list[str] | None, typer.Option("--include", help="Folder mode: only files matching this glob (repeatable).")
+]
+ExcludeOption = Annotated[
+    list[str] | None, typer.Option("--exclude", help="Folder mode: skip files matching this glob (repeatable).")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Folder mode: list what would be written, write nothing.")
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(help="Folder mode: K/N, process only shard K (0-based) of N, e.g. a job array's index."),
+]
+ReportOption = Annotated[
+    Path | None, typer.Option(help="Folder mode: JSON report path (default: in OUTDIR).")
+]
+ProgressOption = Annotated[
+    bool | None, typer.Option("--progress/--no-progress", help="Progress line (default: when on a terminal).")
+]
+
+
 @app.command()
 def superres(
     source: Annotated[
         Path,
         typer.Argument(
-            metavar="IN", help="Image to upscale (PNG, JPEG, WebP, BMP, TIFF).", show_default=False
+            metavar="IN",
+            help="Image to upscale (PNG, JPEG, WebP, BMP, TIFF, GIF), or a folder of them.",
+            show_default=False,
         ),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output image (.png, .jpg, .webp). Default: <stem>_x<scale>.png beside IN."
+            "--output",
+            "-o",
+            help="Output image (.png, .jpg, .webp), or OUTDIR for a folder. "
+            "Default: <stem>_x<scale>.png beside IN, or the folder <IN>_x<scale>.",
         ),
     ] = None,
     scale: Annotated[
         int | None, typer.Option(help="Upscaling factor, 2 or 4, picking the shipped model. Default: 4.")
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Shipped model name (see `img2img models`) or a path to an .onnx file."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    tile: TileOption = "auto",
+    tile_overlap: TileOverlapOption = 16,
+    alpha: Annotated[
+        str, typer.Option(help="Transparency upscaling: bicubic, or model (through the net as a gray image).")
+    ] = "bicubic",
+    threads: ThreadsOption = None,
+    max_pixels: MaxPixelsOption = 178_956_970,
+    ext: ExtOption = "png",
+    quality: QualityOption = 95,
+    skip_existing: SkipExistingOption = False,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    dry_run: DryRunOption = False,
+    shard: ShardOption = None,
+    report: ReportOption = None,
+    progress: ProgressOption = None,
 ) -> None:
-    """Upscale an image with a super-resolution model; transparency is kept (upscaled bicubically)."""
+    """Upscale an image, or every image in a folder (recursively, mirroring the tree into OUTDIR).
+
+    Transparency, 16-bit depth, grayscale, EXIF and ICC profiles are kept; EXIF orientation is
+    applied. A folder run reports bad files and goes on; it exits with 1 if any file failed.
+    """
     with _user_errors():
-        from img2img.runtime import (
-            OnnxModel,
-            check_output_path,
-            load_image,
-            output_format,
-            resize_alpha,
-            resolve_model,
-            save_image,
+        from img2img.runtime.api import Model
+
+        net = Model(
+            model,
+            task="superres",
+            scale=scale,
+            device=device,
+            precision=precision,
+            tile=_parse_tile(tile),
+            tile_overlap=tile_overlap,
+            alpha=alpha,
+            threads=threads,
         )
+        suffix = f"_x{net.info.scale}"
+        limit = max_pixels or None
+        if source.is_dir():
+            outdir = output or source.with_name(source.name + suffix)
+            options = _batch_options(
+                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
+            )
+            exit_code = _run_folder(source, net, options, progress)
+        else:
+            output = output or source.with_name(f"{source.stem}{suffix}.png")
+            _run_file(source, output, net, quality=quality, max_pixels=limit)
+            exit_code = 0
+    if exit_code:
+        raise typer.Exit(code=exit_code)
 
-        model_path = resolve_model(model, task="superres", scale=scale)
-        image = load_image(source)
-        net = OnnxModel(model_path, device=device)
-        net.info.require(task="superres", scale=scale)
-        if output is None:
-            output = source.with_name(f"{source.stem}_x{net.info.scale}.png")
-        output_format(output)
-        check_output_path(source, output)
 
-        start = time.perf_counter()
-        rgb = net.run(image.rgb)
-        height, width = rgb.shape[:2]
-        # The nets only see RGB; opacity is smooth enough that bicubic upscaling serves it well.
-        alpha = None if image.alpha is None else resize_alpha(image.alpha, (width, height))
-        save_image(rgb, output, alpha=alpha)
-        seconds = time.perf_counter() - start
+def _parse_tile(text: str) -> int | str | None:
+    """--tile: "auto", "0" (whole image) or a positive size."""
+    if text == "auto":
+        return "auto"
+    try:
+        size = int(text)
+    except ValueError:
+        raise Img2ImgError(f"--tile must be 'auto', 0 or a size in pixels, got {text!r}") from None
+    if size < 0:
+        raise Img2ImgError(f"--tile must be 'auto', 0 or a positive size in pixels, got {size}")
+    return size or None
+
+
+def _run_file(source: Path, output: Path, net: Any, *, quality: int, max_pixels: int | None) -> None:
+    """One image: read, run, write atomically, print one line."""
+    from img2img.runtime import check_output_path, load_image, output_format
+    from img2img.runtime.batch import write_output
+
+    output_format(output)
+    check_output_path(source, output)
+    image = load_image(source, max_pixels=max_pixels)
+    for warning in image.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    start = time.perf_counter()
+    result = net.process(image)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    write_output(image, result, output, quality=quality)
+    seconds = time.perf_counter() - start
+    height, width = result.pixels.shape[:2]
     typer.echo(f"wrote {output} ({width}x{height}, x{net.info.scale}, {seconds:.2f} s)")
+
+
+def _batch_options(
+    outdir: Path,
+    ext: str,
+    quality: int,
+    skip_existing: bool,
+    include: list[str] | None,
+    exclude: list[str] | None,
+    dry_run: bool,
+    shard: str | None,
+    report: Path | None,
+    max_pixels: int | None,
+) -> Any:
+    from img2img.runtime.batch import BatchOptions, parse_shard
+
+    return BatchOptions(
+        output_dir=outdir,
+        ext=ext,
+        quality=quality,
+        skip_existing=skip_existing,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        dry_run=dry_run,
+        shard=None if shard is None else parse_shard(shard),
+        max_pixels=max_pixels,
+        report=report,
+    )
+
+
+def _run_folder(source: Path, net: Any, options: Any, progress: bool | None) -> int:
+    """A whole folder through `net` (run_batch prints failures and the summary); returns the exit
+    code: 0, 1 if any file failed, 130 if interrupted."""
+    from img2img.runtime.batch import run_batch
+
+    return run_batch(source, net.process, options, progress=progress).exit_code
+
+
+@app.command()
+def info(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Shipped model name or path to an .onnx file.", show_default=False)
+    ],
+) -> None:
+    """Print what a model file says about itself: task, scale, inputs, size rules, license, ..."""
+    with _user_errors():
+        from img2img.runtime.api import describe
+        from img2img.runtime.shipped import resolve_model
+
+        described = describe(resolve_model(model, task=None, scale=None))
+    width = max(len(key) for key in described)
+    for key, value in described.items():
+        typer.echo(f"{key.ljust(width)}  {value}")
 
 
 @app.command()
@@ -196,13 +349,16 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.", show_default=False)],
     checkpoint: Annotated[str, typer.Option(help="last, best, or a path to a checkpoint file.")] = "last",
     opset: Annotated[int, typer.Option(help="ONNX opset version (17 or newer).")] = 18,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also write the float16 variant <name>.fp16.onnx (--precision fp16).")
+    ] = False,
 ) -> None:
     """Export a trained run to an ONNX model the runtime can run (needs the train extra)."""
     with _user_errors():
         try:
             from img2img.export import export_command
 
-            export_command(run=run, output=output, checkpoint=checkpoint, opset=opset)
+            export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16)
         except ModuleNotFoundError as error:
             _require_train_extra(error, "exporting")
             raise

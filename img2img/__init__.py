@@ -8,6 +8,26 @@ The package splits in two halves that never meet at import time:
   `img2img.export`) needs the `train` extra (torch, kornia, albumentations, onnx).
 
 Importing `img2img` itself imports neither.
+
+Example:
+    >>> import img2img
+    >>> upscale = img2img.load("superres-x4")   # or a path to any exported .onnx model
+    >>> upscale(Image.open("photo.jpg")).save("photo_x4.png")
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from img2img.runtime.api import Model
+
 __version__ = "0.1.0"
+
+
+def load(model: str | None = None, *, task: str | None = None, **options: Any) -> Model:
+    """Open an exported model for inference (ONNX Runtime, no torch); see `img2img.runtime.api.Model`
+    for the options (scale, device, precision, tile, tile_overlap, batch_size, alpha, threads)."""
+    from img2img.runtime.api import load as load_model
+
+    return load_model(model, task=task, **options)

@@ -14,6 +14,7 @@ from img2img.runtime.tiling import (
     TilePlan,
     auto_tile,
     edge_weights,
+    fitted_tile,
     run_tiled,
     run_with_fallback,
     tile_starts,
@@ -32,6 +33,11 @@ def test_tiles_cover_the_axis_with_at_least_the_overlap(length: int, tile: int, 
     assert starts[0] == 0 and starts[-1] + size == length
     shared = [previous + size - start for previous, start in zip(starts, starts[1:])]
     assert all(overlap <= amount < size for amount in shared)
+
+
+@pytest.mark.parametrize(("length", "tile", "expected"), [(1024, 512, 352), (768, 512, 392), (500, 512, 500), (513, 512, 265)])
+def test_tiles_shrink_to_just_cover_the_image(length: int, tile: int, expected: int) -> None:
+    assert fitted_tile(length, tile, 16) == expected
 
 
 def test_tile_must_exceed_twice_the_overlap() -> None:
@@ -110,11 +116,12 @@ def test_out_of_memory_drops_the_batch_then_halves_the_tile(tiny_x2: Path) -> No
     np.testing.assert_allclose(result, run_tiled(model.model, image, tile=None), atol=1e-6)
     assert any("one tile at a time" in warning for warning in warnings)
     assert any("tile 128" in warning for warning in warnings)
-    assert model.calls[-1][1:] == (128, 128)
+    # 300 pixels in tiles of at most 128 overlapping by 16: three tiles of 111.
+    assert model.calls[-1] == (1, 111, 111)
 
 
 def test_out_of_memory_below_the_smallest_tile_is_raised(tiny_x2: Path) -> None:
-    model = MemoryLimitedModel(OnnxModel(tiny_x2, device="cpu"), max_pixels=MIN_TILE * MIN_TILE - 1)
+    model = MemoryLimitedModel(OnnxModel(tiny_x2, device="cpu"), max_pixels=MIN_TILE * MIN_TILE // 2)
     image = np.zeros((200, 200, 3), np.float32)
     with pytest.raises(InferenceMemoryError):
         run_with_fallback(model, image, tile=256, overlap=16)

@@ -2,20 +2,47 @@
 
 Imports numpy, Pillow and (when a model is opened) onnxruntime; never torch.
 
+- `api`: `Model` / `load`, any task's model callable on PIL images and numpy arrays;
+- `tiling`: seam-free tiled inference within a memory budget;
+- `batch`: whole folders, mirrored, never losing work;
+- `image_io`: images as people have them (EXIF, ICC, alpha, 16 bits) in and out;
+- `onnx_model`: one onnxruntime session per model, driven by its metadata.
+
 Example:
-    >>> from img2img.runtime import OnnxModel, load_image, resolve_model, save_image
-    >>> model = OnnxModel(resolve_model(None, task="superres", scale=4))
+    >>> from img2img.runtime import BatchOptions, Model, load_image, run_batch, write_output
+    >>> model = Model("superres-x4", tile="auto")
     >>> image = load_image("photo.png")
-    >>> save_image(model.run(image.rgb), "photo_x4.png")
+    >>> write_output(image, model.process(image), "photo_x4.png")
+    >>> run_batch("photos", model.process, BatchOptions(output_dir=Path("photos_x4")))
 """
 
+from img2img.runtime.api import Model, load
+
+from img2img.runtime.batch import (
+    BatchOptions,
+    BatchReport,
+    FileRecord,
+    ProcessedImage,
+    Processor,
+    find_inputs,
+    output_path_for,
+    parse_shard,
+    run_batch,
+    shard_of,
+    write_output,
+)
 from img2img.runtime.image_io import (
+    DEFAULT_MAX_PIXELS,
+    TEMP_SUFFIX,
     LoadedImage,
     check_output_path,
     load_image,
     output_format,
+    remove_stale_temp_files,
     resize_alpha,
     save_image,
+    stale_temp_files,
+    temp_file_pattern,
 )
 from img2img.runtime.onnx_model import DEVICES, ModelInfo, OnnxModel, select_providers
 from img2img.runtime.shipped import (
@@ -27,19 +54,37 @@ from img2img.runtime.shipped import (
 )
 
 __all__ = [
+    "BatchOptions",
+    "BatchReport",
+    "DEFAULT_MAX_PIXELS",
     "DEVICES",
+    "FileRecord",
     "LoadedImage",
+    "Model",
     "ModelInfo",
     "OnnxModel",
+    "ProcessedImage",
+    "Processor",
     "ShippedModel",
+    "TEMP_SUFFIX",
     "check_output_path",
+    "find_inputs",
+    "load",
     "load_image",
     "load_manifest",
     "output_format",
+    "output_path_for",
+    "parse_shard",
+    "remove_stale_temp_files",
     "resize_alpha",
     "resolve_model",
+    "run_batch",
     "save_image",
     "select_providers",
+    "shard_of",
+    "stale_temp_files",
+    "temp_file_pattern",
     "verify_sha256",
     "weights_dir",
+    "write_output",
 ]

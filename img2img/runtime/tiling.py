@@ -30,7 +30,7 @@ import numpy as np
 from img2img.errors import InferenceMemoryError, ModelError
 from img2img.runtime.onnx_model import ModelInfo
 
-DEFAULT_OVERLAP = 32
+DEFAULT_OVERLAP = 16
 MIN_TILE = 64
 MAX_AUTO_TILE = 1024
 # Bytes of device memory one input pixel costs while a tile runs, per unit of output area:
@@ -56,7 +56,8 @@ class TilePlan:
     """Where the tiles of one image go. All tiles have the same size, so they batch.
 
     Attributes:
-        tile_height, tile_width: tile size in input pixels (the image size on a short axis).
+        tile_height, tile_width: tile size in input pixels: at most the requested tile, shrunk
+            so that the tiles just cover the image (see `fitted_tile`).
         overlap: input pixels shared by neighbouring tiles, at least.
         starts_y, starts_x: top and left input coordinates of the tile rows and columns.
     """
@@ -80,7 +81,7 @@ class TilePlan:
             raise ValueError(
                 f"tile {tile} must be more than twice the overlap {overlap}; raise --tile or lower --tile-overlap"
             )
-        tile_height, tile_width = min(tile, height), min(tile, width)
+        tile_height, tile_width = fitted_tile(height, tile, overlap), fitted_tile(width, tile, overlap)
         return cls(
             tile_height=tile_height,
             tile_width=tile_width,
@@ -92,6 +93,16 @@ class TilePlan:
     @property
     def count(self) -> int:
         return len(self.starts_y) * len(self.starts_x)
+
+
+def fitted_tile(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile length (at most `tile`) that covers `length` with as few tiles as `tile`
+    would, so the tiles overlap by about `overlap` and not by whatever is left over: 1024 pixels
+    in tiles of at most 512 with overlap 16 become 3 tiles of 352, not 3 of 512."""
+    if tile >= length:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return min(tile, math.ceil((length + (count - 1) * overlap) / count))
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
@@ -337,12 +348,12 @@ def _quantize(result: np.ndarray, out_dtype: type[np.generic], *, in_place: bool
     """float32 in [0, 1] -> `out_dtype`, integers rounded to nearest; `in_place` reuses `result`'s
     memory for the intermediate steps (outputs can be hundreds of megabytes)."""
     if out_dtype == np.float32:
-        return result.astype(np.float32, copy=False)
+        return np.ascontiguousarray(result, dtype=np.float32)
     work = result if in_place else result.copy()
     np.clip(work, 0.0, 1.0, out=work)
     work *= float(np.iinfo(out_dtype).max)
     np.rint(work, out=work)
-    return work.astype(out_dtype)
+    return work.astype(out_dtype, order="C")
 
 
 def _align(value: int, multiple: int) -> int:

@@ -1,0 +1,263 @@
+"""The Python API on exported models: `img2img.load(...)` and the `Model` it returns.
+
+A `Model` runs any img2img ONNX model the way its metadata says (task, scale, inputs, size
+multiple), tiling large images, on PIL images and numpy arrays alike, and hands the batch runner
+a `Processor` for whole folders.
+
+Example:
+    >>> import img2img
+    >>> upscale = img2img.load("superres-x4")            # a shipped name, or "path/to/model.onnx"
+    >>> big = upscale(Image.open("photo.jpg"))            # PIL in, PIL out (mode kept, alpha kept)
+    >>> big = upscale(np.asarray(Image.open("photo.jpg"))) # uint8 (H, W, 3) in, uint8 (4H, 4W, 3) out
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from img2img.errors import ModelError
+from img2img.runtime.batch import ProcessedImage
+from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
+from img2img.runtime.onnx_model import ModelInfo, OnnxModel
+from img2img.runtime.shipped import resolve_model
+from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
+
+ALPHA_MODES = ("bicubic", "model")
+
+
+class Model:
+    """An exported model, callable on images.
+
+    Args:
+        model: a shipped model name (see `img2img models`) or a path to an .onnx file.
+        task: the task the caller expects ("superres", ...); a model of another task is refused.
+            None accepts any.
+        scale: for `model=None`, picks the shipped default of `task` with this scale; otherwise
+            checked against the model's own scale.
+        device: "auto", "cpu" or "cuda".
+        precision: "fp32" or "fp16" (the model's float16 variant; NaN tiles rerun in float32).
+        tile: tile size in input pixels, "auto" (from the image size and free memory) or None
+            (whole image at once).
+        tile_overlap: input pixels shared by neighbouring tiles.
+        batch_size: tiles per model call; None: 4 on a GPU, 1 on the CPU (where batching does not
+            speed anything up but costs memory).
+        alpha: how transparency is resized: "bicubic" (smooth, cheap) or "model" (the opacity
+            plane is run through the model as a gray image, which keeps edges as sharp as the
+            colours').
+        threads: onnxruntime intra-op threads (None: all cores).
+
+    Raises:
+        ModelError: unknown name or file, wrong task or scale, unusable device or precision.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        task: str | None = None,
+        scale: int | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        tile: int | str | None = "auto",
+        tile_overlap: int = DEFAULT_OVERLAP,
+        batch_size: int | None = None,
+        alpha: str = "bicubic",
+        threads: int | None = None,
+    ) -> None:
+        if alpha not in ALPHA_MODES:
+            raise ModelError(f"unknown alpha mode {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
+        if isinstance(tile, int) and tile < 1 or isinstance(tile, str) and tile != "auto":
+            raise ModelError(f"tile must be a positive number of pixels or 'auto', got {tile!r}")
+        if tile_overlap < 0:
+            raise ModelError(f"tile overlap must be 0 or more pixels, got {tile_overlap}")
+        if isinstance(tile, int) and tile <= 2 * tile_overlap:
+            raise ModelError(
+                f"tile {tile} must be more than twice the tile overlap {tile_overlap}; "
+                "raise --tile or lower --tile-overlap"
+            )
+        self.path = resolve_model(None if model is None else os.fspath(model), task=task, scale=scale)
+        self.onnx = OnnxModel(self.path, device=device, threads=threads, precision=precision)
+        self.info.require(task=task, scale=scale, channels=3)
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.batch_size = batch_size or (4 if self.onnx.on_gpu else 1)
+        self.alpha = alpha
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.onnx.info
+
+    def __repr__(self) -> str:
+        return f"Model({self.info.name!r}, task={self.info.task!r}, scale={self.info.scale}, providers={self.onnx.providers})"
+
+    def __call__(
+        self, image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray | None = None
+    ) -> Image.Image | np.ndarray:
+        """Run the model on one image of any size, returned in the form it came in.
+
+        Args:
+            image: a PIL image (any mode: RGB, RGBA, L, P, I;16, CMYK, ...), or a numpy array
+                (H, W), (H, W, 3) or (H, W, 4) of uint8 (0-255), uint16 (0-65535) or float
+                ([0, 1]).
+            mask: for models that take one: (H, W) array or PIL "L"/"1" image, nonzero = fill.
+
+        Returns:
+            The same kind of object: a PIL image of the same mode family, or an array of the same
+            dtype and channel layout, `scale` times larger.
+        """
+        masks = None if mask is None else _mask_array(mask, image)
+        if isinstance(image, Image.Image):
+            result = self.process(from_pil(image), mask=masks)
+            return to_pil(result.pixels, alpha=result.alpha, grayscale=image.mode in _GRAY_MODES)
+        if isinstance(image, np.ndarray):
+            return self._call_array(image, masks)
+        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+
+    def process(
+        self,
+        image: LoadedImage,
+        *,
+        mask: np.ndarray | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> ProcessedImage:
+        """Run the model on a decoded image file; the batch runner's processor.
+
+        Output pixels are uint16 for a 16-bit source, else uint8, so a large result never exists
+        as a float image. Transparency is resized as `alpha` says.
+        """
+        if "mask" in self.info.inputs and mask is None:
+            raise ModelError(f"{self.info.name} fills a masked region; pass a mask with the image")
+        warnings: list[str] = []
+        retries = self.onnx.fp32_retries
+        out_dtype = np.uint16 if image.bit_depth == 16 else np.uint8
+        pixels = self._run(image.rgb, mask, out_dtype, warnings.append, on_tile)
+        alpha = None
+        if image.alpha is not None:
+            alpha = self._resize_alpha(image.alpha, pixels.shape[:2], out_dtype, warnings.append)
+        if self.onnx.fp32_retries > retries:
+            warnings.append(
+                f"{self.onnx.fp32_retries - retries} tile(s) overflowed in fp16 and were rerun in fp32"
+            )
+        return ProcessedImage(pixels=pixels, alpha=alpha, warnings=tuple(warnings))
+
+    def _run(
+        self,
+        rgb: np.ndarray,
+        mask: np.ndarray | None,
+        out_dtype: type[np.generic],
+        warn: Callable[[str], None],
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        return run_with_fallback(
+            self.onnx,
+            rgb,
+            tile=self.tile,
+            overlap=self.tile_overlap,
+            mask=mask,
+            batch_size=self.batch_size,
+            out_dtype=out_dtype,
+            on_gpu=self.onnx.on_gpu,
+            warn=warn,
+            on_tile=on_tile,
+        )
+
+    def _resize_alpha(
+        self, alpha: np.ndarray, size: tuple[int, int], out_dtype: type[np.generic], warn: Callable[[str], None]
+    ) -> np.ndarray:
+        """(H, W) float opacity -> (H', W') of `out_dtype` at the output size."""
+        height, width = size
+        if alpha.shape == (height, width):
+            plane = alpha
+        elif self.alpha == "model":
+            gray = np.repeat(alpha[:, :, None], 3, axis=2)
+            return self._run(gray, None, out_dtype, warn).mean(axis=2).round().astype(out_dtype)
+        else:
+            plane = resize_alpha(alpha, (width, height))
+        if out_dtype == np.float32:
+            return plane
+        return np.rint(plane * float(np.iinfo(out_dtype).max)).astype(out_dtype)
+
+    def _call_array(self, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """numpy in, numpy out, with the caller's dtype and channel layout."""
+        if array.ndim not in (2, 3) or array.ndim == 3 and array.shape[2] not in (3, 4):
+            raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
+        if array.dtype == np.uint8 or array.dtype == np.uint16:
+            top = float(np.iinfo(array.dtype).max)
+            floats = array.astype(np.float32) / top
+        elif np.issubdtype(array.dtype, np.floating):
+            floats = np.clip(array.astype(np.float32, copy=False), 0.0, 1.0)
+        else:
+            raise ValueError(f"expected uint8, uint16 or float pixels, got dtype {array.dtype}")
+        gray = array.ndim == 2
+        rgb = np.repeat(floats[:, :, None], 3, axis=2) if gray else floats[:, :, :3]
+        alpha = floats[:, :, 3] if floats.ndim == 3 and floats.shape[2] == 4 else None
+        out_dtype = array.dtype.type if array.dtype in (np.uint8, np.uint16) else np.float32
+        warnings: list[str] = []
+        pixels = self._run(rgb, mask, out_dtype, warnings.append)
+        if gray:
+            plane = pixels.mean(axis=2)
+            return plane if out_dtype == np.float32 else plane.round().astype(out_dtype)
+        if alpha is None:
+            return pixels
+        plane = self._resize_alpha(alpha, pixels.shape[:2], out_dtype, warnings.append)
+        return np.concatenate([pixels, plane[:, :, None]], axis=2)
+
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _mask_array(mask: Image.Image | np.ndarray, image: Image.Image | np.ndarray) -> np.ndarray:
+    """A mask as (H, W) float32 in {0, 1} (1 = fill), checked against the image's size."""
+    plane = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
+    if plane.ndim == 3:
+        plane = plane[:, :, 0]
+    size = image.size[::-1] if isinstance(image, Image.Image) else image.shape[:2]
+    if plane.shape != tuple(size):
+        raise ValueError(f"mask is {plane.shape[1]}x{plane.shape[0]} but the image is {size[1]}x{size[0]}")
+    return (plane > 0).astype(np.float32)
+
+
+def load(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    task: str | None = None,
+    **options: object,
+) -> Model:
+    """Open an exported model for inference: `img2img.load("superres-x4")` or `load("m.onnx")`.
+
+    Keyword options are those of `Model` (scale, device, precision, tile, tile_overlap,
+    batch_size, alpha, threads).
+    """
+    return Model(model, task=task, **options)  # type: ignore[arg-type]
+
+
+def describe(path: Path) -> dict[str, object]:
+    """Everything a model file says about itself, for `img2img info`."""
+    onnx_model = OnnxModel(path, device="cpu")
+    info = onnx_model.info
+    return {
+        "file": str(path),
+        "task": info.task,
+        "name": info.name,
+        "scale": info.scale,
+        "inputs": ",".join(info.inputs),
+        "channels": info.channels,
+        "multiple_of": info.multiple_of,
+        "min_size": info.min_size,
+        "range": f"{info.range[0]:g},{info.range[1]:g}",
+        "precision": info.precision,
+        "license": info.license,
+        "data": info.data,
+        "version": info.version,
+        "graph inputs": ", ".join(
+            f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
+        ),
+        "graph output": ", ".join(
+            f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_outputs()
+        ),
+    }

@@ -1,0 +1,139 @@
+"""The Python API: `img2img.load(...)` on PIL images and numpy arrays, task checks, no torch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import img2img
+from conftest import build_upscaler
+from img2img.errors import ModelError
+from img2img.runtime import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def nearest(array: np.ndarray, scale: int) -> np.ndarray:
+    return array.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+@pytest.fixture
+def rgb8() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (21, 34, 3), dtype=np.uint8)
+
+
+def test_shipped_name_and_path_load_the_same_model(weights: Path) -> None:
+    by_name = img2img.load("superres-x2")
+    by_path = img2img.load(weights / "superres-x2.onnx")
+    assert by_name.path == by_path.path and by_name.info.scale == 2
+    assert img2img.load(task="superres").info.name == "superres-x4"  # the task's default
+
+
+def test_pil_images_come_back_in_their_own_mode(weights: Path, rgb8: np.ndarray) -> None:
+    upscale = img2img.load("superres-x2", tile=16, tile_overlap=4)
+    rgb = upscale(Image.fromarray(rgb8))
+    assert rgb.mode == "RGB" and rgb.size == (68, 42)
+    np.testing.assert_array_equal(np.asarray(rgb), nearest(rgb8, 2))
+
+    gray = upscale(Image.fromarray(rgb8[:, :, 0]))
+    assert gray.mode == "L"
+    np.testing.assert_array_equal(np.asarray(gray), nearest(rgb8[:, :, 0], 2))
+
+    wide = (rgb8[:, :, 0].astype(np.uint16) * 257 + 3).astype(np.uint16)
+    deep = upscale(Image.fromarray(wide))
+    assert deep.mode.startswith("I") and np.asarray(deep).max() > 255  # 16 bits kept
+    np.testing.assert_array_equal(np.asarray(deep).astype(np.uint16), nearest(wide, 2))
+
+    rgba = np.concatenate([rgb8, np.full((21, 34, 1), 128, np.uint8)], axis=2)
+    out = upscale(Image.fromarray(rgba))
+    assert out.mode == "RGBA" and np.asarray(out)[:, :, 3].min() == 128
+
+
+@pytest.mark.parametrize("kind", ["uint8", "uint16", "float32", "gray", "rgba"])
+def test_numpy_arrays_keep_their_dtype_and_layout(weights: Path, rgb8: np.ndarray, kind: str) -> None:
+    upscale = img2img.load("superres-x4")
+    array = {
+        "uint8": rgb8,
+        "uint16": rgb8.astype(np.uint16) * 257,
+        "float32": rgb8.astype(np.float32) / 255,
+        "gray": rgb8[:, :, 1],
+        "rgba": np.concatenate([rgb8, np.full((21, 34, 1), 255, np.uint8)], axis=2),
+    }[kind]
+    result = upscale(array)
+    assert result.dtype == array.dtype and result.shape == (84, 136, *array.shape[2:])
+    if kind != "float32":
+        np.testing.assert_array_equal(result, nearest(array, 4))
+    else:
+        np.testing.assert_allclose(result, nearest(array, 4), atol=1e-6)
+
+
+def test_bad_arrays_are_refused(weights: Path) -> None:
+    upscale = img2img.load("superres-x2")
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        upscale(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="dtype"):
+        upscale(np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(TypeError, match="PIL image or a numpy array"):
+        upscale("photo.png")
+
+
+def test_a_model_of_another_task_is_refused(weights: Path, tmp_path: Path) -> None:
+    inpainter = build_upscaler(tmp_path / "inpaint.onnx", scale=1, name="inpaint", metadata={"task": "inpaint"})
+    with pytest.raises(ModelError, match="inpaint model, not superres"):
+        img2img.load(inpainter, task="superres")
+    with pytest.raises(ModelError, match="superres model, not inpaint"):
+        img2img.load("superres-x4", task="inpaint")
+    assert img2img.load(inpainter).info.task == "inpaint"  # no task asked: any model runs
+
+
+def test_tile_must_exceed_twice_the_overlap(weights: Path) -> None:
+    with pytest.raises(ModelError, match="more than twice"):
+        img2img.load("superres-x2", tile=32, tile_overlap=16)
+
+
+def test_missing_fp16_variant_says_how_to_make_one(weights: Path) -> None:
+    with pytest.raises(ModelError, match="export --fp16"):
+        img2img.load("superres-x4", precision="fp16")
+
+
+def test_process_keeps_sixteen_bits_and_resizes_alpha(weights: Path, tmp_path: Path) -> None:
+    values = np.random.default_rng(1).integers(0, 65536, (9, 11), dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    result = img2img.load("superres-x2").process(load_image(tmp_path / "deep.png"))
+    assert result.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(result.pixels[:, :, 0], nearest(values, 2))
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, 4:, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "half.png")
+    for mode in ("bicubic", "model"):
+        alpha = img2img.load("superres-x2", alpha=mode).process(load_image(tmp_path / "half.png")).alpha
+        assert alpha is not None and alpha.shape == (16, 16) and alpha.dtype == np.uint8
+        assert alpha[:, :6].max() == 0 and alpha[:, 10:].min() == 255
+
+
+def test_importing_and_running_the_api_never_imports_torch(weights: Path, tmp_path: Path) -> None:
+    script = (
+        "import sys, numpy as np, img2img\n"
+        "out = img2img.load('superres-x2')(np.zeros((8, 8, 3), np.uint8))\n"
+        "print(out.shape, 'torch' in sys.modules, 'onnx' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "IMG2IMG_WEIGHTS": str(weights), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(16,", "16,", "3)", "False", "False"]
+
+
+def test_info_describes_a_model(weights: Path) -> None:
+    described = img2img.runtime.api.describe(weights / "superres-x4.onnx")
+    assert described["task"] == "superres" and described["scale"] == 4 and described["inputs"] == "image"
+    assert json.dumps(described)  # plain values only

@@ -51,6 +51,7 @@ def main() -> None:
         stdout, stderr = child.stdout.read(), child.stderr.read()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"img2img failed: {stderr}")
+        Image.MAX_IMAGE_PIXELS = None  # the output is ours, and larger than Pillow's default limit
         with Image.open(output) as written:
             width, height = written.size
     peak = usage.ru_maxrss * 1024  # Linux reports kilobytes

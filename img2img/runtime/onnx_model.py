@@ -329,7 +329,8 @@ class OnnxModel:
             masks: (N, H, W) float array in [0, 1]; required exactly when the model takes a mask.
 
         Returns:
-            (N, H * scale, W * scale, C_out) float32 in [0, 1].
+            (N, H * scale, W * scale, C_out) float32 in [0, 1], a writable view of
+            onnxruntime's NCHW output (not C-contiguous).
 
         Raises:
             InferenceMemoryError: the device ran out of memory (a smaller input may fit).
@@ -374,7 +375,8 @@ class OnnxModel:
         result = result.transpose(0, 2, 3, 1)[:, : height * scale, : width * scale]
         if self.precision == "fp16":
             result = self._retry_non_finite(result, images, masks)
-        return np.clip(result, 0.0, 1.0).astype(np.float32, copy=False)
+        # In place: onnxruntime's output buffer is ours, and outputs can be large.
+        return np.clip(result, 0.0, 1.0, out=result)
 
     def _retry_non_finite(
         self, result: np.ndarray, images: np.ndarray, masks: np.ndarray | None

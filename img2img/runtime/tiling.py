@@ -4,8 +4,10 @@ A net sees only its tile, so pixels near a tile's edge are computed without part
 neighbourhood and differ from what the whole image would give. Tiles therefore overlap by
 `overlap` input pixels, and each tile's output is weighted along every edge it shares with a
 neighbour: 0 over the first quarter of the overlap (the pixels that lack context), rising linearly
-to 1 across the middle half, 1 beyond. The blend is the weighted mean, so the weights need not sum
-to one and any pixel covered by some tile's interior comes out as that interior computed it.
+to 1 across the middle half, 1 beyond. The blend is the weighted mean. The weights are separable
+(a row ramp times a column ramp) and the tiles form a grid, so normalising each axis's ramps to
+sum to one normalises the 2-D weights too: tiles are simply added into the output, and only
+their ramp bands are multiplied at all.
 
 Memory: the input stays whole on the host; the output is written row of tiles by row of tiles
 into the final (integer) buffer, and only one row of tiles is ever held in float32. Upscaling a
@@ -50,6 +52,8 @@ class TileModel(Protocol):
 
     def run_batch(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray: ...
 
+    # Optional: `on_gpu` (bool) and `warm_up(height, width, batch)`, as OnnxModel has them.
+
 
 @dataclass(frozen=True)
 class TilePlan:
@@ -69,8 +73,12 @@ class TilePlan:
     starts_x: tuple[int, ...]
 
     @classmethod
-    def for_image(cls, height: int, width: int, *, tile: int, overlap: int) -> TilePlan:
+    def for_image(cls, height: int, width: int, *, tile: int, overlap: int, fit: bool = True) -> TilePlan:
         """Plan `tile`-sized tiles (or the image size on an axis shorter than that) over an image.
+
+        With `fit`, tiles shrink to just cover the image (less work); without, they keep the
+        requested size, so that every image reuses the same input shape (a TensorRT engine is
+        built per shape).
 
         Raises:
             ValueError: the overlap is negative or the tile is not more than twice the overlap.
@@ -81,7 +89,10 @@ class TilePlan:
             raise ValueError(
                 f"tile {tile} must be more than twice the overlap {overlap}; raise --tile or lower --tile-overlap"
             )
-        tile_height, tile_width = fitted_tile(height, tile, overlap), fitted_tile(width, tile, overlap)
+        if fit:
+            tile_height, tile_width = fitted_tile(height, tile, overlap), fitted_tile(width, tile, overlap)
+        else:
+            tile_height, tile_width = min(tile, height), min(tile, width)
         return cls(
             tile_height=tile_height,
             tile_width=tile_width,
@@ -117,7 +128,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
 
 
 def edge_weights(starts: tuple[int, ...], tile: int, overlap: int, scale: int) -> list[np.ndarray]:
-    """Blend weights along one axis, one (tile * scale,) float32 ramp per tile, in output pixels.
+    """Blend weights along one axis, one (tile * scale,) float32 ramp per tile, in output pixels,
+    normalised so that at every output position the ramps of the tiles covering it sum to 1.
 
     An edge at the image border keeps weight 1 (no neighbour has a better view of those pixels);
     an edge shared with a neighbour is 0 for overlap/4 input pixels, then rises linearly to 1 over
@@ -137,7 +149,27 @@ def edge_weights(starts: tuple[int, ...], tile: int, overlap: int, scale: int) -
             if index < len(starts) - 1:
                 weight = np.minimum(weight, np.clip((from_end - blind) / ramp, 0.0, 1.0))
         weights.append(weight)
-    return weights
+    total = np.zeros((starts[-1] + tile) * scale, np.float32)
+    for start, weight in zip(starts, weights, strict=True):
+        total[start * scale : start * scale + length] += weight
+    return [weight / total[start * scale : start * scale + length] for start, weight in zip(starts, weights, strict=True)]
+
+
+def _ramp_bands(weight: np.ndarray) -> list[tuple[slice, np.ndarray]]:
+    """The leading and trailing runs of `weight` that are not exactly 1, as (slice, values)."""
+    ones = np.flatnonzero(weight == 1.0)
+    if len(ones) == 0:
+        return [(slice(0, len(weight)), weight)]
+    bands = []
+    if ones[0] > 0:
+        bands.append((slice(0, ones[0]), weight[: ones[0]]))
+    if ones[-1] < len(weight) - 1:
+        bands.append((slice(ones[-1] + 1, len(weight)), weight[ones[-1] + 1 :]))
+    # Values strictly inside the interior are 1 when tiles overlap only at their edges.
+    inside = weight[ones[0] : ones[-1] + 1]
+    if not np.all(inside == 1.0):
+        return [(slice(0, len(weight)), weight)]
+    return bands
 
 
 def run_tiled(
@@ -154,7 +186,7 @@ def run_tiled(
     """Run `model` on `image` tile by tile and blend the results.
 
     Args:
-        model: an OnnxModel (or anything with `info` and `run_batch`).
+        model: an OnnxModel (or anything with `info` and a `run_batch` returning [0, 1] floats).
         image: (H, W, C) float32 in [0, 1].
         tile: tile size in input pixels, or None to run the whole image at once.
         overlap: input pixels neighbouring tiles share.
@@ -164,27 +196,32 @@ def run_tiled(
         on_tile: called as on_tile(tiles_done, tiles_total) after each model call.
 
     Returns:
-        (H * scale, W * scale, C_out) array of `out_dtype`.
+        (H * scale, W * scale, C_out) C-contiguous array of `out_dtype`.
 
     Raises:
         InferenceMemoryError: a model call ran out of memory (retry with a smaller tile).
+
+    On a GPU (a model whose `on_gpu` is true) tiles keep their requested size, so every image
+    reuses one input shape, and each new shape is warmed up once before the tiles run.
     """
     height, width = image.shape[:2]
     scale = model.info.scale
+    on_gpu = getattr(model, "on_gpu", False)
     if tile is None or (tile >= height and tile >= width):
         result = model.run_batch(image[None], None if mask is None else mask[None])[0]
         if on_tile is not None:
             on_tile(1, 1)
-        return _quantize(result, out_dtype, in_place=True)
+        return _quantize(result, out_dtype)
 
-    plan = TilePlan.for_image(height, width, tile=tile, overlap=overlap)
+    plan = TilePlan.for_image(height, width, tile=tile, overlap=overlap, fit=not on_gpu)
     tile_h, tile_w = plan.tile_height, plan.tile_width
-    weights_y = edge_weights(plan.starts_y, tile_h, overlap, scale)
-    weights_x = edge_weights(plan.starts_x, tile_w, overlap, scale)
+    if on_gpu:
+        model.warm_up(tile_h, tile_w, batch=min(batch_size, len(plan.starts_x)))
+    bands_y = [_ramp_bands(weight) for weight in edge_weights(plan.starts_y, tile_h, overlap, scale)]
+    bands_x = [_ramp_bands(weight) for weight in edge_weights(plan.starts_x, tile_w, overlap, scale)]
     output: np.ndarray | None = None
-    # One row of tiles, accumulated in float32 at output resolution: weighted sums and weights.
+    # One row of tiles, summed in float32 at output resolution.
     strip: np.ndarray | None = None
-    strip_weight = np.zeros((tile_h * scale, width * scale), np.float32)
     done = 0
     for row, top in enumerate(plan.starts_y):
         for batch in _chunks(list(enumerate(plan.starts_x)), batch_size):
@@ -197,10 +234,11 @@ def run_tiled(
                 strip = np.zeros((tile_h * scale, width * scale, results.shape[3]), np.float32)
                 output = np.empty((height * scale, width * scale, results.shape[3]), out_dtype)
             for (column, left), result in zip(batch, results, strict=True):
-                weight = weights_y[row][:, None] * weights_x[column][None, :]
-                columns = slice(left * scale, (left + tile_w) * scale)
-                strip[:, columns] += result * weight[:, :, None]
-                strip_weight[:, columns] += weight
+                for band, weight in bands_y[row]:
+                    result[band] *= weight[:, None, None]
+                for band, weight in bands_x[column]:
+                    result[:, band] *= weight[None, :, None]
+                strip[:, left * scale : (left + tile_w) * scale] += result
             done += len(batch)
             if on_tile is not None:
                 on_tile(done, plan.count)
@@ -209,16 +247,12 @@ def run_tiled(
         assert strip is not None and output is not None
         is_last = row == len(plan.starts_y) - 1
         final = tile_h * scale if is_last else (plan.starts_y[row + 1] - top) * scale
-        rows = slice(top * scale, top * scale + final)
-        blended = strip[:final] / strip_weight[:final, :, None]
-        output[rows] = _quantize(blended, out_dtype, in_place=True)
+        output[top * scale : top * scale + final] = _quantize(strip[:final], out_dtype)
         if not is_last:
             # Keep the rows the next tile row overlaps, at the top of the strip.
             carry = tile_h * scale - final
             strip[:carry] = strip[final:]
             strip[carry:] = 0.0
-            strip_weight[:carry] = strip_weight[final:]
-            strip_weight[carry:] = 0.0
     assert output is not None
     return output
 
@@ -344,16 +378,15 @@ def _free_gpu_memory() -> int:
         return 4 << 30
 
 
-def _quantize(result: np.ndarray, out_dtype: type[np.generic], *, in_place: bool = False) -> np.ndarray:
-    """float32 in [0, 1] -> `out_dtype`, integers rounded to nearest; `in_place` reuses `result`'s
-    memory for the intermediate steps (outputs can be hundreds of megabytes)."""
+def _quantize(result: np.ndarray, out_dtype: type[np.generic]) -> np.ndarray:
+    """Float in [0, 1] -> C-contiguous `out_dtype`, integers rounded to nearest. Works in place
+    on `result` (outputs can be hundreds of megabytes, so no extra float copy is made)."""
     if out_dtype == np.float32:
         return np.ascontiguousarray(result, dtype=np.float32)
-    work = result if in_place else result.copy()
-    np.clip(work, 0.0, 1.0, out=work)
-    work *= float(np.iinfo(out_dtype).max)
-    np.rint(work, out=work)
-    return work.astype(out_dtype, order="C")
+    # Tiles blend [0, 1] values with weights summing to 1, so no clipping is needed.
+    result *= float(np.iinfo(out_dtype).max)
+    np.rint(result, out=result)
+    return result.astype(out_dtype, order="C")
 
 
 def _align(value: int, multiple: int) -> int:

@@ -1,5 +1,6 @@
 """The Python API: `img2img.load(...)` on PIL images and numpy arrays, task checks, no torch."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -97,6 +98,22 @@ def test_tile_must_exceed_twice_the_overlap(weights: Path) -> None:
 
 def test_missing_fp16_variant_says_how_to_make_one(weights: Path) -> None:
     with pytest.raises(ModelError, match="export --fp16"):
+        img2img.load(weights / "superres-x4.onnx", precision="fp16")
+    with pytest.raises(ModelError, match="no fp16 variant; use --precision fp32"):
+        img2img.load("superres-x4", precision="fp16")
+
+
+def test_shipped_fp16_variant_is_checked_against_its_own_checksum(weights: Path) -> None:
+    build_upscaler(weights / "superres-x4.fp16.onnx", scale=4, name="superres-x4", metadata={"precision": "fp16"})
+    manifest = json.loads((weights / "manifest.json").read_text())
+    entry = manifest["models"][0]
+    entry["fp16_sha256"] = hashlib.sha256((weights / "superres-x4.fp16.onnx").read_bytes()).hexdigest()
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    model = img2img.load("superres-x4", precision="fp16")
+    assert model.path.name == "superres-x4.fp16.onnx" and model.info.precision == "fp16"
+    with (weights / "superres-x4.fp16.onnx").open("ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ModelError, match="checksum"):
         img2img.load("superres-x4", precision="fp16")
 
 

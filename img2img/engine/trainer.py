@@ -5,7 +5,12 @@ Per step t:
   2. fake = G(batch); unless D is still warming up: freeze D, update G on the task's named
      terms (+ historical averaging), step the EMA generator, unfreeze D
   3. update D on the detached fake, then n_critic - 1 more times on fresh batches of step t
-  4. every N steps: log scalars, write a sample grid, validate (EMA weights), checkpoint
+  4. every N steps: log scalars, write a sample grid, validate (EMA weights), measure FID/KID
+     (EMA weights against the task's real images), checkpoint
+
+Scalars go to TensorBoard, to RUN/{train,validation}_log.jsonl and to RUN/metrics.csv (one
+`step,split,name,value` row per scalar); at the end of a run the curves are plotted to
+RUN/plots/*.png (`img2img plot RUN` redraws them at any time).
 
 Checkpoints are written atomically to RUN/checkpoints/last.pt (and best.pt on a new best
 validation score); resuming restores step, nets, EMA, optimizers, schedulers and RNG state, and
@@ -15,12 +20,15 @@ the data stream is a function of the step, so 2 + 2 resumed steps equal 4 straig
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
@@ -106,6 +114,11 @@ class Trainer:
         if self.engine.historical_averaging > 0:
             self.hist_g = HistoricalAverage(self.G)
             self.hist_d = HistoricalAverage(self.D) if self.D is not None else None
+
+        # FID/KID: the Inception net and the real images' features are built at the first
+        # measurement and kept, since the real side is the same at every measurement.
+        self._inception: nn.Module | None = None
+        self._fid_reference = None
 
         self.step = 0
         self.best: dict[str, Any] = {"metric": task.primary_metric, "value": -math.inf, "step": None}
@@ -261,6 +274,8 @@ class Trainer:
                     self._write_samples(writer)
                 if engine.validate_every and self.step % engine.validate_every == 0:
                     last_metrics = self._validate(writer)
+                if engine.fid_every and self.step % engine.fid_every == 0:
+                    last_metrics.update(self._measure_distribution(writer))
                 elapsed_minutes = (time.monotonic() - started) / 60
                 out_of_time = 0 < engine.time_limit_minutes < elapsed_minutes
                 if self.step % engine.checkpoint_every == 0 or self.step == stop or out_of_time:
@@ -273,13 +288,33 @@ class Trainer:
             writer.close()
         if last_metrics.get("step") != self.step:  # the last step was not a validation step
             last_metrics = self._validate(None)
+            if engine.fid_every:
+                last_metrics.update(self._measure_distribution(None))
             self.save_checkpoint("last")
+        self._plot_curves()
         return last_metrics
+
+    def _plot_curves(self) -> None:
+        """Draws RUN/plots/*.png; a plotting problem is reported but never fails a finished run."""
+        from img2img.evaluate.curves import plot_run
+
+        try:
+            plot_run(self.run_dir)
+        except Exception as error:  # matplotlib raises many types; the checkpoint is what matters
+            print(f"warning: could not plot the training curves: {error}", file=sys.stderr)
 
     def _log(self, writer: SummaryWriter | None, split: str, scalars: dict[str, float]) -> None:
         record = {"step": self.step, **scalars}
         with (self.run_dir / f"{split}_log.jsonl").open("a") as stream:
             stream.write(json.dumps(record) + "\n")
+        # Long format, so metrics that appear later (FID every N steps) need no new columns.
+        table = self.run_dir / "metrics.csv"
+        new_table = not table.exists()
+        with table.open("a", newline="") as stream:
+            rows = csv.writer(stream)
+            if new_table:
+                rows.writerow(["step", "split", "name", "value"])
+            rows.writerows([self.step, split, name, value] for name, value in scalars.items())
         if writer is not None:
             for name, value in scalars.items():
                 writer.add_scalar(f"{split}/{name}", value, self.step)
@@ -309,6 +344,30 @@ class Trainer:
             self.best = {"metric": self.task.primary_metric, "value": value, "step": self.step}
             self.save_checkpoint("best", metrics=metrics)
         return {"step": self.step, **metrics}
+
+    @torch.no_grad()
+    def _measure_distribution(self, writer: SummaryWriter | None) -> dict[str, float]:
+        """FID and KID (with its standard error) of the EMA generator's images against the
+        task's real images, on `engine.fid_samples` fixed inputs; logged with validation."""
+        from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
+
+        if self._inception is None:
+            self._inception = InceptionFeatures().to(self.device)
+        net = self.eval_generator
+        net.eval()
+        generated, real = [], []
+        for fake_batch, real_batch in self.task.distribution_samples(net, self.engine.fid_samples):
+            generated.append(self._inception(fake_batch.float()).cpu().numpy())
+            if self._fid_reference is None:
+                real.append(self._inception(real_batch.float()).cpu().numpy())
+        self.G.train()
+        if self._fid_reference is None:
+            self._fid_reference = FeatureSet.from_features(np.concatenate(real))
+        fakes = FeatureSet.from_features(np.concatenate(generated))
+        kid, kid_error = kernel_inception_distance(self._fid_reference.features, fakes.features)
+        metrics = {"fid": frechet_distance(self._fid_reference, fakes), "kid": kid, "kid_std_error": kid_error}
+        self._log(writer, "validation", metrics)
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, which: str, metrics: dict[str, float] | None = None) -> Path:

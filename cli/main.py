@@ -14,7 +14,6 @@ import typer
 
 from cli.common import parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
-from img2img.errors import Img2ImgError
 
 app = typer.Typer(
     name="img2img",

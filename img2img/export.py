@@ -165,9 +165,6 @@ def export_command(
     *, run: Path, output: Path, checkpoint: str = "last", opset: int = 18, fp16: bool = False
 ) -> dict[str, float]:
     """`img2img export RUN -o model.onnx [--fp16]`: exports the EMA generator of a run's checkpoint."""
-    from img2img.engine.config import config_from_dict
-    from img2img.tasks import TASKS
-
     run = Path(run)
     source = run / "checkpoints" / f"{checkpoint}.pt" if checkpoint in ("last", "best") else Path(checkpoint)
     if not source.is_file():

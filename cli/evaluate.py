@@ -62,7 +62,13 @@ def _distribution_source(device: str, batch_size: int, cache: bool):
     from img2img.evaluate.distribution import FeatureSource
     from img2img.evaluate.scoring import resolve_device
 
-    return FeatureSource(device=resolve_device(device), batch_size=batch_size, cache=cache)
+    progress = None
+    if sys.stderr.isatty():
+
+        def progress(done: int, total: int) -> None:
+            typer.echo(f"\rInception features: {done}/{total} images", err=True, nl=done == total)
+
+    return FeatureSource(device=resolve_device(device), batch_size=batch_size, cache=cache, progress=progress)
 
 
 def _distribution_report(report: Path | None, result: Any) -> None:
@@ -241,8 +247,8 @@ def superres(
         from img2img.runtime.api import Model
 
         torch_device = resolve_device(device)
-        net = Model(model, task="superres", scale=scale, device="cuda" if torch_device.type == "cuda" else "cpu",
-                    tile=parse_tile(tile))
+        # The same choice for both: "auto" lets onnxruntime take a GPU provider if it has one.
+        net = Model(model, task="superres", scale=scale, device=device, tile=parse_tile(tile))
         factor = net.info.scale
         scorer = PairScorer(crop_border=factor, perceptual=perceptual, device=torch_device)
         wants_pictures = sheet is not None or report is not None

@@ -6,6 +6,7 @@ computed once; a `.npz` written with `--save-features` can stand in for a folder
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,20 @@ class DistributionResult:
 class FeatureSource:
     """Computes (or reads from the cache) the Inception features of folders, one net for all."""
 
-    def __init__(self, *, device: torch.device, batch_size: int = 32, cache: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        device: torch.device,
+        batch_size: int = 32,
+        cache: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise Img2ImgError(f"--batch-size must be at least 1, got {batch_size}")
         self.device = device
         self.batch_size = batch_size
         self.cache = cache
+        self.progress = progress
         self._extractor: InceptionFeatures | None = None
 
     @property
@@ -67,6 +76,7 @@ class FeatureSource:
             device=self.device,
             cache=self.cache,
             head=head,
+            progress=self.progress,
         )
 
     def settings(self, **counts: int) -> dict[str, Any]:

@@ -87,8 +87,8 @@ class FeatureSource:
         }
 
 
-def _count(features) -> int:
-    return int(features.features.features.shape[0])
+def _count(computed) -> int:
+    return computed.features.count
 
 
 def evaluate_fid(real: Path, fake: Path, source: FeatureSource) -> DistributionResult:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from img2img.errors import Img2ImgError
+from img2img.runtime.image_io import write_atomically
 
 _NPZ_KEYS = ("features", "mean", "covariance", "settings")
 
@@ -103,11 +103,10 @@ class FeatureSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         settings = json.dumps(self.settings, sort_keys=True)
-        # A temporary name in the same folder and a rename: a killed run or a concurrent writer
-        # never leaves a half-written file under the final name.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
+
+        def write(temp: Path) -> None:
+            # Through a file object: given a name, np.savez would append ".npz" to it.
+            with temp.open("wb") as file:
                 np.savez(
                     file,
                     features=self.features,
@@ -115,10 +114,8 @@ class FeatureSet:
                     covariance=self.covariance,
                     settings=np.array(settings),
                 )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        write_atomically(path, write)
         return path
 
     @classmethod

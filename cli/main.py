@@ -2,10 +2,12 @@
 
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
-the commands that need them: onnxruntime for `superres`, torch (the train extra) for `train`,
-`export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so `img2img --help` and `img2img models` start fast and never touch torch.
+the commands that need them: onnxruntime for `superres` and `translate`, torch (the train extra)
+for `train`, `export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so `img2img --help`
+and `img2img models` start fast and never touch torch.
 """
 
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +16,7 @@ import typer
 
 from cli.common import parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
+from img2img.errors import ModelError
 
 app = typer.Typer(
     name="img2img",
@@ -144,8 +147,11 @@ def superres(
         raise typer.Exit(code=exit_code)
 
 
-def _run_file(source: Path, output: Path, net: Any, *, quality: int, max_pixels: int | None) -> None:
-    """One image: read, run, write atomically, print one line."""
+def _run_file(
+    source: Path, output: Path, net: Any, *, quality: int, max_pixels: int | None, label: str | None = None
+) -> None:
+    """One image: read, run, write atomically, print one line (`label` says what was done;
+    default: the model's scale, "x4")."""
     from img2img.runtime import check_output_path, load_image, output_format
     from img2img.runtime.batch import write_output
 
@@ -161,7 +167,7 @@ def _run_file(source: Path, output: Path, net: Any, *, quality: int, max_pixels:
     write_output(image, result, output, quality=quality)
     seconds = time.perf_counter() - start
     height, width = result.pixels.shape[:2]
-    typer.echo(f"wrote {output} ({width}x{height}, x{net.info.scale}, {seconds:.2f} s)")
+    typer.echo(f"wrote {output} ({width}x{height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
 
 
 def _batch_options(
@@ -198,6 +204,105 @@ def _run_folder(source: Path, net: Any, options: Any, progress: bool | None) -> 
     from img2img.runtime.batch import run_batch
 
     return run_batch(source, net.process, options, progress=progress).exit_code
+
+
+@app.command()
+def translate(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="Image to translate (PNG, JPEG, WebP, BMP, TIFF, GIF), or a folder of them.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output image (.png, .jpg, .webp), or OUTDIR for a folder. "
+            "Default: <stem>_<model name>.png beside IN, or the folder <IN>_<model name>.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    tile: TileOption = "auto",
+    tile_overlap: TileOverlapOption = 16,
+    alpha: Annotated[
+        str,
+        typer.Option(
+            help="Transparency: bicubic (keep the input's), or drop (opaque output, as composited for the model)."
+        ),
+    ] = "bicubic",
+    threads: ThreadsOption = None,
+    max_pixels: MaxPixelsOption = 178_956_970,
+    ext: ExtOption = "png",
+    quality: QualityOption = 95,
+    skip_existing: SkipExistingOption = False,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    dry_run: DryRunOption = False,
+    shard: ShardOption = None,
+    report: ReportOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Translate an image into another domain with a --model (required; e.g. one emoji style
+    into another), or every image in a folder (recursively, mirroring the tree into OUTDIR).
+
+    Transparent pixels are composited onto the background the model was trained on before the
+    net sees them; the output keeps the input's transparency unless --alpha drop. Models that
+    normalise over the whole image run whole under --tile auto; an explicit --tile cuts them
+    anyway, with a warning that the result may differ. A folder run reports bad files and goes
+    on; it exits with 1 if any file failed.
+    """
+    with user_errors():
+        if model is None:
+            raise ModelError(
+                "translate needs --model: there is no default translation model; "
+                f"shipped ones: {_shipped_names('translate')} (see `img2img models`), "
+                "or pass a path to an exported .onnx file"
+            )
+        from img2img.runtime.api import Model
+
+        net = Model(
+            model,
+            task="translate",
+            device=device,
+            precision=precision,
+            tile=parse_tile(tile),
+            tile_overlap=tile_overlap,
+            alpha=alpha,
+            threads=threads,
+        )
+        # The name comes from the file's metadata: keep it from steering the output elsewhere.
+        suffix = "_" + re.sub(r"[^\w.-]+", "-", net.info.name)
+        limit = max_pixels or None
+        if source.is_dir():
+            outdir = output or source.with_name(source.name + suffix)
+            options = _batch_options(
+                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
+            )
+            exit_code = _run_folder(source, net, options, progress)
+        else:
+            output = output or source.with_name(f"{source.stem}{suffix}.png")
+            label = net.info.domains or net.info.name
+            _run_file(source, output, net, quality=quality, max_pixels=limit, label=label)
+            exit_code = 0
+    if exit_code:
+        raise typer.Exit(code=exit_code)
+
+
+def _shipped_names(task: str) -> str:
+    """The shipped models of `task`, comma-separated, or "(none)" (also without a manifest)."""
+    from img2img.runtime.shipped import load_manifest
+
+    try:
+        names = [entry.name for entry in load_manifest() if entry.task == task]
+    except ModelError:
+        names = []
+    return ", ".join(names) or "(none)"
 
 
 @app.command()
@@ -253,11 +358,25 @@ def _format_metrics(metrics: dict[str, Any], prefix: str = "") -> str:
 @app.command()
 def train(
     task: Annotated[
-        str, typer.Argument(metavar="TASK", help="Task to train, e.g. superres.", show_default=False)
+        str, typer.Argument(metavar="TASK", help="Task to train: superres, cyclegan or pix2pix.", show_default=False)
     ],
     data: Annotated[
         Path | None,
-        typer.Option(help="Folder of training images (searched recursively).", show_default=False),
+        typer.Option(
+            help="Folder of training images (searched recursively); for pix2pix, A|B side-by-side images.",
+            show_default=False,
+        ),
+    ] = None,
+    data_a: Annotated[
+        Path | None,
+        typer.Option(help="Two-domain tasks (cyclegan, pix2pix): folder of domain A images.", show_default=False),
+    ] = None,
+    data_b: Annotated[
+        Path | None,
+        typer.Option(
+            help="Two-domain tasks: folder of domain B images (pix2pix: same relative paths as A).",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -280,6 +399,8 @@ def train(
         train_command(
             task=task,
             data=data,
+            data_a=data_a,
+            data_b=data_b,
             out=out,
             config_file=config,
             overrides=list(overrides or []),
@@ -299,12 +420,15 @@ def export(
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Also write the float16 variant <name>.fp16.onnx (--precision fp16).")
     ] = False,
+    direction: Annotated[
+        str | None, typer.Option(help="CycleGAN runs: a2b (G, A to B) or b2a (F, B to A); one file each.")
+    ] = None,
 ) -> None:
     """Export a trained run to an ONNX model the runtime can run (needs the train extra)."""
     with train_extra_errors("exporting"):
         from img2img.export import export_command
 
-        export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16)
+        export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16, direction=direction)
 
 
 # Defined in cli/evaluate.py; registered last so `img2img --help` lists the image tasks first.

@@ -31,11 +31,18 @@ PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 FP16_SUFFIX = ".fp16.onnx"
 
 
-class ExportWrapper(nn.Module):
-    """Maps [0, 1] float32 input to the net's range and dtype, runs it, maps back and clamps.
+# ITU-R BT.601 luma weights: how an RGB input becomes the input of a gray-domain net.
+_LUMA = (0.299, 0.587, 0.114)
 
-    With a float16 net the output is float32 again, and any non-finite value (float16 overflow)
-    is passed on as NaN instead of being clamped into a valid-looking pixel.
+
+class ExportWrapper(nn.Module):
+    """Maps [0, 1] float32 RGB input to the net's range, channels and dtype, runs it, maps back
+    and clamps, so every exported graph takes and gives RGB in [0, 1].
+
+    A net with one input channel gets the BT.601 luma of the input; one with one output channel
+    has its output repeated on R, G and B. With a float16 net the output is float32 again, and
+    any non-finite value (float16 overflow) is passed on as NaN instead of being clamped into a
+    valid-looking pixel.
     """
 
     def __init__(self, net: nn.Module) -> None:
@@ -43,14 +50,21 @@ class ExportWrapper(nn.Module):
         self.net = net
         self.low, self.high = (float(v) for v in net.input_range)
         self.dtype = next(net.parameters()).dtype
+        self.gray_in = getattr(net, "in_channels", 3) == 1
+        self.gray_out = getattr(net, "out_channels", 3) == 1
+        self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         span = self.high - self.low
+        if self.gray_in:
+            image = (image * self.luma).sum(dim=1, keepdim=True)
         if (self.low, self.high) != (0.0, 1.0):
             image = image * span + self.low
         output = self.net(image.to(self.dtype)).float()
         if (self.low, self.high) != (0.0, 1.0):
             output = (output - self.low) / span
+        if self.gray_out:
+            output = output.expand(-1, 3, -1, -1)
         if self.dtype == torch.float32:
             return output.clamp(0.0, 1.0)
         return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
@@ -142,27 +156,54 @@ def fp16_path(output: Path) -> Path:
     return output.with_name(output.stem + FP16_SUFFIX)
 
 
-def export_generator(
-    generator: LoadedGenerator, output: Path, *, opset: int = 18, fp16: bool = False
-) -> dict[str, float]:
-    """Exports a rebuilt generator with its task's metadata (named after the file), and with
-    `fp16` its float16 variant beside it; returns the parity error per precision."""
+def export_net(generator: LoadedGenerator, direction: str | None = None) -> tuple[nn.Module, dict[str, str]]:
+    """The net an export writes and its task's metadata (without "name").
+
+    `direction` picks one net of a two-way run ("a2b" or "b2a" for CycleGAN); one-way tasks
+    take None.
+
+    Raises:
+        ModelError: the direction is missing, unknown or given to a one-way task.
+    """
     from img2img.engine.config import config_from_dict
     from img2img.tasks import TASKS
 
     task = TASKS.get(generator.task)
     config = config_from_dict(task.config_class, generator.config)
-    metadata = {"name": output.stem, **task.export_metadata(config, generator.net)}
-    errors = {"fp32": export_onnx(generator.net, output, metadata=metadata, opset=opset)}
-    if fp16:
-        errors["fp16"] = export_onnx(
-            generator.net, fp16_path(output), metadata=metadata, opset=opset, precision="fp16"
+    nets = task.export_nets(generator.net)
+    key = direction or ""
+    if key not in nets:
+        choices = ", ".join(name for name in nets if name) or "none (a one-way model)"
+        raise ModelError(
+            f"a {generator.task} run exports direction {choices}; "
+            + ("pass --direction" if any(nets) else "drop --direction")
         )
+    net = nets[key]
+    return net, task.export_metadata(config, net, key)
+
+
+def export_generator(
+    generator: LoadedGenerator, output: Path, *, opset: int = 18, fp16: bool = False, direction: str | None = None
+) -> dict[str, float]:
+    """Exports a rebuilt generator (one direction of a two-way run) with its task's metadata
+    (named after the file), and with `fp16` its float16 variant beside it; returns the parity
+    error per precision."""
+    net, metadata = export_net(generator, direction)
+    metadata = {"name": output.stem, **metadata}
+    errors = {"fp32": export_onnx(net, output, metadata=metadata, opset=opset)}
+    if fp16:
+        errors["fp16"] = export_onnx(net, fp16_path(output), metadata=metadata, opset=opset, precision="fp16")
     return errors
 
 
 def export_command(
-    *, run: Path, output: Path, checkpoint: str = "last", opset: int = 18, fp16: bool = False
+    *,
+    run: Path,
+    output: Path,
+    checkpoint: str = "last",
+    opset: int = 18,
+    fp16: bool = False,
+    direction: str | None = None,
 ) -> dict[str, float]:
     """`img2img export RUN -o model.onnx [--fp16]`: exports the EMA generator of a run's checkpoint."""
     run = Path(run)
@@ -171,7 +212,7 @@ def export_command(
         raise ModelError(f"no checkpoint at {source}; pass the run folder given to `img2img train --out`")
     started = time.perf_counter()
     output = Path(output)
-    errors = export_generator(load_generator(source), output, opset=opset, fp16=fp16)
+    errors = export_generator(load_generator(source), output, opset=opset, fp16=fp16, direction=direction)
     written = output if not fp16 else f"{output} and {fp16_path(output)}"
     parity = ", ".join(f"{precision} {error:.2e}" for precision, error in errors.items())
     print(f"exported {source} -> {written} (opset {opset}, parity max abs error {parity}, "

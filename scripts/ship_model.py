@@ -1,13 +1,14 @@
 """Turn a finished training run into a shipped model in weights/.
 
 Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), its float16 variant
-weights/<name>.fp16.onnx, weights/<name>.safetensors
+weights/<name>.fp16.onnx (unless --no-fp16), weights/<name>.safetensors
 (the same weights, for `engine.init_generator` fine-tuning) and the model's entry in
 weights/manifest.json (sha256 and the validation metrics of the chosen checkpoint). The model card
 weights/<name>.md is written by hand from the run's logs.
 
 Usage:
     python scripts/ship_model.py runs/superres-x4 --name superres-x4 [--checkpoint best]
+    python scripts/ship_model.py runs/emoji-cyclegan --name emoji-google2twitter --direction a2b
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 
 from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint, save_safetensors_generator
-from img2img.export import export_generator, fp16_path
+from img2img.export import export_generator, export_net, fp16_path
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -28,28 +29,44 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="run folder given to `img2img train --out`")
     parser.add_argument("--name", required=True, help="shipped model name, e.g. superres-x4")
     parser.add_argument("--checkpoint", default="best", help="last, best or a checkpoint path")
+    parser.add_argument("--direction", help="CycleGAN runs: a2b or b2a, the net to ship")
+    parser.add_argument(
+        "--weights-name",
+        help="name of the .safetensors twin (default: --name); both directions of a CycleGAN run share one, "
+        "holding G and F, which is what fine-tuning the run needs",
+    )
+    parser.add_argument(
+        "--no-fp16", dest="fp16", action="store_false",
+        help="skip the float16 variant (small models gain nothing from it on a GPU)",
+    )
     args = parser.parse_args()
 
     source = args.run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("last", "best") else Path(args.checkpoint)
     checkpoint = load_checkpoint(source)
     generator = generator_from_checkpoint(checkpoint)
     onnx_path = WEIGHTS / f"{args.name}.onnx"
-    errors = export_generator(generator, onnx_path, fp16=True)
-    print(f"exported {source} -> {onnx_path} and its fp16 variant (parity max abs error {errors})")
-    save_safetensors_generator(
-        generator.net, WEIGHTS / f"{args.name}.safetensors", task=generator.task, config=generator.config
-    )
+    errors = export_generator(generator, onnx_path, fp16=args.fp16, direction=args.direction)
+    print(f"exported {source} -> {onnx_path} (parity max abs error {errors})")
+    _, metadata = export_net(generator, args.direction)
+    weights_file = f"{args.weights_name or args.name}.safetensors"
+    save_safetensors_generator(generator.net, WEIGHTS / weights_file, task=generator.task, config=generator.config)
 
+    if args.fp16:
+        entry_fp16 = {
+            "fp16_file": fp16_path(onnx_path).name,
+            "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
+        }
+    else:
+        entry_fp16 = {}
     metrics = checkpoint.get("metrics") or {}
     entry = {
         "name": args.name,
-        "task": generator.task,
-        "scale": generator.net.scale,
+        "task": metadata["task"],
+        "scale": int(metadata["scale"]),
         "file": onnx_path.name,
         "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "fp16_file": fp16_path(onnx_path).name,
-        "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
-        "checkpoint": f"{args.name}.safetensors",
+        "checkpoint": weights_file,
+        **entry_fp16,
         "card": f"{args.name}.md",
         "metrics": {
             "step": checkpoint["step"],

@@ -1,8 +1,10 @@
-"""Shared fixtures: tiny ONNX upscalers that follow the export contract, and tiny images.
+"""Shared fixtures: tiny ONNX upscalers and translators that follow the export contract, and
+tiny images.
 
 The upscaler is nearest-neighbour Resize wrapped in SpaceToDepth/DepthToSpace(4): the pair is an
 identity, but onnxruntime rejects any height or width that is not a multiple of 4, like a real
-net with downsampling, so the runtime's padding is exercised rather than assumed.
+net with downsampling, so the runtime's padding is exercised rather than assumed. The translator
+inverts colours (1 - x) behind the same pair, so its output is known exactly.
 """
 
 import hashlib
@@ -96,6 +98,81 @@ def build_upscaler(
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+def build_translator(
+    path: Path,
+    *,
+    name: str,
+    metadata: dict[str, str | None] | None = None,
+    global_mean: bool = False,
+) -> Path:
+    """Write a same-size "invert" translator (output = 1 - input) with translation metadata:
+    task=translate, domains, background=255,255,255, whole_image=1, multiple_of 4.
+
+    `metadata` replaces entries of the metadata_props; a None value removes the entry. With
+    `global_mean`, the output is 1 - x + (mean of x over the image - 0.5): like an instance-
+    normalised net, every output pixel depends on the whole input, so tiles change the result.
+    """
+    nodes = [
+        helper.make_node("SpaceToDepth", ["input"], ["packed"], blocksize=BLOCK),
+        helper.make_node("DepthToSpace", ["packed"], ["aligned"], blocksize=BLOCK, mode="DCR"),
+        helper.make_node("Sub", ["one", "aligned"], ["inverted"]),
+    ]
+    result, constants = "inverted", {"one": 1.0, "low": 0.0, "high": 1.0}
+    if global_mean:
+        constants["half"] = 0.5
+        nodes += [
+            helper.make_node("ReduceMean", ["aligned"], ["mean"], axes=[2, 3], keepdims=1),
+            helper.make_node("Sub", ["mean", "half"], ["shift"]),
+            helper.make_node("Add", ["inverted", "shift"], ["shifted"]),
+        ]
+        result = "shifted"
+    nodes.append(helper.make_node("Clip", [result, "low", "high"], ["output"]))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_translator",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        initializer=[
+            helper.make_tensor(constant, TensorProto.FLOAT, [], [value]) for constant, value in constants.items()
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    props: dict[str, str | None] = {
+        "task": "translate",
+        "name": name,
+        "scale": "1",
+        "channels": "3",
+        "multiple_of": str(BLOCK),
+        "min_size": "1",
+        "range": "0,1",
+        "domains": "positive->negative",
+        "background": "255,255,255",
+        "whole_image": "1",
+        "data": "none (test fixture)",
+        "license": "Apache-2.0",
+        "version": "0.1.0",
+        "config": json.dumps({"task": "cyclegan"}),
+    }
+    props.update(metadata or {})
+    helper.set_model_props(model, {key: value for key, value in props.items() if value is not None})
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def make_translator(tmp_path: Path) -> Callable[..., Path]:
+    """`make_translator(name=..., metadata={...}, global_mean=False)` -> path of a fresh tiny
+    invert translator in tmp_path."""
+
+    def make(
+        *, name: str = "invert", metadata: dict[str, str | None] | None = None, global_mean: bool = False
+    ) -> Path:
+        return build_translator(tmp_path / f"{name}.onnx", name=name, metadata=metadata, global_mean=global_mean)
+
+    return make
 
 
 @pytest.fixture

@@ -14,13 +14,16 @@ def train_command(
     task: str,
     data: Path | None,
     out: Path | None,
+    data_a: Path | None = None,
+    data_b: Path | None = None,
     config_file: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     resume: Path | None = None,
     dry_run: bool = False,
     show_progress: bool = True,
 ) -> dict:
-    """Trains `task` on the images in `data` into the run folder `out` (or continues `resume`).
+    """Trains `task` on the images in `data` (two-domain tasks: `data_a` and `data_b`) into the
+    run folder `out` (or continues `resume`).
 
     Returns the final validation metrics. With `dry_run`, prints the resolved config and returns
     without touching the disk.
@@ -49,11 +52,11 @@ def train_command(
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose a new --out")
 
-    if data is not None:
-        overrides = [*overrides, f"data={json.dumps(str(data))}"]
+    for key, folder in (("data", data), ("data_a", data_a), ("data_b", data_b)):
+        if folder is not None:
+            overrides = [*overrides, f"{key}={json.dumps(str(folder))}"]
     config = resolve_config(task_class.config_class, base=base, config_file=config_file, overrides=overrides)
-    if not config.data:
-        raise ConfigError("no training data: pass --data DIR (a folder of images, searched recursively)")
+    task_class.check_data(config)
 
     if dry_run:
         print(json.dumps(config_to_dict(config), indent=2))

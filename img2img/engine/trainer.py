@@ -69,6 +69,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _detached(fake: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+    """G's output cut from G's graph for the D update: a tensor, or a task's dict of tensors."""
+    if isinstance(fake, dict):
+        return {name: value.detach() for name, value in fake.items()}
+    return fake.detach()
+
+
 def build_optimizer(net: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         [p for p in net.parameters() if p.requires_grad],
@@ -216,7 +223,7 @@ class Trainer:
                 with self._autocast():
                     d_terms = self.task.discriminator_loss(
                         batch,
-                        fake.detach(),
+                        _detached(fake),
                         self.D,
                         regularize=update_index % self.engine.penalty_interval == 0,
                     )
@@ -386,6 +393,7 @@ class Trainer:
             "historical_g": self.hist_g.state_dict() if self.hist_g is not None else None,
             "historical_d": self.hist_d.state_dict() if self.hist_d is not None else None,
             "best": self.best,
+            "task_state": self.task.state_dict(),
             "metrics": metrics,
             "rng": rng_state(),
         }
@@ -414,6 +422,7 @@ class Trainer:
             self.hist_g.load_state_dict(checkpoint["historical_g"])
         if self.hist_d is not None and checkpoint["historical_d"] is not None:
             self.hist_d.load_state_dict(checkpoint["historical_d"])
+        self.task.load_state_dict(checkpoint.get("task_state") or {})
         self.best = checkpoint["best"]
         self.step = checkpoint["step"]
         restore_rng_state(checkpoint["rng"])

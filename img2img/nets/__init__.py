@@ -6,6 +6,8 @@ Importing this package registers every architecture and preset in `NETS`:
   srvgg_tiny), `RRDBNet` (rrdb_esrgan, rrdb_small, rrdb_tiny);
 - translation generators (input and tanh output in [-1, 1]): `UNetGenerator` (unet_128,
   unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny);
+- CycleGAN pairs: `CycleGenerators` (G: A -> B, F: B -> A) and `CycleDiscriminators` (D_Y,
+  D_X), each one module for the engine;
 - discriminators (raw logits): `PatchGAN` (patchgan_70, patchgan_tiny), `PixelGAN` (pixelgan),
   `MultiScalePatchGAN` (multiscale_patchgan, multiscale_patchgan_tiny), `UNetDiscriminator`
   (unet_discriminator, unet_discriminator_tiny).
@@ -18,7 +20,7 @@ Example:
     torch.Size([1, 3, 14, 10])
 """
 
-from img2img.nets import discriminators, resnet, rrdb, srvgg, unet
+from img2img.nets import cycle, discriminators, resnet, rrdb, srvgg, unet
 from img2img.nets.registry import NETS, build_net, rebuild_net
 
-__all__ = ["NETS", "build_net", "discriminators", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]
+__all__ = ["NETS", "build_net", "cycle", "discriminators", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]

@@ -9,6 +9,8 @@ Example:
     >>> upscale = img2img.load("superres-x4")            # a shipped name, or "path/to/model.onnx"
     >>> big = upscale(Image.open("photo.jpg"))            # PIL in, PIL out (mode kept, alpha kept)
     >>> big = upscale(np.asarray(Image.open("photo.jpg"))) # uint8 (H, W, 3) in, uint8 (4H, 4W, 3) out
+    >>> to_twitter = img2img.load("emoji.onnx", task="translate", alpha="drop")
+    >>> flat = to_twitter(Image.open("emoji.png"))          # RGBA in: composited, RGB out
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from img2img.runtime.onnx_model import ModelInfo, OnnxModel
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
 
-ALPHA_MODES = ("bicubic", "model")
+ALPHA_MODES = ("bicubic", "model", "drop")
 
 
 class Model:
@@ -35,20 +37,25 @@ class Model:
 
     Args:
         model: a shipped model name (see `img2img models`) or a path to an .onnx file.
-        task: the task the caller expects ("superres", ...); a model of another task is refused.
-            None accepts any.
+        task: the task the caller expects ("superres", "translate", ...); a model of another task
+            is refused. None accepts any.
         scale: for `model=None`, picks the shipped default of `task` with this scale; otherwise
             checked against the model's own scale.
         device: "auto", "cpu" or "cuda".
         precision: "fp32" or "fp16" (the model's float16 variant; NaN tiles rerun in float32).
         tile: tile size in input pixels, "auto" (from the image size and free memory) or None
-            (whole image at once).
+            (whole image at once). For a model whose metadata says `whole_image` (instance
+            normalisation), "auto" runs every image whole, and a size still tiles but warns that
+            the result may differ from the whole-image one.
         tile_overlap: input pixels shared by neighbouring tiles.
         batch_size: tiles per model call; None: 4 on a GPU, 1 on the CPU (where batching does not
             speed anything up but costs memory).
-        alpha: how transparency is resized: "bicubic" (smooth, cheap) or "model" (the opacity
-            plane is run through the model as a gray image, which keeps edges as sharp as the
-            colours').
+        alpha: what becomes of transparency: "bicubic" keeps the input's opacity plane, resized
+            smoothly to the output size; "model" upscales the plane through the model as a gray
+            image (edges as sharp as the colours'; a same-size model keeps the plane as it is,
+            since nothing needs resizing and a translator would restyle opacity as if it were an
+            image); "drop" writes no alpha, the output is opaque. A model with a `background`
+            first composites transparent pixels onto it, as its training data was.
         threads: onnxruntime intra-op threads (None: all cores).
 
     Raises:
@@ -110,7 +117,7 @@ class Model:
 
         Returns:
             The same kind of object: a PIL image of the same mode family, or an array of the same
-            dtype and channel layout, `scale` times larger.
+            dtype and channel layout, `scale` times larger (without alpha when `alpha` is "drop").
         """
         masks = None if mask is None else _mask_array(mask, image)
         if isinstance(image, Image.Image):
@@ -130,22 +137,38 @@ class Model:
         """Run the model on a decoded image file; the batch runner's processor.
 
         Output pixels are uint16 for a 16-bit source, else uint8, so a large result never exists
-        as a float image. Transparency is resized as `alpha` says.
+        as a float image. Transparent pixels are composited onto the model's background (if it
+        has one) before the net; the output's transparency is what `alpha` says.
         """
         if "mask" in self.info.inputs and mask is None:
             raise ModelError(f"{self.info.name} fills a masked region; pass a mask with the image")
         warnings: list[str] = []
         retries = self.onnx.fp32_retries
         out_dtype = np.uint16 if image.bit_depth == 16 else np.uint8
-        pixels = self._run(image.rgb, mask, out_dtype, warnings.append, on_tile)
+        rgb = self._composited(image.rgb, image.alpha)
+        pixels = self._run(rgb, mask, out_dtype, warnings.append, on_tile)
         alpha = None
-        if image.alpha is not None:
+        if image.alpha is not None and self.alpha != "drop":
             alpha = self._resize_alpha(image.alpha, pixels.shape[:2], out_dtype, warnings.append)
         if self.onnx.fp32_retries > retries:
             warnings.append(
                 f"{self.onnx.fp32_retries - retries} tile(s) overflowed in fp16 and were rerun in fp32"
             )
-        return ProcessedImage(pixels=pixels, alpha=alpha, warnings=tuple(warnings))
+        # The opacity plane may go through the net too and would repeat a tiling warning.
+        return ProcessedImage(pixels=pixels, alpha=alpha, warnings=tuple(dict.fromkeys(warnings)))
+
+    def _composited(self, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+        """(H, W, 3) float RGB in [0, 1] laid over the model's background with (H, W) opacity
+        `alpha` in [0, 1]; unchanged without alpha or background.
+
+        Nets trained on composited images never saw the colour hidden under transparent pixels,
+        which is often arbitrary (black, or leftovers of an editor).
+        """
+        if alpha is None or self.info.background is None:
+            return rgb
+        background = np.asarray(self.info.background, np.float32) / 255.0
+        opacity = alpha[:, :, None]
+        return rgb * opacity + background * (1.0 - opacity)
 
     def _run(
         self,
@@ -158,7 +181,7 @@ class Model:
         return run_with_fallback(
             self.onnx,
             rgb,
-            tile=self.tile,
+            tile=self._tile_for(*rgb.shape[:2], warn),
             overlap=self.tile_overlap,
             mask=mask,
             batch_size=self.batch_size,
@@ -167,6 +190,20 @@ class Model:
             warn=warn,
             on_tile=on_tile,
         )
+
+    def _tile_for(self, height: int, width: int, warn: Callable[[str], None]) -> int | str | None:
+        """The tile to run a (height, width) image with: `tile`, except that a whole-image model
+        runs whole under "auto", and warns when an explicit tile does cut the image."""
+        if not self.info.whole_image:
+            return self.tile
+        if self.tile == "auto":
+            return None
+        if isinstance(self.tile, int) and self.tile < max(height, width):
+            warn(
+                f"{self.info.name} normalises over the whole image, so {self.tile}-pixel tiles may give "
+                "a different result; use --tile auto or 0 to run the image whole"
+            )
+        return self.tile
 
     def _resize_alpha(
         self, alpha: np.ndarray, size: tuple[int, int], out_dtype: type[np.generic], warn: Callable[[str], None]
@@ -185,7 +222,8 @@ class Model:
         return np.rint(plane * float(np.iinfo(out_dtype).max)).astype(out_dtype)
 
     def _call_array(self, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        """numpy in, numpy out, with the caller's dtype and channel layout."""
+        """numpy in, numpy out, with the caller's dtype and channel layout ((H, W, 4) comes back
+        as (H, W, 3) when `alpha` is "drop")."""
         if array.ndim not in (2, 3) or array.ndim == 3 and array.shape[2] not in (3, 4):
             raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
         if array.dtype == np.uint8 or array.dtype == np.uint16:
@@ -200,11 +238,11 @@ class Model:
         alpha = floats[:, :, 3] if floats.ndim == 3 and floats.shape[2] == 4 else None
         out_dtype = array.dtype.type if array.dtype in (np.uint8, np.uint16) else np.float32
         warnings: list[str] = []
-        pixels = self._run(rgb, mask, out_dtype, warnings.append)
+        pixels = self._run(self._composited(rgb, alpha), mask, out_dtype, warnings.append)
         if gray:
             plane = pixels.mean(axis=2)
             return plane if out_dtype == np.float32 else plane.round().astype(out_dtype)
-        if alpha is None:
+        if alpha is None or self.alpha == "drop":
             return pixels
         plane = self._resize_alpha(alpha, pixels.shape[:2], out_dtype, warnings.append)
         return np.concatenate([pixels, plane[:, :, None]], axis=2)
@@ -256,6 +294,9 @@ def describe(path: Path) -> dict[str, object]:
         "license": info.license,
         "data": info.data,
         "version": info.version,
+        "domains": info.domains,
+        "background": "none" if info.background is None else ",".join(map(str, info.background)),
+        "whole_image": "yes" if info.whole_image else "no",
         "graph inputs": ", ".join(
             f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
         ),

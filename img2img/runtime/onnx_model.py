@@ -64,6 +64,12 @@ class ModelInfo:
         precision: "fp32" or "fp16", the arithmetic inside the graph (its edges are float32).
         license, data, version: provenance strings for the model card.
         config: the resolved training configuration the model was trained with.
+        background: (R, G, B) in 0..255 that transparent pixels were composited onto in
+            training, so the runtime composites them the same way before the net; None: no
+            compositing (metadata "background", "r,g,b").
+        domains: what a translation model turns into what, free text "A->B" ("" when not recorded).
+        whole_image: the net normalises over the whole image (instance norm), so tiles would
+            change its output: `tile="auto"` then runs images whole (metadata "whole_image", "1").
     """
 
     task: str
@@ -79,13 +85,17 @@ class ModelInfo:
     data: str = ""
     version: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    background: tuple[int, int, int] | None = None
+    domains: str = ""
+    whole_image: bool = False
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], *, source: str) -> ModelInfo:
         """Parse metadata_props (all strings); `source` names the file in error messages.
 
         Raises:
-            ModelError: "scale" is missing, or a field does not parse, or range is not "0,1".
+            ModelError: "scale" is missing, or a field does not parse, or range is not "0,1", or
+                background is not three values 0-255, or whole_image is not "0" or "1".
         """
         if "scale" not in props:
             raise ModelError(
@@ -137,6 +147,11 @@ class ModelInfo:
             raise ModelError(
                 f"{source}: metadata 'config' is not valid JSON ({error}); re-export the model"
             ) from None
+        whole_image = props.get("whole_image", "0").strip()
+        if whole_image not in ("0", "1"):
+            raise ModelError(
+                f"{source}: metadata 'whole_image' is {whole_image!r}, expected '1' or '0'; re-export the model"
+            )
 
         return cls(
             task=props.get("task", ""),
@@ -152,6 +167,9 @@ class ModelInfo:
             data=props.get("data", ""),
             version=props.get("version", ""),
             config=config,
+            background=_parse_background(props["background"], source) if "background" in props else None,
+            domains=props.get("domains", ""),
+            whole_image=whole_image == "1",
         )
 
     def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:
@@ -179,6 +197,19 @@ class ModelInfo:
             return math.ceil(max(length, self.min_size) / self.multiple_of) * self.multiple_of
 
         return align(height), align(width)
+
+
+def _parse_background(text: str, source: str) -> tuple[int, int, int]:
+    """Metadata "r,g,b" (each 0-255) -> (r, g, b)."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 <= value <= 255 for value in values):
+        raise ModelError(
+            f"{source}: metadata 'background' is {text!r}, expected 'r,g,b' with each 0-255; re-export the model"
+        )
+    return values  # type: ignore[return-value]
 
 
 def select_providers(device: str, available: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from img2img.tasks.base import GanObjective, Task
 
 TASKS: Registry[type[Task]] = Registry("task")
 
-from img2img.tasks import superres  # noqa: E402  (registers itself in TASKS)
+# Each module registers itself in TASKS.
+from img2img.tasks import cyclegan, pix2pix, superres  # noqa: E402
 
-__all__ = ["TASKS", "GanObjective", "Task", "superres"]
+__all__ = ["TASKS", "GanObjective", "Task", "cyclegan", "pix2pix", "superres"]

@@ -52,7 +52,9 @@ class Task(ABC):
         """Moves a collated batch to the device and derives the net's inputs (e.g. degradations)."""
 
     @abstractmethod
-    def generate(self, generator_net: nn.Module, batch: Batch) -> torch.Tensor: ...
+    def generate(self, generator_net: nn.Module, batch: Batch) -> torch.Tensor | Batch:
+        """G's output for the batch: one tensor, or named tensors (CycleGAN's fakes and
+        reconstructions); the engine detaches either before the D update."""
 
     @abstractmethod
     def generator_loss(self, batch: Batch, fake: torch.Tensor, discriminator: nn.Module | None) -> Batch:
@@ -66,6 +68,26 @@ class Task(ABC):
 
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
         """Hook after each D update (WGAN weight clipping)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state the task keeps itself (CycleGAN's image pools), saved in checkpoints
+        so that a resumed run continues exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what `state_dict` returned."""
+
+    @classmethod
+    def check_data(cls, config: RunConfig) -> None:
+        """Raises ConfigError when the config names no training data."""
+        if not getattr(config, "data", ""):
+            raise ConfigError("no training data: pass --data DIR (a folder of images, searched recursively)")
+
+    @classmethod
+    def export_nets(cls, generator_net: nn.Module) -> dict[str, nn.Module]:
+        """The nets an export writes, by direction name: {"": generator_net} for one-way tasks,
+        {"a2b": G, "b2a": F} for CycleGAN."""
+        return {"": generator_net}
 
     @abstractmethod
     def validate(self, generator_net: nn.Module) -> dict[str, float]:
@@ -85,8 +107,9 @@ class Task(ABC):
 
     @classmethod
     @abstractmethod
-    def export_metadata(cls, config: RunConfig, generator_net: nn.Module) -> dict[str, str]:
-        """ONNX metadata_props of the exported model (task, scale, multiple_of, ...)."""
+    def export_metadata(cls, config: RunConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
+        """ONNX metadata_props of the exported model (task, scale, multiple_of, ...); `direction`
+        is a key of `export_nets` and `generator_net` the net it names."""
 
 
 class GanObjective:

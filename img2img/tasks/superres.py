@@ -229,7 +229,7 @@ class SuperResolution(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: SuperResConfig, generator_net: nn.Module) -> dict[str, str]:
+    def export_metadata(cls, config: SuperResConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
         return {
             "task": cls.name,
             "scale": str(config.scale),

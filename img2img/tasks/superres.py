@@ -88,15 +88,7 @@ class SuperResolution(Task):
         if config.stage == "gan":
             if config.perceptual_weight > 0:
                 self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
-            self.gan = GanObjective(
-                loss=config.gan_loss,
-                weight=config.gan_weight,
-                real_label=config.real_label,
-                penalty=config.penalty,
-                penalty_weight=config.penalty_weight,
-                penalty_interval=config.engine.penalty_interval,
-                clip=config.wgan_clip,
-            )
+            self.gan = GanObjective.from_config(config)
         self._train: HRCropDataset | None = None
         self._validation: ValidationImages | None = None
         self._fid_crops: HRCropDataset | None = None

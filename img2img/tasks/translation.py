@@ -91,6 +91,12 @@ def build_translation_discriminator(config: TranslationConfig, in_channels: int)
     return build_net(config.discriminator, **({"in_channels": in_channels} | config.discriminator_options))
 
 
+def split_folder(root: str, split: str) -> Path:
+    """`root/split` ("train", "val") when that folder exists, else `root` itself."""
+    path = Path(root)
+    return path / split if (path / split).is_dir() else path
+
+
 def existing(path: str) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 

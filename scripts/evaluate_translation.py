@@ -25,15 +25,20 @@ import numpy as np
 import torch
 
 from img2img.data.two_domain import load_domain_image, parse_background
-from img2img.evaluate.scoring import PairScorer, format_table, images_by_stem
+from img2img.evaluate.scoring import (
+    PairScorer,
+    format_table,
+    from_uint8,
+    images_by_stem,
+)
 from img2img.evaluate.sheets import Tile, comparison_sheet, save_sheet
-from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
+from img2img.metrics import (
+    FeatureSet,
+    InceptionFeatures,
+    frechet_distance,
+    kernel_inception_distance,
+)
 from img2img.runtime.api import Model
-
-
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
 def main() -> None:
@@ -65,13 +70,13 @@ def main() -> None:
 
     def features(images: list[np.ndarray]) -> FeatureSet:
         with torch.no_grad():
-            chunks = [inception(torch.cat([to_tensor(p) for p in images[i : i + 64]])).numpy() for i in range(0, len(images), 64)]
+            chunks = [inception(torch.cat([from_uint8(p) for p in images[i : i + 64]])).numpy() for i in range(0, len(images), 64)]
         return FeatureSet.from_features(np.concatenate(chunks))
 
     real = features(target_pixels)
     results: dict[str, dict[str, float]] = {}
     for method, images in outputs.items():
-        per_image = [scorer.score(to_tensor(out), to_tensor(tgt)) for out, tgt in zip(images, target_pixels)]
+        per_image = [scorer.score(from_uint8(out), from_uint8(tgt)) for out, tgt in zip(images, target_pixels)]
         summary = {key: float(np.mean([scores[key] for scores in per_image])) for key in ("psnr_rgb", "ssim_rgb", "vgg_distance")}
         generated = features(images)
         summary["fid"] = frechet_distance(real, generated)

@@ -7,8 +7,9 @@ from pathlib import Path
 from PIL import Image
 
 from img2img.errors import Img2ImgError
-from img2img.evaluate.scoring import PairScorer, image_tensor, images_by_stem, to_uint8
+from img2img.evaluate.scoring import PairScorer, images_by_stem, to_uint8
 from img2img.evaluate.sheets import Tile, comparison_sheet, find_detail_box
+from img2img.metrics.folders import load_rgb
 
 
 def _caption(scores: dict[str, float]) -> str:
@@ -49,7 +50,7 @@ def folder_sheet(
         )
     rows, boxes, names = [], [], []
     for name in shared[:count]:
-        images = [image_tensor(files[name]) for files in found]
+        images = [load_rgb(files[name]) for files in found]
         reference = images[-1] if target is not None else max(images, key=lambda image: image.shape[-1] * image.shape[-2])
         tiles = []
         for index, image in enumerate(images):

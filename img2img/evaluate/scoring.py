@@ -19,8 +19,8 @@ import torch
 
 from img2img.errors import Img2ImgError
 from img2img.metrics import psnr, ssim
+from img2img.metrics.folders import load_rgb
 from img2img.runtime.batch import IMAGE_SUFFIXES
-from img2img.runtime.image_io import load_image
 
 # Metric names as columns, in table order, with the label shown on the terminal.
 METRIC_LABELS = {
@@ -153,14 +153,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def image_tensor(path: Path) -> torch.Tensor:
-    """An image file as (1, 3, H, W) float32 RGB in [0, 1] (EXIF applied, alpha dropped).
-
-    Raises:
-        Img2ImgError: the file cannot be decoded (the message names it).
-    """
-    loaded = load_image(path)
-    return torch.from_numpy(np.ascontiguousarray(loaded.rgb)).permute(2, 0, 1).unsqueeze(0)
+def from_uint8(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -293,7 +288,7 @@ def evaluate_pairs(
         if on_image is not None:
             on_image(name)
         try:
-            scores = scorer.score(image_tensor(pred_path), image_tensor(target_path))
+            scores = scorer.score(load_rgb(pred_path), load_rgb(target_path))
         except Img2ImgError as error:
             table.failures.append((name, str(error)))
             continue

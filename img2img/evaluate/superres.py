@@ -21,7 +21,14 @@ import torch
 
 from img2img.data import bicubic_downscale, bicubic_upscale
 from img2img.errors import Img2ImgError
-from img2img.evaluate.scoring import METRIC_LABELS, EvalTable, PairScorer, image_tensor, to_uint8
+from img2img.evaluate.scoring import (
+    METRIC_LABELS,
+    EvalTable,
+    PairScorer,
+    from_uint8,
+    to_uint8,
+)
+from img2img.metrics.folders import image_paths, load_rgb
 from img2img.runtime.batch import IMAGE_SUFFIXES
 
 METHODS = ("bicubic", "model")
@@ -42,9 +49,7 @@ class SheetExample:
 
 def hr_images(folder: Path) -> list[Path]:
     """Image files under `folder`, recursively, sorted; an error if there are none."""
-    if not folder.is_dir():
-        raise Img2ImgError(f"{folder} is not a folder; give a folder of high-resolution images")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = image_paths(folder)
     if not paths:
         raise Img2ImgError(f"{folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return paths
@@ -101,11 +106,11 @@ def evaluate_superres(
         if on_image is not None:
             on_image(name)
         try:
-            hr = centre_crop(image_tensor(path), scale, max_size)
+            hr = centre_crop(load_rgb(path), scale, max_size)
             if min(hr.shape[-2:]) < scale:
                 raise Img2ImgError(f"smaller than the scale {scale}")
             lr_pixels = to_uint8(bicubic_downscale(hr, scale))
-            lr = torch.from_numpy(lr_pixels).permute(2, 0, 1).unsqueeze(0).float() / 255
+            lr = from_uint8(lr_pixels)
             outputs = {"bicubic": to_uint8(bicubic_upscale(lr, scale)), "model": np.asarray(upscale(lr_pixels))}
             if outputs["model"].shape != (hr.shape[-2], hr.shape[-1], 3) or outputs["model"].dtype != np.uint8:
                 raise Img2ImgError(
@@ -113,7 +118,7 @@ def evaluate_superres(
                     f"{lr_pixels.shape} input; expected uint8 {(hr.shape[-2], hr.shape[-1], 3)} (is its scale {scale}?)"
                 )
             scores = {
-                method: scorer.score(torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255, hr)
+                method: scorer.score(from_uint8(pixels), hr)
                 for method, pixels in outputs.items()
             }
         except Img2ImgError as error:

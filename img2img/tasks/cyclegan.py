@@ -190,15 +190,10 @@ class CycleGAN(Task):
         roots = self._val_roots()
         if roots is None:
             return {}
-        root_a, root_b = roots
-        size = self.config.engine.batch_size
-        metrics = score_translation(
-            lambda a: from_net(generator_net.G(to_net(a))), paired_batches(root_a, root_b, self.config, size, self.device), "_a2b"
-        )
+        pairs = list(paired_batches(*roots, self.config, self.config.engine.batch_size, self.device))
+        metrics = score_translation(lambda a: from_net(generator_net.G(to_net(a))), iter(pairs), "_a2b")
         metrics |= score_translation(
-            lambda b: from_net(generator_net.F(to_net(b))),
-            ((b, a) for a, b in paired_batches(root_a, root_b, self.config, size, self.device)),
-            "_b2a",
+            lambda b: from_net(generator_net.F(to_net(b))), ((b, a) for a, b in pairs), "_b2a"
         )
         if metrics:
             metrics["psnr_mean"] = (metrics["psnr_a2b"] + metrics["psnr_b2a"]) / 2

@@ -1,10 +1,11 @@
 """Export a trained generator to ONNX for the inference runtime.
 
 The ONNX graph follows one contract for every task (see `img2img.runtime`):
-input "input" float32 (N, 3, H, W) RGB in [0, 1], output "output" float32 (N, 3, H*s, W*s) in
-[0, 1]; batch, height and width are dynamic; mapping to the net's own input range and the final
-clamp are inside the graph; metadata_props say task, scale, channels, multiple_of, range, data,
-license, version and the resolved training config.
+input "input" float32 (N, 3, H, W) RGB in [0, 1] (and, for nets that take a hole mask, "mask"
+float32 (N, 1, H, W) in {0, 1}, 1 = fill), output "output" float32 (N, 3, H*s, W*s) in [0, 1];
+batch, height and width are dynamic; mapping to the net's own input range, pasting a fill into
+the hole only, and the final clamp are inside the graph; metadata_props say task, scale,
+channels, multiple_of, range, data, license, version and the resolved training config.
 
 Each model can also be written as a float16 variant (`model.fp16.onnx`): weights and activations
 in float16, the graph's input and output still float32. Where float16 overflows, the variant
@@ -40,9 +41,10 @@ class ExportWrapper(nn.Module):
     and clamps, so every exported graph takes and gives RGB in [0, 1].
 
     A net with one input channel gets the BT.601 luma of the input; one with one output channel
-    has its output repeated on R, G and B. With a float16 net the output is float32 again, and
-    any non-finite value (float16 overflow) is passed on as NaN instead of being clamped into a
-    valid-looking pixel.
+    has its output repeated on R, G and B. A net that `takes_mask` (inpainting) is called as
+    net(image, mask), and its output is used inside the hole only: outside it the graph returns
+    the input itself. With a float16 net the output is float32 again, and any non-finite value
+    (float16 overflow) is passed on as NaN instead of being clamped into a valid-looking pixel.
     """
 
     def __init__(self, net: nn.Module) -> None:
@@ -52,19 +54,26 @@ class ExportWrapper(nn.Module):
         self.dtype = next(net.parameters()).dtype
         self.gray_in = getattr(net, "in_channels", 3) == 1
         self.gray_out = getattr(net, "out_channels", 3) == 1
+        self.takes_mask = getattr(net, "takes_mask", False)
         self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        source = image
         span = self.high - self.low
         if self.gray_in:
             image = (image * self.luma).sum(dim=1, keepdim=True)
         if (self.low, self.high) != (0.0, 1.0):
             image = image * span + self.low
-        output = self.net(image.to(self.dtype)).float()
+        if self.takes_mask:
+            output = self.net(image.to(self.dtype), mask.to(self.dtype)).float()
+        else:
+            output = self.net(image.to(self.dtype)).float()
         if (self.low, self.high) != (0.0, 1.0):
             output = (output - self.low) / span
         if self.gray_out:
             output = output.expand(-1, 3, -1, -1)
+        if self.takes_mask:
+            output = output * mask + source * (1.0 - mask)
         if self.dtype == torch.float32:
             return output.clamp(0.0, 1.0)
         return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
@@ -101,16 +110,21 @@ def export_onnx(
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
     if multiple > 1:
         height, width = multiple * torch.export.Dim("height_blocks"), multiple * torch.export.Dim("width_blocks")
+    inputs, input_names, dynamic_shapes = (example,), ["input"], [{0: batch, 2: height, 3: width}]
+    if wrapper.takes_mask:
+        inputs += ((torch.rand(1, 1, *example.shape[2:]) > 0.5).float(),)
+        input_names.append("mask")
+        dynamic_shapes.append({0: batch, 2: height, 3: width})
     with tempfile.TemporaryDirectory() as scratch:
         traced = Path(scratch) / "model.onnx"
         program = torch.onnx.export(
             wrapper,
-            (example,),
+            inputs,
             dynamo=True,
             opset_version=opset,
-            input_names=["input"],
+            input_names=input_names,
             output_names=["output"],
-            dynamic_shapes=[{0: batch, 2: height, 3: width}],
+            dynamic_shapes=dynamic_shapes,
             external_data=False,
             verbose=False,
         )
@@ -138,14 +152,19 @@ def export_onnx(
 
 
 def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int = 2) -> float:
-    """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch."""
+    """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch (with a
+    random hole mask for nets that take one)."""
     import onnxruntime
 
-    image = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(batch, 3, *size, generator=generator)
+    inputs = {"input": image}
+    if getattr(wrapper, "takes_mask", False):
+        inputs["mask"] = (torch.rand(batch, 1, *size, generator=generator) > 0.5).float()
     with torch.no_grad():
-        expected = wrapper(image).numpy()
+        expected = wrapper(*inputs.values()).numpy()
     session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    (actual,) = session.run(["output"], {"input": image.numpy()})
+    (actual,) = session.run(["output"], {name: value.numpy() for name, value in inputs.items()})
     if actual.shape != expected.shape:
         raise ModelError(f"ONNX output shape {actual.shape} differs from PyTorch's {expected.shape}")
     return float(np.abs(actual - expected).max())

@@ -1,5 +1,6 @@
-"""Training data: folders of images (``folder``) and the degradations that make
-low-resolution inputs from high-resolution batches (``degradations``)."""
+"""Training data: folders of images (``folder``), the degradations that make
+low-resolution inputs from high-resolution batches (``degradations``) and inpainting hole masks
+(``masks``)."""
 
 from img2img.data.degradations import (
     DEGRADATIONS,
@@ -10,6 +11,7 @@ from img2img.data.degradations import (
     build_degradation,
 )
 from img2img.data.folder import IMAGE_EXTENSIONS, HRCropDataset, ValidationImages, list_images
+from img2img.data.masks import MASK_KINDS, MaskSettings, random_mask, square_crop, validation_masks, validation_set
 from img2img.data.two_domain import (
     AlignedDataset,
     PairedDataset,
@@ -23,9 +25,11 @@ from img2img.data.two_domain import (
 __all__ = [
     "DEGRADATIONS",
     "IMAGE_EXTENSIONS",
+    "MASK_KINDS",
     "AlignedDataset",
     "BicubicDegradation",
     "HRCropDataset",
+    "MaskSettings",
     "PairedDataset",
     "RealWorldDegradation",
     "SingleDataset",
@@ -37,5 +41,9 @@ __all__ = [
     "list_images",
     "load_domain_image",
     "parse_background",
+    "random_mask",
+    "square_crop",
     "translation_transform",
+    "validation_masks",
+    "validation_set",
 ]

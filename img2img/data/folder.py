@@ -94,6 +94,12 @@ class HRCropDataset(Dataset):
         cache: decode every image once, here, and keep the uint8 arrays in memory (about
             3 bytes per pixel: 300 MB for 150 photos of 1000x700). Decoding up front also finds a
             corrupt file before training starts. Without it each item decodes its file.
+        scale_range: (low, high): resize each image by a random factor in this range (area
+            interpolation) before cropping, so a crop holds more of the scene than the same
+            crop at full resolution (inpainting learns scene structure, not only texture).
+            None keeps the pixels as they are (super-resolution must not resample its HR side).
+        upright: augment with horizontal flips only, so scenes keep their sky at the top (for
+            tasks that learn scene layout).
 
     Example:
         >>> data = HRCropDataset(root="data/photos/train", patch_size=128)  # doctest: +SKIP
@@ -102,17 +108,30 @@ class HRCropDataset(Dataset):
     """
 
     def __init__(
-        self, *, root: str | Path, patch_size: int, augment: bool = True, cache: bool = True
+        self,
+        *,
+        root: str | Path,
+        patch_size: int,
+        augment: bool = True,
+        cache: bool = True,
+        scale_range: tuple[float, float] | None = None,
+        upright: bool = False,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be a positive number of pixels, got {patch_size}")
+        if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
         self.root = Path(root)
         self.patch_size = patch_size
         self.augment = augment
         self.cache = cache
         self.paths = list_images(self.root)
         self._arrays = [read_rgb(p) for p in self.paths] if cache else None
-        steps = [
+        steps = []
+        if scale_range is not None:
+            low, high = scale_range
+            steps.append(A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_AREA, p=1.0))
+        steps += [
             # Reflection continues the picture's own texture, where a constant border would
             # teach the model flat edges.
             A.PadIfNeeded(
@@ -121,7 +140,9 @@ class HRCropDataset(Dataset):
             A.RandomCrop(height=patch_size, width=patch_size),
         ]
         if augment:
-            steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)]
+            steps.append(A.HorizontalFlip(p=0.5))
+            if not upright:
+                steps += [A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)]
         self._transform = A.Compose(steps)
 
     def __len__(self) -> int:

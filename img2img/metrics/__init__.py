@@ -1,5 +1,6 @@
-"""Image quality metrics: full-reference (PSNR, SSIM), distribution (FID, KID, IS) and a VGG19
-feature distance. Everything here needs the train extra (torch)."""
+"""Image quality metrics: full-reference (PSNR, SSIM, both also over an inpainted hole),
+distribution (FID, KID, IS) and a VGG19 feature distance. Everything here needs the train extra
+(torch)."""
 
 from img2img.metrics.distribution import (
     FeatureSet,
@@ -16,6 +17,7 @@ from img2img.metrics.inception import (
     load_inception,
     resize_for_inception,
 )
+from img2img.metrics.masked import hole_metrics
 from img2img.metrics.perceptual import VGGFeatureDistance
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "VGGFeatureDistance",
     "folder_features",
     "frechet_distance",
+    "hole_metrics",
     "image_paths",
     "inception_score",
     "kernel_inception_distance",

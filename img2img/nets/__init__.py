@@ -20,7 +20,7 @@ Example:
     torch.Size([1, 3, 14, 10])
 """
 
-from img2img.nets import cycle, discriminators, resnet, rrdb, srvgg, unet
+from img2img.nets import cycle, discriminators, inpaint, resnet, rrdb, srvgg, unet
 from img2img.nets.registry import NETS, build_net, rebuild_net
 
-__all__ = ["NETS", "build_net", "cycle", "discriminators", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]
+__all__ = ["NETS", "build_net", "cycle", "discriminators", "inpaint", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]

@@ -1,0 +1,174 @@
+"""Inpainting training, the hole-only guarantee of net and export, on tiny generated photos."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from img2img.engine.checkpoint import load_generator
+from img2img.engine.config import resolve_config
+from img2img.engine.trainer import Trainer
+from img2img.errors import ConfigError
+from img2img.export import export_generator
+from img2img.nets import build_net
+from img2img.tasks.inpaint import InpaintConfig, Inpainting
+
+
+def textured_image(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """Smooth colour waves with a darker band: structure a fill can continue."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width] / max(size)
+    channels = [
+        0.5 + 0.35 * np.sin(2 * np.pi * (fx * x + fy * y) + phase) for fx, fy, phase in rng.uniform(1, 6, size=(3, 3))
+    ]
+    image = np.stack(channels, axis=-1)
+    image[(y * 5).astype(int) % 2 == 1] *= 0.7
+    return Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 3)):
+        (root / split).mkdir()
+        for index in range(count):
+            textured_image(rng, (48 + 8 * index, 64)).save(root / split / f"{index}.png")
+    return root
+
+
+def tiny_config(data: Path, *overrides: str) -> InpaintConfig:
+    base = [
+        f'data="{data}"',
+        "net=inpaint_unet_tiny",
+        "discriminator=patchgan_tiny",
+        "discriminator_options={spectral_norm = true, norm = 'none'}",
+        "patch_size=32",
+        "scale_range=[0.5, 0.8]",
+        "resolution=32",
+        "perceptual_weight=0",
+        "style_weight=0",
+        "engine.batch_size=2",
+        "engine.num_workers=0",
+        "engine.steps=4",
+        "engine.log_every=1",
+        "engine.sample_every=2",
+        "engine.validate_every=2",
+        "engine.checkpoint_every=1",
+        "engine.ema_decay=0.9",
+    ]
+    return resolve_config(InpaintConfig, overrides=[*base, *overrides])
+
+
+def fit(config: InpaintConfig, run_dir: Path, *, resume: bool = False, stop_at: int | None = None) -> Trainer:
+    trainer = Trainer(Inpainting(config, torch.device("cpu")), run_dir, resume=resume, show_progress=False)
+    trainer.fit(stop_at=stop_at)
+    return trainer
+
+
+def test_training_logs_every_term_and_validates_against_telea(photo_folder, tmp_path):
+    fit(tiny_config(photo_folder, "engine.penalty_interval=1"), tmp_path / "run")
+    logged = (tmp_path / "run" / "train_log.jsonl").read_text()
+    for term in ("l_g_hole", "l_g_valid", "l_g_gan", "l_d_adv", "l_d_penalty"):
+        assert f'"{term}"' in logged
+    validation = json.loads((tmp_path / "run" / "validation_log.jsonl").read_text().splitlines()[-1])
+    assert validation["images"] == 3
+    for key in ("psnr", "ssim", "psnr_hole", "ssim_hole", "telea_psnr_hole", "psnr_hole_gain"):
+        assert np.isfinite(validation[key]), key
+    with Image.open(tmp_path / "run" / "samples" / "step_0000004.png") as grid:
+        assert grid.width > grid.height  # three columns: input with hole, fill, truth
+
+
+def test_resume_is_exact(photo_folder, tmp_path):
+    """2 steps, interrupted, resumed for 2 more == 4 straight steps (masks drawn the same)."""
+    straight = fit(tiny_config(photo_folder), tmp_path / "straight")
+    fit(tiny_config(photo_folder), tmp_path / "split", stop_at=2)
+    resumed = fit(tiny_config(photo_folder), tmp_path / "split", resume=True)
+    for first, second in ((straight.G, resumed.G), (straight.D, resumed.D), (straight.G_ema, resumed.G_ema)):
+        for (key, x), (_, y) in zip(first.state_dict().items(), second.state_dict().items()):
+            assert torch.equal(x, y), key
+
+
+def test_training_examples_have_holes_in_the_configured_range(photo_folder):
+    task = Inpainting(tiny_config(photo_folder, "min_coverage=0.2", "max_coverage=0.3"), torch.device("cpu"))
+    torch.manual_seed(0)
+    examples = [task.train_dataset()[index % 4] for index in range(12)]
+    for example in examples:
+        assert example["image"].shape == (3, 32, 32) and example["mask"].shape == (1, 32, 32)
+        assert set(example["mask"].unique().tolist()) <= {0.0, 1.0}
+        assert 0.2 <= example["mask"].mean() <= 0.3
+    assert not torch.equal(examples[0]["mask"], examples[4]["mask"])  # fresh masks every draw
+
+
+class ConstantFill(nn.Module):
+    """Predicts `value` at every pixel: a stand-in generator whose losses can be worked out."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, image, mask):
+        return torch.full_like(image, self.value)
+
+
+def test_hole_and_valid_terms_by_hand(photo_folder):
+    task = Inpainting(tiny_config(photo_folder, "hole_weight=6", "valid_weight=1", "gan_weight=0"), torch.device("cpu"))
+    image = torch.full((1, 3, 16, 16), 0.5)  # in the net's [-1, 1] range
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8, :] = 1.0  # the top half is the hole
+    batch = {"image": image, "mask": mask}
+    fake = task.generate(ConstantFill(-0.5), batch)
+    # Outside the hole the composite is the image itself; inside, the prediction.
+    assert torch.equal(fake["composite"][..., 8:, :], image[..., 8:, :])
+    assert torch.equal(fake["composite"][..., :8, :], torch.full((1, 3, 8, 16), -0.5))
+    discriminator = build_net("patchgan_tiny", in_channels=4)
+    terms = task.generator_loss(batch, fake, discriminator)
+    # |error| = 1 everywhere; half the pixels are hole: 6 * 1 * 0.5 and 1 * 1 * 0.5.
+    assert terms["l_g_hole"].item() == pytest.approx(3.0)
+    assert terms["l_g_valid"].item() == pytest.approx(0.5)
+    assert terms["l_g_gan"].item() == 0.0
+
+
+def test_generator_never_sees_what_is_under_the_hole():
+    net = build_net("inpaint_unet_tiny").eval()
+    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1.0
+    changed = torch.where(mask.bool(), torch.rand_like(image), image)
+    with torch.no_grad():
+        assert torch.equal(net(image, mask), net(changed, mask))
+
+
+def test_bad_settings_are_clear_errors(photo_folder):
+    with pytest.raises(ConfigError, match="min_coverage"):
+        Inpainting(tiny_config(photo_folder, "min_coverage=0.7", "max_coverage=0.6"), torch.device("cpu"))
+    task = Inpainting(tiny_config(photo_folder, "patch_size=34"), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="multiples of 4"):
+        task.build_generator()
+
+
+def test_export_takes_image_and_mask_and_keeps_every_unmasked_pixel(photo_folder, tmp_path):
+    fit(tiny_config(photo_folder, "engine.steps=2"), tmp_path / "run")
+    output = tmp_path / "inpaint.onnx"
+    errors = export_generator(load_generator(tmp_path / "run" / "checkpoints" / "last.pt"), output, opset=17)
+    assert errors["fp32"] < 1e-4
+    model = onnx.load(str(output))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["task"] == "inpaint" and props["inputs"] == "image,mask" and props["resolution"] == "32"
+    assert props["multiple_of"] == "4" and props["scale"] == "1"
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert [node.name for node in session.get_inputs()] == ["input", "mask"]
+    rng = np.random.default_rng(1)
+    image = rng.random((1, 3, 24, 40), dtype=np.float32)  # not the traced size
+    mask = np.zeros((1, 1, 24, 40), np.float32)
+    mask[..., 5:15, 10:30] = 1.0
+    (filled,) = session.run(["output"], {"input": image, "mask": mask})
+    keep = np.broadcast_to(mask == 0, image.shape)
+    assert np.array_equal(filled[keep], image[keep])  # bit for bit
+    assert not np.allclose(filled[~keep], image[~keep])

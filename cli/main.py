@@ -2,9 +2,9 @@
 
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
-the commands that need them: onnxruntime for `superres` and `translate`, torch (the train extra)
-for `train`, `export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so `img2img --help`
-and `img2img models` start fast and never touch torch.
+the commands that need them: onnxruntime for `superres`, `translate` and `inpaint`, torch (the
+train extra) for `train`, `export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so
+`img2img --help` and `img2img models` start fast and never touch torch.
 """
 
 import re
@@ -16,7 +16,7 @@ import typer
 
 from cli.common import parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
-from img2img.errors import ModelError
+from img2img.errors import Img2ImgError, ModelError
 
 app = typer.Typer(
     name="img2img",
@@ -138,7 +138,7 @@ def superres(
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
             )
-            exit_code = _run_folder(source, net, options, progress)
+            exit_code = _run_folder(source, net.process, options, progress)
         else:
             output = output or source.with_name(f"{source.stem}{suffix}.png")
             _run_file(source, output, net, quality=quality, max_pixels=limit)
@@ -148,10 +148,18 @@ def superres(
 
 
 def _run_file(
-    source: Path, output: Path, net: Any, *, quality: int, max_pixels: int | None, label: str | None = None
+    source: Path,
+    output: Path,
+    net: Any,
+    *,
+    quality: int,
+    max_pixels: int | None,
+    label: str | None = None,
+    masking: Any = None,
 ) -> None:
     """One image: read, run, write atomically, print one line (`label` says what was done;
-    default: the model's scale, "x4")."""
+    default: the model's scale, "x4"). For an inpainting model, `masking(image)` gives the
+    image's mask, and the line counts the pixels filled."""
     from img2img.runtime import check_output_path, load_image, output_format
     from img2img.runtime.batch import write_output
 
@@ -161,7 +169,12 @@ def _run_file(
     for warning in image.warnings:
         typer.echo(f"warning: {warning}", err=True)
     start = time.perf_counter()
-    result = net.process(image)
+    if masking is None:
+        result = net.process(image)
+    else:
+        mask = masking(image)
+        result = net.process(image, mask=mask)
+        label = f"{int(mask.sum()):,} pixels filled"
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     write_output(image, result, output, quality=quality)
@@ -181,6 +194,7 @@ def _batch_options(
     shard: str | None,
     report: Path | None,
     max_pixels: int | None,
+    masks: Path | None = None,
 ) -> Any:
     from img2img.runtime.batch import BatchOptions, parse_shard
 
@@ -195,15 +209,16 @@ def _batch_options(
         shard=None if shard is None else parse_shard(shard),
         max_pixels=max_pixels,
         report=report,
+        masks=masks,
     )
 
 
-def _run_folder(source: Path, net: Any, options: Any, progress: bool | None) -> int:
-    """A whole folder through `net` (run_batch prints failures and the summary); returns the exit
-    code: 0, 1 if any file failed, 130 if interrupted."""
+def _run_folder(source: Path, processor: Any, options: Any, progress: bool | None) -> int:
+    """A whole folder through `processor` (run_batch prints failures and the summary); returns
+    the exit code: 0, 1 if any file failed, 130 if interrupted."""
     from img2img.runtime.batch import run_batch
 
-    return run_batch(source, net.process, options, progress=progress).exit_code
+    return run_batch(source, processor, options, progress=progress).exit_code
 
 
 @app.command()
@@ -284,11 +299,143 @@ def translate(
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
             )
-            exit_code = _run_folder(source, net, options, progress)
+            exit_code = _run_folder(source, net.process, options, progress)
         else:
             output = output or source.with_name(f"{source.stem}{suffix}.png")
             label = net.info.domains or net.info.name
             _run_file(source, output, net, quality=quality, max_pixels=limit, label=label)
+            exit_code = 0
+    if exit_code:
+        raise typer.Exit(code=exit_code)
+
+
+@app.command()
+def inpaint(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="Image with a region to fill (PNG, JPEG, WebP, BMP, TIFF, GIF), or a folder of them.",
+            show_default=False,
+        ),
+    ],
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mask image of IN's size: nonzero (white) pixels are filled, black ones kept. For a folder "
+            "IN, a folder of masks at the images' relative paths, any suffix (photo.jpg <-> photo.png).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output image (.png, .jpg, .webp), or OUTDIR for a folder. "
+            "Default: <stem>_inpainted.png beside IN, or the folder <IN>_inpainted.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    mask_from_alpha: Annotated[
+        bool,
+        typer.Option(
+            "--mask-from-alpha",
+            help="Fill every pixel of IN that is not fully opaque, instead of --mask; the output is opaque.",
+        ),
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Run the whole image at its own size (tiled), not a crop around the hole at the model's resolution.",
+        ),
+    ] = False,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    tile: TileOption = "auto",
+    tile_overlap: TileOverlapOption = 16,
+    threads: ThreadsOption = None,
+    max_pixels: MaxPixelsOption = 178_956_970,
+    ext: ExtOption = "png",
+    quality: QualityOption = 95,
+    skip_existing: SkipExistingOption = False,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    dry_run: DryRunOption = False,
+    shard: ShardOption = None,
+    report: ReportOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Fill the masked region of an image from its surroundings, or of every image in a folder
+    (recursively, mirroring the tree into OUTDIR, with --mask a mirrored folder of masks).
+
+    Only the mask's pixels change: every other pixel, the transparency (unless
+    --mask-from-alpha), EXIF and ICC profile are kept. The model (default: the shipped inpaint
+    model) sees a crop around the hole, shrunk to the resolution it was trained at when larger.
+    A folder run reports bad files and images without a mask and goes on; it exits with 1 if any
+    file failed.
+    """
+    with user_errors():
+        if mask is not None and mask_from_alpha:
+            raise Img2ImgError("--mask and --mask-from-alpha both say where to fill; give only one of them")
+        if mask is None and not mask_from_alpha:
+            raise Img2ImgError(
+                "say where to fill: --mask MASK.png (white = fill), or --mask-from-alpha to fill IN's "
+                "transparent pixels"
+            )
+        folder = source.is_dir()
+        if mask is not None and folder and not mask.is_dir():
+            raise Img2ImgError(
+                f"{source} is a folder, so --mask must be the folder of its masks (same relative paths); "
+                f"{mask} is not a folder"
+            )
+        if mask is not None and not folder and mask.is_dir():
+            raise Img2ImgError(f"--mask {mask} is a folder; give the mask image for {source}")
+        from img2img.runtime import check_output_path
+        from img2img.runtime.api import Model
+        from img2img.runtime.inpaint import check_mask, read_mask
+        from img2img.runtime.inpaint import mask_from_alpha as alpha_hole
+
+        net = Model(
+            model,
+            task="inpaint",
+            device=device,
+            precision=precision,
+            tile=parse_tile(tile),
+            tile_overlap=tile_overlap,
+            alpha="drop" if mask_from_alpha else "bicubic",
+            threads=threads,
+            full=full,
+        )
+        if not net.fills_holes:
+            raise ModelError(
+                f"model {net.info.name!r} takes no mask, so it cannot fill holes; pick an inpainting model"
+            )
+        limit = max_pixels or None
+        if folder:
+            outdir = output or source.with_name(source.name + "_inpainted")
+            options = _batch_options(
+                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit, masks=mask
+            )
+
+            def from_alpha(image: Any) -> Any:
+                return net.process(image, mask=alpha_hole(image.alpha))
+
+            exit_code = _run_folder(source, net.process if mask is not None else from_alpha, options, progress)
+        else:
+            output = output or source.with_name(f"{source.stem}_inpainted.png")
+            if mask is not None:
+                check_output_path(mask, output)
+
+            def masking(image: Any) -> Any:
+                if mask is None:
+                    return alpha_hole(image.alpha, name=str(source))
+                hole = read_mask(mask, max_pixels=limit)
+                check_mask(hole, *image.rgb.shape[:2], name=str(source))
+                return hole
+
+            _run_file(source, output, net, quality=quality, max_pixels=limit, masking=masking)
             exit_code = 0
     if exit_code:
         raise typer.Exit(code=exit_code)
@@ -358,7 +505,7 @@ def _format_metrics(metrics: dict[str, Any], prefix: str = "") -> str:
 @app.command()
 def train(
     task: Annotated[
-        str, typer.Argument(metavar="TASK", help="Task to train: superres, cyclegan or pix2pix.", show_default=False)
+        str, typer.Argument(metavar="TASK", help="Task to train: superres, inpaint, cyclegan or pix2pix.", show_default=False)
     ],
     data: Annotated[
         Path | None,

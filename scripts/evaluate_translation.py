@@ -6,7 +6,10 @@ with the target composited the same way:
 
 - PSNR and SSIM (RGB, 8-bit) and the VGG19 feature distance, per image, averaged;
 - FID and KID of all outputs against all targets (FID Inception, clean resize);
-- the same for the identity baseline (output = the source itself).
+- the same for the identity baseline (output = the source itself);
+- with --reference-points TRAIN_TARGETS, what FID reads for other sets against the same targets:
+  as many other target-domain images (from TRAIN_TARGETS) and the targets themselves blurred
+  (bicubic down and up by 2 and by 4), to show where a good translation's FID must land.
 
 Usage:
     python scripts/evaluate_translation.py data/emoji/google/val data/emoji/twitter/val \\
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from img2img.data.two_domain import load_domain_image, parse_background
 from img2img.evaluate.scoring import (
@@ -50,6 +54,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--sheet", type=Path, help="comparison sheet of the first --count images")
     parser.add_argument("--count", type=int, default=8)
+    parser.add_argument(
+        "--reference-points", type=Path, metavar="TRAIN_TARGETS",
+        help="also score other target-domain images from this folder and blurred targets (FID/KID only)",
+    )
     args = parser.parse_args()
 
     background = parse_background(args.background)
@@ -82,12 +90,22 @@ def main() -> None:
         summary["fid"] = frechet_distance(real, generated)
         summary["kid"], summary["kid_std_error"] = kernel_inception_distance(real, generated)
         results[method] = summary
+    if args.reference_points:
+        others = images_by_stem(args.reference_points)
+        other_pixels = [load(others[name]) for name in sorted(set(others) - set(names))[: len(names)]]
+        references = {f"other {args.reference_points.parent.name} images": other_pixels}
+        for factor in (2, 4):
+            references[f"targets blurred x{factor}"] = [_blurred(pixels, factor) for pixels in target_pixels]
+        for label, images in references.items():
+            generated = features(images)
+            kid, kid_error = kernel_inception_distance(real, generated)
+            results[label] = {"fid": frechet_distance(real, generated), "kid": kid, "kid_std_error": kid_error}
     seconds = time.perf_counter() - started
 
     columns = ["method", "PSNR-RGB dB", "SSIM-RGB", "VGG dist", "FID", "KID", "KID s.e."]
     keys = ["psnr_rgb", "ssim_rgb", "vgg_distance", "fid", "kid", "kid_std_error"]
     print(f"{len(names)} held-out pairs, {args.source} -> {args.target}, {seconds:.0f} s")
-    print(format_table(columns, [[method] + [scores[key] for key in keys] for method, scores in results.items()]))
+    print(format_table(columns, [[method] + [scores.get(key, "") for key in keys] for method, scores in results.items()]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"pairs": len(names), "results": results}, indent=2))
@@ -100,6 +118,13 @@ def main() -> None:
         ]
         titles = ["source"] + [method for method in outputs if method != "identity"] + ["target"]
         save_sheet(comparison_sheet(rows, column_titles=titles, tile_size=128), args.sheet)
+
+
+def _blurred(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, 3) uint8 shrunk by `factor` (bicubic, antialiased) and enlarged back."""
+    image = Image.fromarray(pixels)
+    small = image.resize((image.width // factor, image.height // factor), Image.Resampling.BICUBIC)
+    return np.array(small.resize(image.size, Image.Resampling.BICUBIC))
 
 
 if __name__ == "__main__":

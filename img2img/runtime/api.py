@@ -2,7 +2,9 @@
 
 A `Model` runs any img2img ONNX model the way its metadata says (task, scale, inputs, size
 multiple), tiling large images, on PIL images and numpy arrays alike, and hands the batch runner
-a `Processor` for whole folders.
+a `Processor` for whole folders. An inpainting model (one whose inputs include a mask) fills only
+the mask's pixels, through a crop around the hole (see `img2img.runtime.inpaint`); every other
+pixel comes back exactly as it went in.
 
 Example:
     >>> import img2img
@@ -11,6 +13,8 @@ Example:
     >>> big = upscale(np.asarray(Image.open("photo.jpg"))) # uint8 (H, W, 3) in, uint8 (4H, 4W, 3) out
     >>> to_twitter = img2img.load("emoji.onnx", task="translate", alpha="drop")
     >>> flat = to_twitter(Image.open("emoji.png"))          # RGBA in: composited, RGB out
+    >>> fill = img2img.load("inpaint")
+    >>> clean = fill(Image.open("photo.jpg"), Image.open("mask.png"))  # white in the mask = fill
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PIL import Image
 from img2img.errors import ModelError
 from img2img.runtime.batch import ProcessedImage
 from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
+from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.onnx_model import ModelInfo, OnnxModel
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
@@ -57,9 +62,12 @@ class Model:
             image); "drop" writes no alpha, the output is opaque. A model with a `background`
             first composites transparent pixels onto it, as its training data was.
         threads: onnxruntime intra-op threads (None: all cores).
+        full: inpainting models: run the whole image at its own size (tiled as `tile` says)
+            instead of a crop around the hole at the model's resolution.
 
     Raises:
-        ModelError: unknown name or file, wrong task or scale, unusable device or precision.
+        ModelError: unknown name or file, wrong task or scale, unusable device or precision, or
+            a model that takes a mask but changes the image's size.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class Model:
         batch_size: int | None = None,
         alpha: str = "bicubic",
         threads: int | None = None,
+        full: bool = False,
     ) -> None:
         if alpha not in ALPHA_MODES:
             raise ModelError(f"unknown alpha mode {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
@@ -92,6 +101,13 @@ class Model:
         )
         self.onnx = OnnxModel(self.path, device=device, threads=threads, precision=precision)
         self.info.require(task=task, scale=scale, channels=3)
+        if self.fills_holes and self.info.scale != 1:
+            # The fill is pasted into the input pixel for pixel.
+            raise ModelError(
+                f"model {self.info.name!r} takes a mask but scales x{self.info.scale}; inpainting models "
+                "must keep the image's size, re-export it with scale 1"
+            )
+        self.full = full
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.batch_size = batch_size or (4 if self.onnx.on_gpu else 1)
@@ -101,8 +117,16 @@ class Model:
     def info(self) -> ModelInfo:
         return self.onnx.info
 
+    @property
+    def fills_holes(self) -> bool:
+        """An inpainting model: it takes a mask with the image."""
+        return "mask" in self.info.inputs
+
     def __repr__(self) -> str:
-        return f"Model({self.info.name!r}, task={self.info.task!r}, scale={self.info.scale}, providers={self.onnx.providers})"
+        return (
+            f"Model({self.info.name!r}, task={self.info.task!r}, scale={self.info.scale}, "
+            f"providers={self.onnx.providers})"
+        )
 
     def __call__(
         self, image: Image.Image | np.ndarray, mask: Image.Image | np.ndarray | None = None
@@ -113,13 +137,18 @@ class Model:
             image: a PIL image (any mode: RGB, RGBA, L, P, I;16, CMYK, ...), or a numpy array
                 (H, W), (H, W, 3) or (H, W, 4) of uint8 (0-255), uint16 (0-65535) or float
                 ([0, 1]).
-            mask: for models that take one: (H, W) array or PIL "L"/"1" image, nonzero = fill.
+            mask: for models that take one: a PIL image or an (H, W), (H, W, 3) or (H, W, 4) array
+                of the image's size; nonzero (not black) pixels are filled.
 
         Returns:
             The same kind of object: a PIL image of the same mode family, or an array of the same
             dtype and channel layout, `scale` times larger (without alpha when `alpha` is "drop").
+            An inpainting model changes only the mask's pixels.
+
+        Raises:
+            ImageReadError: the mask's size differs from the image's, or it marks no pixel.
         """
-        masks = None if mask is None else _mask_array(mask, image)
+        masks = None if mask is None else as_mask(mask)
         if isinstance(image, Image.Image):
             result = self.process(from_pil(image), mask=masks)
             return to_pil(result.pixels, alpha=result.alpha, grayscale=image.mode in _GRAY_MODES)
@@ -138,15 +167,26 @@ class Model:
 
         Output pixels are uint16 for a 16-bit source, else uint8, so a large result never exists
         as a float image. Transparent pixels are composited onto the model's background (if it
-        has one) before the net; the output's transparency is what `alpha` says.
+        has one) before the net; the output's transparency is what `alpha` says. An inpainting
+        model needs `mask`, (H, W) float32 in {0, 1} with 1 = fill, and changes only its pixels.
+
+        Raises:
+            ImageReadError: the mask's size differs from the image's, or it marks no pixel.
         """
-        if "mask" in self.info.inputs and mask is None:
-            raise ModelError(f"{self.info.name} fills a masked region; pass a mask with the image")
         warnings: list[str] = []
         retries = self.onnx.fp32_retries
         out_dtype = np.uint16 if image.bit_depth == 16 else np.uint8
-        rgb = self._composited(image.rgb, image.alpha)
-        pixels = self._run(rgb, mask, out_dtype, warnings.append, on_tile)
+        if self.fills_holes:
+            mask = self._require_mask(mask, image.rgb)
+            box, filled = self._fill(image.rgb, image.alpha, mask, warnings.append, on_tile)
+            # Integer sources round-trip exactly through their float32 pixels, so the kept pixels
+            # are the file's own values.
+            pixels = _quantized(image.rgb, out_dtype)
+            hole = mask[box] > 0
+            pixels[box][hole] = _quantized(filled[hole], out_dtype)
+        else:
+            rgb = self._composited(image.rgb, image.alpha)
+            pixels = self._run(rgb, mask, out_dtype, warnings.append, on_tile)
         alpha = None
         if image.alpha is not None and self.alpha != "drop":
             alpha = self._resize_alpha(image.alpha, pixels.shape[:2], out_dtype, warnings.append)
@@ -156,6 +196,32 @@ class Model:
             )
         # The opacity plane may go through the net too and would repeat a tiling warning.
         return ProcessedImage(pixels=pixels, alpha=alpha, warnings=tuple(dict.fromkeys(warnings)))
+
+    def _require_mask(self, mask: np.ndarray | None, rgb: np.ndarray) -> np.ndarray:
+        """The (H, W) float32 {0, 1} mask an inpainting model runs with (nonzero = 1), checked
+        against the (H, W, 3) image."""
+        if mask is None:
+            raise ModelError(f"{self.info.name} fills a masked region; pass a mask with the image")
+        check_mask(mask, *rgb.shape[:2])
+        return (mask > 0).astype(np.float32)
+
+    def _fill(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        mask: np.ndarray,
+        warn: Callable[[str], None],
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> tuple[tuple[slice, slice], np.ndarray]:
+        """The inpainting model's (h, w, 3) float32 pixels over a region (rows, columns) of the
+        (H, W, 3) image around the hole of the (H, W) mask; see `inpaint.fill_holes`."""
+
+        def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+            return self._run(image, hole, np.float32, warn, on_tile)
+
+        return fill_holes(
+            run, self._composited(rgb, alpha), mask, resolution=self.info.resolution, full=self.full
+        )
 
     def _composited(self, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         """(H, W, 3) float RGB in [0, 1] laid over the model's background with (H, W) opacity
@@ -238,6 +304,9 @@ class Model:
         alpha = floats[:, :, 3] if floats.ndim == 3 and floats.shape[2] == 4 else None
         out_dtype = array.dtype.type if array.dtype in (np.uint8, np.uint16) else np.float32
         warnings: list[str] = []
+        if self.fills_holes:
+            source = floats if out_dtype == np.float32 else array
+            return self._inpaint_array(source, rgb, alpha, mask, warnings.append)
         pixels = self._run(self._composited(rgb, alpha), mask, out_dtype, warnings.append)
         if gray:
             plane = pixels.mean(axis=2)
@@ -247,19 +316,40 @@ class Model:
         plane = self._resize_alpha(alpha, pixels.shape[:2], out_dtype, warnings.append)
         return np.concatenate([pixels, plane[:, :, None]], axis=2)
 
+    def _inpaint_array(
+        self,
+        array: np.ndarray,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        mask: np.ndarray | None,
+        warn: Callable[[str], None],
+    ) -> np.ndarray:
+        """`array` (uint8, uint16, or float32 clipped to [0, 1]; (H, W), (H, W, 3) or (H, W, 4))
+        with the hole filled from its (H, W, 3) float RGB `rgb` and opacity `alpha`; every other
+        value is copied as it is."""
+        mask = self._require_mask(mask, rgb)
+        box, filled = self._fill(rgb, alpha, mask, warn)
+        hole = mask[box] > 0
+        values = filled[hole]  # (holes, 3)
+        out = array.copy()
+        region = out[box]
+        if out.ndim == 2:
+            region[hole] = _quantized(values.mean(axis=1), out.dtype.type)
+            return out
+        region[hole, :3] = _quantized(values, out.dtype.type)
+        if out.shape[2] == 4 and self.alpha == "drop":
+            return np.ascontiguousarray(out[:, :, :3])
+        return out
+
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
-def _mask_array(mask: Image.Image | np.ndarray, image: Image.Image | np.ndarray) -> np.ndarray:
-    """A mask as (H, W) float32 in {0, 1} (1 = fill), checked against the image's size."""
-    plane = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
-    if plane.ndim == 3:
-        plane = plane[:, :, 0]
-    size = image.size[::-1] if isinstance(image, Image.Image) else image.shape[:2]
-    if plane.shape != tuple(size):
-        raise ValueError(f"mask is {plane.shape[1]}x{plane.shape[0]} but the image is {size[1]}x{size[0]}")
-    return (plane > 0).astype(np.float32)
+def _quantized(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
+    """Float values in [0, 1] as `dtype`: integers rounded to nearest, float32 as they are."""
+    if dtype == np.float32:
+        return values.astype(np.float32)
+    return np.rint(values * float(np.iinfo(dtype).max)).astype(dtype)
 
 
 def load(
@@ -271,7 +361,7 @@ def load(
     """Open an exported model for inference: `img2img.load("superres-x4")` or `load("m.onnx")`.
 
     Keyword options are those of `Model` (scale, device, precision, tile, tile_overlap,
-    batch_size, alpha, threads).
+    batch_size, alpha, threads, full).
     """
     return Model(model, task=task, **options)  # type: ignore[arg-type]
 
@@ -297,6 +387,7 @@ def describe(path: Path) -> dict[str, object]:
         "domains": info.domains,
         "background": "none" if info.background is None else ",".join(map(str, info.background)),
         "whole_image": "yes" if info.whole_image else "no",
+        "resolution": info.resolution or "any",
         "graph inputs": ", ".join(
             f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
         ),

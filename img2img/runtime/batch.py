@@ -7,11 +7,16 @@ a killed run leaves only complete files behind and a rerun with `skip_existing` 
 stopped. A file that cannot be read, processed or written is recorded and the batch goes on; the
 JSON report lists every file with its outcome.
 
+With a mask folder (inpainting), each image's mask is the file at the same relative path there,
+whatever its image suffix (photo.jpg <-> photo.png); it is decoded with the image and handed to
+the processor with it, and an image without a mask is a failed file like any other.
+
 Example:
     >>> options = BatchOptions(output_dir=Path("upscaled"), ext="webp", skip_existing=True)
     >>> report = run_batch("photos", upscale, options)
     >>> report.written, report.skipped, report.failed
     (12, 3, 1)
+    >>> run_batch("photos", inpaint.process, BatchOptions(output_dir=Path("filled"), masks=Path("masks")))
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
-from img2img.errors import ConfigError, Img2ImgError, ImageReadError, OutputError
+from img2img.errors import ConfigError, ImageReadError, Img2ImgError, OutputError
 from img2img.runtime.image_io import (
     DEFAULT_MAX_PIXELS,
     TEMP_SUFFIX,
@@ -47,6 +52,7 @@ from img2img.runtime.image_io import (
     save_image,
     temp_file_pattern,
 )
+from img2img.runtime.inpaint import check_mask, read_mask
 
 # Suffixes (lower case) read as images; every other file in the tree is left alone.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -73,6 +79,13 @@ class ProcessedImage:
 Processor: TypeAlias = Callable[[LoadedImage], ProcessedImage]
 
 
+class MaskedProcessor(Protocol):
+    """A processor for a batch with a mask folder: `processor(image, mask=mask)`, the mask (H, W)
+    float32 in {0, 1} with 1 = fill, of the image's size and marking at least one pixel."""
+
+    def __call__(self, image: LoadedImage, *, mask: np.ndarray) -> ProcessedImage: ...
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     """How a folder is processed.
@@ -94,6 +107,9 @@ class BatchOptions:
         report: where the JSON report goes; default `output_dir/img2img-report.json`, or
             `img2img-report.shard-K-of-N.json` with a shard so that shards do not overwrite it.
         io_threads: threads decoding and encoding images while the processor runs.
+        masks: folder of masks mirroring the input tree, for a processor that takes them (see
+            MaskedProcessor); each image's mask is the image file there with the same relative
+            path less the suffix (any image suffix; photo.jpg <-> photo.png). None: no masks.
 
     Raises:
         OutputError: unknown ext or quality out of range.
@@ -111,6 +127,7 @@ class BatchOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     report: Path | None = None
     io_threads: int = 2
+    masks: Path | None = None
 
     def __post_init__(self) -> None:
         # Normalised in place (the dataclass is frozen) so that callers may pass strings and lists.
@@ -135,6 +152,8 @@ class BatchOptions:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         if self.report is not None:
             object.__setattr__(self, "report", Path(self.report))
+        if self.masks is not None:
+            object.__setattr__(self, "masks", Path(self.masks))
 
     @property
     def report_path(self) -> Path:
@@ -296,6 +315,7 @@ class BatchReport:
                 "dry_run": options.dry_run,
                 "shard": list(options.shard) if options.shard else None,
                 "max_pixels": options.max_pixels,
+                "masks": None if options.masks is None else str(options.masks),
             },
             "counts": {
                 "written": self.written,
@@ -326,9 +346,9 @@ def find_inputs(input_dir: str | os.PathLike[str], options: BatchOptions) -> lis
     """The image files a batch over `input_dir` takes, in processing order.
 
     Walks the tree without following symlinked folders, skips hidden files and folders (names
-    starting with "."), the output folder when it lies inside `input_dir`, and files whose suffix
-    is not in IMAGE_SUFFIXES; then applies include/exclude and the shard. Sorted by path
-    components, so the order is the same everywhere.
+    starting with "."), the output and mask folders when they lie inside `input_dir`, and files
+    whose suffix is not in IMAGE_SUFFIXES; then applies include/exclude and the shard. Sorted by
+    path components, so the order is the same everywhere.
 
     Raises:
         ImageReadError: `input_dir` is missing or not a folder.
@@ -415,7 +435,7 @@ def _print_to_stderr(line: str) -> None:
 
 def run_batch(
     input_dir: str | os.PathLike[str],
-    processor: Processor,
+    processor: Processor | MaskedProcessor,
     options: BatchOptions,
     *,
     progress: bool | None = None,
@@ -432,13 +452,14 @@ def run_batch(
     Args:
         input_dir: folder of images, walked recursively.
         processor: turns each LoadedImage into a ProcessedImage; runs in the calling thread, in
-            sorted order.
+            sorted order. With `options.masks` it is called as processor(image, mask=mask).
         options: see BatchOptions.
         progress: show a progress line on stderr; None shows it when stderr is a terminal.
         log: receives whole lines (dry-run listing, failures, warnings, summary).
 
     Raises:
-        ImageReadError: `input_dir` is missing, not a folder or cannot be listed.
+        ImageReadError: `input_dir` is missing, not a folder or cannot be listed; the mask folder
+            is missing, not a folder, or the input folder itself.
         OutputError: the output folder is the input folder or cannot be created, or the report
             cannot be written (after the summary has been logged).
     """
@@ -452,6 +473,8 @@ def run_batch(
             f"the output folder {output_dir} is the input folder; results would mix with the inputs "
             "and could replace them: pass another output folder"
         )
+    if options.masks is not None:
+        _check_mask_dir(options.masks, root)
     report = BatchReport(
         input_dir=root.absolute(),
         output_dir=output_dir.absolute(),
@@ -517,6 +540,21 @@ class _Item:
     relative: str  # posix path under the input folder
     output: Path
     output_relative: str  # posix path under the output folder
+    mask: Path | None = None  # its mask file, with a mask folder
+
+
+def _check_mask_dir(masks: Path, root: Path) -> None:
+    if not masks.is_dir():
+        what = "is a file" if masks.exists() else "does not exist"
+        raise ImageReadError(
+            f"mask folder {masks} {what}; pass the folder holding one mask per image, at the images' "
+            "relative paths"
+        )
+    if masks.resolve() == root.resolve():
+        raise ImageReadError(
+            f"the mask folder {masks} is the input folder, so every image would be its own mask; "
+            "keep the masks in a folder of their own"
+        )
 
 
 def _check_input_dir(input_dir: str | os.PathLike[str]) -> Path:
@@ -540,8 +578,10 @@ def _matches(patterns: Iterable[str], relative: str, name: str) -> bool:
 
 
 def _scan(root: Path, options: BatchOptions, errors: list[OSError]) -> list[Path]:
-    """Every image file under root (hidden, excluded and output folders aside), sorted."""
-    skip = options.output_dir.resolve()
+    """Every image file under root (hidden, excluded, output and mask folders aside), sorted."""
+    skip = {options.output_dir.resolve()}
+    if options.masks is not None:
+        skip.add(options.masks.resolve())
     found: list[Path] = []
     for folder, dirnames, filenames in os.walk(root, onerror=errors.append):
         here = Path(folder)
@@ -551,7 +591,7 @@ def _scan(root: Path, options: BatchOptions, errors: list[OSError]) -> list[Path
             for name in dirnames
             if not name.startswith(".")
             and not _matches(options.exclude, (relative_here / name).as_posix(), name)
-            and (here / name).resolve() != skip
+            and (here / name).resolve() not in skip
         ]
         found.extend(
             here / name
@@ -587,8 +627,9 @@ def _plan(
     """This run's files in order, with the outcome already known for some of them.
 
     Fills `records` for files that fail before decoding (their output would clash with another
-    file's, land inside the input tree or outside the output folder) or are skipped. Returns the
-    items and a failed record per folder that could not be listed.
+    file's, land inside the input tree or outside the output folder, or they have no mask in the
+    mask folder) or are skipped. Returns the items and a failed record per folder that could not
+    be listed.
     """
     listing_errors: list[OSError] = []
     selected = _select(_scan(root, options, listing_errors), root, options)
@@ -609,6 +650,7 @@ def _plan(
 
     items: list[_Item] = []
     first_claim: dict[Path, str] = {}
+    mask_listings: dict[Path, dict[str, list[str]]] = {}
     for path in selected:
         relative = path.relative_to(root).as_posix()
         output = options.output_dir / Path(relative).with_suffix(f".{options.ext}")
@@ -637,13 +679,54 @@ def _plan(
         # whichever shard looks.
         if not _in_shard(path, root, options):
             continue
+        mask = None
+        if options.masks is not None and refused is None:
+            mask, refused = _find_mask(options.masks, relative, mask_listings)
         index = len(items)
-        items.append(_Item(path, relative, output, output_relative))
+        items.append(_Item(path, relative, output, output_relative, mask))
         if refused is not None:
             records[index] = FileRecord(relative, output_relative, "failed", reason=refused)
         elif options.skip_existing and output.is_file():
             records[index] = FileRecord(relative, output_relative, "skipped", reason="output exists")
     return items, listing_failures
+
+
+def _find_mask(
+    masks: Path, relative: str, listings: dict[Path, dict[str, list[str]]]
+) -> tuple[Path | None, str | None]:
+    """The mask of the input at `relative` (posix, under the input folder): (path, None), or
+    (None, why there is none). `listings` caches each mask folder's image files by stem."""
+    wanted = Path(relative)
+    folder = masks / wanted.parent
+    if folder not in listings:
+        by_stem: dict[str, list[str]] = {}
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            names = []
+        for name in names:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                by_stem.setdefault(Path(name).stem, []).append(name)
+        listings[folder] = by_stem
+    found = listings[folder].get(wanted.stem, [])
+    if len(found) == 1:
+        return folder / found[0], None
+    if not found:
+        return None, (
+            f"no mask for it: {folder / wanted.stem}.* does not exist (any of {' '.join(IMAGE_SUFFIXES)}); "
+            "add one, or exclude the image"
+        )
+    return None, f"several masks for it in {folder}: {', '.join(found)}; keep one"
+
+
+def _load_item(item: _Item, max_pixels: int | None) -> tuple[LoadedImage, np.ndarray | None]:
+    """Decode an input, and its mask when it has one (checked against the image's size)."""
+    image = load_image(item.source, max_pixels=max_pixels)
+    if item.mask is None:
+        return image, None
+    mask = read_mask(item.mask, max_pixels=max_pixels)
+    check_mask(mask, *image.rgb.shape[:2], name=item.relative)
+    return image, mask
 
 
 def _remove_stale_temps(paths: list[Path]) -> None:
@@ -700,7 +783,7 @@ def _reason(error: Exception) -> str:
 def _pipeline(
     plan: list[_Item],
     todo: list[int],
-    processor: Processor,
+    processor: Processor | MaskedProcessor,
     options: BatchOptions,
     records: dict[int, FileRecord],
     meter: _Progress,
@@ -712,7 +795,7 @@ def _pipeline(
     """
     lookahead = options.io_threads + 1
     pending: Iterator[int] = iter(todo)
-    decoding: deque[tuple[int, Future[LoadedImage]]] = deque()
+    decoding: deque[tuple[int, Future[tuple[LoadedImage, np.ndarray | None]]]] = deque()
     # (index, write, warnings, processor seconds)
     encoding: deque[tuple[int, Future[None], tuple[str, ...], float]] = deque()
 
@@ -721,8 +804,7 @@ def _pipeline(
             index = next(pending, None)
             if index is None:
                 return
-            source = plan[index].source
-            decoding.append((index, pool.submit(load_image, source, max_pixels=options.max_pixels)))
+            decoding.append((index, pool.submit(_load_item, plan[index], options.max_pixels)))
 
     def finish_oldest_write() -> None:
         # Left in the queue until done, so an interrupt while waiting still finishes it.
@@ -752,10 +834,10 @@ def _pipeline(
             meter.show(item.relative)
             warnings: tuple[str, ...] = ()
             try:
-                image = decoded.result()
+                image, mask = decoded.result()
                 warnings = image.warnings
                 start = time.perf_counter()
-                result = processor(image)
+                result = processor(image) if mask is None else processor(image, mask=mask)  # type: ignore[call-arg]
                 warnings += result.warnings
             except Exception as error:
                 records[index] = FileRecord(

@@ -70,6 +70,9 @@ class ModelInfo:
         domains: what a translation model turns into what, free text "A->B" ("" when not recorded).
         whole_image: the net normalises over the whole image (instance norm), so tiles would
             change its output: `tile="auto"` then runs images whole (metadata "whole_image", "1").
+        resolution: the square side, in pixels, the model works best at (an inpainting net sees
+            holes at the scale it was trained at): the runtime shrinks a crop around the hole so
+            that its longer side is at most this. 0 when not recorded: crops run at their own size.
     """
 
     task: str
@@ -88,6 +91,7 @@ class ModelInfo:
     background: tuple[int, int, int] | None = None
     domains: str = ""
     whole_image: bool = False
+    resolution: int = 0
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], *, source: str) -> ModelInfo:
@@ -95,7 +99,8 @@ class ModelInfo:
 
         Raises:
             ModelError: "scale" is missing, or a field does not parse, or range is not "0,1", or
-                background is not three values 0-255, or whole_image is not "0" or "1".
+                background is not three values 0-255, or whole_image is not "0" or "1", or
+                resolution is given but is not a whole number of at least 1.
         """
         if "scale" not in props:
             raise ModelError(
@@ -170,6 +175,7 @@ class ModelInfo:
             background=_parse_background(props["background"], source) if "background" in props else None,
             domains=props.get("domains", ""),
             whole_image=whole_image == "1",
+            resolution=integer("resolution", 1) if "resolution" in props else 0,
         )
 
     def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:

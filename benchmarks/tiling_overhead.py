@@ -51,8 +51,8 @@ def main() -> None:
     whole_time, whole = timed(None)
     print(f"{args.model} on {args.size[0]}x{args.size[1]} ({args.device}, {model.providers[0]}), "
           f"median of {args.repeats}")
-    print(f"| tile | tiles | time | overhead vs whole | max abs diff (uint8) |")
-    print(f"|---|---|---|---|---|")
+    print("| tile | tiles | time | overhead vs whole | max abs diff (uint8) |")
+    print("|---|---|---|---|---|")
     print(f"| whole image | 1 | {whole_time:.2f} s | - | - |")
     for tile in args.tiles:
         plan = TilePlan.for_image(args.size[1], args.size[0], tile=tile, overlap=args.overlap)

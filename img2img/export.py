@@ -106,10 +106,18 @@ def export_onnx(
     wrapper = reference if precision == "fp32" else ExportWrapper(copy.deepcopy(net).half()).eval()
     metadata = {**metadata, "precision": precision}
     multiple = int(net.multiple_of)
-    example = torch.rand(1, 3, 4 * multiple, 6 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 48)
+    # Sizes count in blocks of `multiple` pixels; a net with a larger minimum (reflection padding
+    # deep down) gets a traced example and a dynamic range that respect it.
+    min_blocks = max(1, -(-int(getattr(net, "min_size", 1)) // multiple))
+    if multiple > 1:
+        example = torch.rand(1, 3, max(4, min_blocks) * multiple, max(6, min_blocks + 2) * multiple)
+    else:
+        example = torch.rand(1, 3, 32, 48)
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
     if multiple > 1:
-        height, width = multiple * torch.export.Dim("height_blocks"), multiple * torch.export.Dim("width_blocks")
+        block_range = {"min": min_blocks} if min_blocks > 1 else {}
+        height = multiple * torch.export.Dim("height_blocks", **block_range)
+        width = multiple * torch.export.Dim("width_blocks", **block_range)
     inputs, input_names, dynamic_shapes = (example,), ["input"], [{0: batch, 2: height, 3: width}]
     if wrapper.takes_mask:
         inputs += ((torch.rand(1, 1, *example.shape[2:]) > 0.5).float(),)
@@ -134,7 +142,7 @@ def export_onnx(
     onnx.checker.check_model(model, full_check=True)
 
     if parity_size is None:
-        parity_size = (3 * multiple, 5 * multiple) if multiple > 1 else (37, 29)
+        parity_size = (max(3, min_blocks) * multiple, max(5, min_blocks + 1) * multiple) if multiple > 1 else (37, 29)
     error = parity_error(reference, model.SerializeToString(), parity_size)
     if not error < PARITY_TOLERANCE[precision]:
         raise ModelError(

@@ -15,7 +15,7 @@ from img2img.engine.checkpoint import load_generator
 from img2img.engine.config import resolve_config
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError
-from img2img.export import export_generator
+from img2img.export import export_generator, export_onnx
 from img2img.nets import build_net
 from img2img.tasks.inpaint import InpaintConfig, Inpainting
 
@@ -203,3 +203,23 @@ def test_exported_model_fills_through_the_runtime_and_the_command_line(photo_fol
     assert done.returncode == 0, done.stderr
     with Image.open(tmp_path / "out.png") as written:
         assert np.array_equal(np.asarray(written), filled)
+
+
+def test_shipped_architecture_exports_and_runs_images_below_its_minimum(tmp_path):
+    """The dilated bottleneck pads by reflection, so the net needs 72x72 at least: the export
+    must trace at a size it accepts, and the runtime must pad a smaller image up to it."""
+    from img2img.runtime.onnx_model import OnnxModel
+
+    net = build_net("inpaint_unet", base_channels=4).eval()
+    assert net.min_size == 72
+    output = tmp_path / "narrow.onnx"
+    error = export_onnx(net, output, metadata={"task": "inpaint", "scale": "1", "inputs": "image,mask",
+                                               "multiple_of": "8", "min_size": "72", "range": "0,1"}, opset=17)
+    assert error < 1e-4
+    model = OnnxModel(output, device="cpu")
+    image = np.random.default_rng(0).random((40, 50, 3), dtype=np.float32)
+    mask = np.zeros((40, 50), np.float32)
+    mask[10:30, 10:40] = 1.0
+    filled = model.run(image, mask)
+    assert filled.shape == (40, 50, 3)
+    assert np.array_equal(filled[mask == 0], image[mask == 0])

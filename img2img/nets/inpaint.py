@@ -78,7 +78,9 @@ class InpaintUNet(nn.Module):
         base_channels: width of the full-resolution level; doubled per level down, up to 8x.
         num_downs: stride-2 levels; H and W must be multiples of 2**num_downs.
         bottleneck_blocks: dilated residual blocks at the bottom.
-        dilations: dilation of each bottleneck block, cycled when there are more blocks.
+        dilations: dilation of each bottleneck block, cycled when there are more blocks. The
+            blocks pad by reflection, so H and W must be at least 2**num_downs * (max + 1)
+            (`min_size`, 72 for the defaults; the runtime pads smaller images up to it).
         norm: "batch", "instance" or "none". Batch norm keeps the output of a pixel independent
             of far-away image content at inference, so tiles give the same fill as a whole run.
         gated: gated convolutions in the encoder and bottleneck.
@@ -121,7 +123,8 @@ class InpaintUNet(nn.Module):
             gated=gated,
         )
         self.multiple_of = 2**num_downs
-        self.min_size = self.multiple_of
+        # Reflection padding needs more bottleneck pixels than the largest dilation pads.
+        self.min_size = self.multiple_of * (max(dilations) + 1 if bottleneck_blocks else 1)
         widths = [base_channels * min(2**level, 8) for level in range(num_downs + 1)]
         bias = conv_bias(norm)
 

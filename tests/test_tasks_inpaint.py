@@ -151,6 +151,32 @@ def test_bad_settings_are_clear_errors(photo_folder):
     task = Inpainting(tiny_config(photo_folder, "patch_size=34"), torch.device("cpu"))
     with pytest.raises(ConfigError, match="multiples of 4"):
         task.build_generator()
+    gray = Inpainting(tiny_config(photo_folder, "net_options.in_channels=1", "net_options.out_channels=1"),
+                      torch.device("cpu"))
+    with pytest.raises(ConfigError, match="in_channels 3"):
+        gray.build_generator()
+    with pytest.raises(ValueError, match="must both be 1"):
+        build_net("inpaint_unet_tiny", in_channels=3, out_channels=1)
+
+
+def test_grayscale_net_exports_and_fills_gray_inside_the_hole_only(tmp_path):
+    """A one-channel net (for a user's grayscale scans) fills from the luma of an RGB input
+    and the graph still returns every pixel outside the hole unchanged."""
+    net = build_net("inpaint_unet_tiny", in_channels=1, out_channels=1).eval()
+    output = tmp_path / "gray.onnx"
+    error = export_onnx(net, output, metadata={"task": "inpaint", "scale": "1", "inputs": "image,mask",
+                                               "multiple_of": "4", "min_size": str(net.min_size), "range": "0,1"},
+                        opset=17)
+    assert error < 1e-4
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(2).random((1, 3, 16, 20), dtype=np.float32)
+    mask = np.zeros((1, 1, 16, 20), np.float32)
+    mask[..., 4:12, 6:14] = 1.0
+    (filled,) = session.run(["output"], {"input": image, "mask": mask})
+    keep = np.broadcast_to(mask == 0, image.shape)
+    assert np.array_equal(filled[keep], image[keep])
+    hole = filled[0, :, 4:12, 6:14]
+    assert np.array_equal(hole[0], hole[1]) and np.array_equal(hole[1], hole[2])  # gray fill
 
 
 def test_export_takes_image_and_mask_and_keeps_every_unmasked_pixel(photo_folder, tmp_path):

@@ -84,18 +84,18 @@ class InpaintUNet(nn.Module):
         norm: "batch", "instance" or "none". Batch norm keeps the output of a pixel independent
             of far-away image content at inference, so tiles give the same fill as a whole run.
         gated: gated convolutions in the encoder and bottleneck.
+        in_channels, out_channels: 3 for colour, 1 for grayscale; the fill has the image's
+            channels, so the two must be equal.
 
     Shape:
-        image (B, 3, H, W) in [-1, 1] and mask (B, 1, H, W) in {0, 1} (1 = hole) ->
-        (B, 3, H, W) in [-1, 1] (tanh), the prediction at every pixel; hole pixels of `image`
+        image (B, C, H, W) in [-1, 1] and mask (B, 1, H, W) in {0, 1} (1 = hole) ->
+        (B, C, H, W) in [-1, 1] (tanh), the prediction at every pixel; hole pixels of `image`
         are ignored.
     """
 
     arch = "InpaintUNet"
     scale = 1
     input_range = (-1.0, 1.0)
-    in_channels = 3
-    out_channels = 3
     takes_mask = True
 
     def __init__(
@@ -107,8 +107,15 @@ class InpaintUNet(nn.Module):
         dilations: tuple[int, ...] | list[int] = (2, 4, 8),
         norm: str = "batch",
         gated: bool = False,
+        in_channels: int = 3,
+        out_channels: int = 3,
     ) -> None:
         super().__init__()
+        if in_channels not in (1, 3) or out_channels != in_channels:
+            raise ValueError(
+                "InpaintUNet fills the image it is given: in_channels and out_channels must both be 1 "
+                f"(grayscale) or 3 (colour), got {in_channels} and {out_channels}"
+            )
         if num_downs < 1 or bottleneck_blocks < 0 or not dilations or min(dilations) < 1:
             raise ValueError(
                 f"InpaintUNet needs num_downs >= 1, bottleneck_blocks >= 0 and dilations >= 1, got "
@@ -121,15 +128,19 @@ class InpaintUNet(nn.Module):
             dilations=list(dilations),
             norm=norm,
             gated=gated,
+            in_channels=in_channels,
+            out_channels=out_channels,
         )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
         self.multiple_of = 2**num_downs
         # Reflection padding needs more bottleneck pixels than the largest dilation pads.
         self.min_size = self.multiple_of * (max(dilations) + 1 if bottleneck_blocks else 1)
         widths = [base_channels * min(2**level, 8) for level in range(num_downs + 1)]
         bias = conv_bias(norm)
 
-        # The mask is the fourth input channel: 3 masked colour channels + 1.
-        self.stem = nn.Sequential(_conv(gated, 4, widths[0], 5, padding=2), nn.LeakyReLU(0.2))
+        # The mask is one more input channel after the masked image's.
+        self.stem = nn.Sequential(_conv(gated, in_channels + 1, widths[0], 5, padding=2), nn.LeakyReLU(0.2))
         self.downs = nn.ModuleList(
             nn.Sequential(
                 _conv(gated, widths[level], widths[level + 1], 3, stride=2, padding=1, bias=bias),
@@ -158,11 +169,11 @@ class InpaintUNet(nn.Module):
             for level in range(num_downs)
         )
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        self.head = nn.Sequential(nn.Conv2d(widths[0], 3, 3, padding=1, padding_mode="reflect"), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 3, padding=1, padding_mode="reflect"), nn.Tanh())
         init_weights(self, "normal", 0.02)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
-        check_image_size(self, image, channels=3, multiple_of=self.multiple_of, min_size=self.min_size)
+        check_image_size(self, image, channels=self.in_channels, multiple_of=self.multiple_of, min_size=self.min_size)
         if not torch.jit.is_tracing() and mask.shape != (image.shape[0], 1, *image.shape[2:]):
             raise ValueError(
                 f"mask must be (B, 1, H, W) matching the image {tuple(image.shape)}, got {tuple(mask.shape)}"
@@ -179,15 +190,15 @@ class InpaintUNet(nn.Module):
 
 
 def composite(prediction: Tensor, image: Tensor, mask: Tensor) -> Tensor:
-    """The prediction inside the hole, the image outside it: (B, 3, H, W) from same-range
+    """The prediction inside the hole, the image outside it: (B, C, H, W) from same-range
     prediction and image and a (B, 1, H, W) {0, 1} mask."""
     return prediction * mask + image * (1.0 - mask)
 
 
 @NETS.register("inpaint_unet")
 def inpaint_unet(**overrides: Any) -> InpaintUNet:
-    """The shipped architecture: 32 base channels, 3 levels, 6 dilated blocks (about 2.4 M
-    parameters)."""
+    """32 base channels, 3 levels, 6 dilated blocks: 8.1 M parameters (2.0 M with the
+    `base_channels=16` of the CPU recipe)."""
     return InpaintUNet(**overrides)
 
 

@@ -146,6 +146,10 @@ class Inpainting(Task):
     # ----------------------------------------------------------------- nets and data
     def build_generator(self) -> nn.Module:
         net = build_net(self.config.net, **self.config.net_options)
+        if net.in_channels != 3:
+            raise ConfigError(
+                f"inpainting trains on colour photos: {self.config.net} needs in_channels 3, not {net.in_channels}"
+            )
         for side in (self.config.patch_size, self.config.resolution):
             if side % net.multiple_of:
                 raise ConfigError(

@@ -6,6 +6,8 @@ Importing this package registers every architecture and preset in `NETS`:
   srvgg_tiny), `RRDBNet` (rrdb_esrgan, rrdb_small, rrdb_tiny);
 - translation generators (input and tanh output in [-1, 1]): `UNetGenerator` (unet_128,
   unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny);
+- inpainting generator (photo in [-1, 1] plus a {0, 1} hole mask, tanh output): `InpaintUNet`
+  (inpaint_unet, inpaint_unet_tiny);
 - CycleGAN pairs: `CycleGenerators` (G: A -> B, F: B -> A) and `CycleDiscriminators` (D_Y,
   D_X), each one module for the engine;
 - discriminators (raw logits): `PatchGAN` (patchgan_70, patchgan_tiny), `PixelGAN` (pixelgan),

@@ -8,6 +8,8 @@ Importing this package registers every architecture and preset in `NETS`:
   unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny);
 - inpainting generator (photo in [-1, 1] plus a {0, 1} hole mask, tanh output): `InpaintUNet`
   (inpaint_unet, inpaint_unet_tiny);
+- arbitrary style transfer (content and style in [0, 1]): `AdaINNet` (adain, adain_tiny), a
+  frozen VGG19 encoder, AdaIN and a trained decoder;
 - CycleGAN pairs: `CycleGenerators` (G: A -> B, F: B -> A) and `CycleDiscriminators` (D_Y,
   D_X), each one module for the engine;
 - discriminators (raw logits): `PatchGAN` (patchgan_70, patchgan_tiny), `PixelGAN` (pixelgan),
@@ -22,7 +24,7 @@ Example:
     torch.Size([1, 3, 14, 10])
 """
 
-from img2img.nets import cycle, discriminators, inpaint, resnet, rrdb, srvgg, unet
+from img2img.nets import adain, cycle, discriminators, inpaint, resnet, rrdb, srvgg, unet
 from img2img.nets.registry import NETS, build_net, rebuild_net
 
-__all__ = ["NETS", "build_net", "cycle", "discriminators", "inpaint", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]
+__all__ = ["NETS", "adain", "build_net", "cycle", "discriminators", "inpaint", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]

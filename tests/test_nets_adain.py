@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from img2img.losses.perceptual import VGG19Features
+from img2img.losses.vgg import CAFFE_CONVENTION
 from img2img.nets import build_net
 from img2img.nets.adain import AdaINNet, adaptive_instance_norm, channel_mean_std
 
@@ -75,3 +76,5 @@ def test_sizes_and_presets():
         build_net("adain_tiny").encode(torch.rand(1, 3, 20, 16))
     with pytest.raises(ValueError, match="convention"):
         build_net("adain_tiny", vgg_convention="keras")
+    with pytest.raises(ValueError, match="not both"):
+        VGG19Features(weights="vgg19.pth", convention=CAFFE_CONVENTION)

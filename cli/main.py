@@ -2,7 +2,7 @@
 
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
-the commands that need them: onnxruntime for `superres`, `translate` and `inpaint`, torch (the
+the commands that need them: onnxruntime for `superres`, `translate`, `inpaint` and `style`, torch (the
 train extra) for `train`, `export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so
 `img2img --help` and `img2img models` start fast and never touch torch.
 """
@@ -441,6 +441,133 @@ def inpaint(
         raise typer.Exit(code=exit_code)
 
 
+@app.command()
+def style(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="Photo to restyle (PNG, JPEG, WebP, BMP, TIFF, GIF), or a folder of them.",
+            show_default=False,
+        ),
+    ],
+    style_name: Annotated[
+        str | None,
+        typer.Option(
+            "--style",
+            help="A shipped per-style network by its style, e.g. starry-night or the-kiss (model style-<STYLE>).",
+            show_default=False,
+        ),
+    ] = None,
+    style_image: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--style-image",
+            help="Any painting to render IN in, through the arbitrary-style model (default style-adain); "
+            "repeat to mix several.",
+            show_default=False,
+        ),
+    ] = None,
+    style_weight: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--style-weight",
+            help="With several --style-image: one weight each, in the same order (default: equal).",
+            show_default=False,
+        ),
+    ] = None,
+    strength: Annotated[
+        float,
+        typer.Option("--alpha", help="With --style-image: 0 keeps the content, 1 is full style.", min=0.0, max=1.0),
+    ] = 1.0,
+    preserve_color: Annotated[
+        bool,
+        typer.Option("--preserve-color", help="Keep IN's colours; take only the brightness pattern from the style."),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output image (.png, .jpg, .webp), or OUTDIR for a folder. "
+            "Default: <stem>_<style>.png beside IN, or the folder <IN>_<style>.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    tile: TileOption = "auto",
+    tile_overlap: TileOverlapOption = 16,
+    threads: ThreadsOption = None,
+    max_pixels: MaxPixelsOption = 178_956_970,
+    ext: ExtOption = "png",
+    quality: QualityOption = 95,
+    skip_existing: SkipExistingOption = False,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    dry_run: DryRunOption = False,
+    shard: ShardOption = None,
+    report: ReportOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Render a photo in the style of a painting, or every photo in a folder (recursively,
+    mirroring the tree into OUTDIR).
+
+    --style NAME runs that style's fast network; --style-image runs the arbitrary-style model on
+    any painting, with --alpha for the strength and several --style-image to mix styles. The
+    image runs whole (the nets normalise over it), padded to the size the net needs and cropped
+    back. A folder run reports bad files and goes on; it exits with 1 if any file failed.
+    """
+    with user_errors():
+        if style_name is not None and style_image:
+            raise Img2ImgError("--style picks a trained style and --style-image gives a painting; use one of them")
+        if style_name is None and not style_image and model is None:
+            raise Img2ImgError(
+                f"say which style: --style NAME (shipped: {_shipped_names('style')}), or --style-image PAINTING"
+            )
+        if style_weight and not style_image:
+            raise Img2ImgError("--style-weight weighs --style-image paintings; give the images too")
+        if strength != 1.0 and not style_image:
+            raise Img2ImgError("--alpha sets the strength of --style-image styles; per-style networks have none")
+        if style_name is not None and model is None:
+            model = f"style-{style_name}"
+        elif style_image and model is None:
+            model = "style-adain"
+        from img2img.runtime import check_output_path
+        from img2img.runtime.api import Model
+
+        if output is not None and not source.is_dir():
+            for painting in style_image or ():
+                check_output_path(painting, output)
+        net = Model(
+            model,
+            task="style",
+            device=device,
+            tile=parse_tile(tile),
+            tile_overlap=tile_overlap,
+            alpha="bicubic",
+            threads=threads,
+            style=[str(path) for path in style_image] if style_image else None,
+            style_weights=style_weight or None,
+            style_alpha=strength,
+            preserve_color=preserve_color,
+        )
+        label = net.info.style or "+".join(path.stem for path in style_image or ()) or net.info.name
+        suffix = "_" + re.sub(r"[^\w.-]+", "-", label)
+        limit = max_pixels or None
+        if source.is_dir():
+            outdir = output or source.with_name(source.name + suffix)
+            options = _batch_options(
+                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
+            )
+            exit_code = _run_folder(source, net.process, options, progress)
+        else:
+            output = output or source.with_name(f"{source.stem}{suffix}.png")
+            _run_file(source, output, net, quality=quality, max_pixels=limit, label=label)
+            exit_code = 0
+    if exit_code:
+        raise typer.Exit(code=exit_code)
+
+
 def _shipped_names(task: str) -> str:
     """The shipped models of `task`, comma-separated, or "(none)" (also without a manifest)."""
     from img2img.runtime.shipped import load_manifest
@@ -505,7 +632,7 @@ def _format_metrics(metrics: dict[str, Any], prefix: str = "") -> str:
 @app.command()
 def train(
     task: Annotated[
-        str, typer.Argument(metavar="TASK", help="Task to train: superres, inpaint, cyclegan or pix2pix.", show_default=False)
+        str, typer.Argument(metavar="TASK", help="Task to train: superres, inpaint, style, adain, cyclegan or pix2pix.", show_default=False)
     ],
     data: Annotated[
         Path | None,

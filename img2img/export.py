@@ -2,7 +2,9 @@
 
 The ONNX graph follows one contract for every task (see `img2img.runtime`):
 input "input" float32 (N, 3, H, W) RGB in [0, 1] (and, for nets that take a hole mask, "mask"
-float32 (N, 1, H, W) in {0, 1}, 1 = fill), output "output" float32 (N, 3, H*s, W*s) in [0, 1];
+float32 (N, 1, H, W) in {0, 1}, 1 = fill; for arbitrary style transfer, "style" float32
+(K, 3, h, w) RGB in [0, 1], "style_weights" float32 (K,) summing to 1 and "alpha" float32 (1,)),
+output "output" float32 (N, 3, H*s, W*s) in [0, 1];
 batch, height and width are dynamic; mapping to the net's own input range, pasting a fill into
 the hole only, and the final clamp are inside the graph; metadata_props say task, scale,
 channels, multiple_of, range, data, license, version and the resolved training config.
@@ -19,6 +21,7 @@ import copy
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -74,9 +77,75 @@ class ExportWrapper(nn.Module):
             output = output.expand(-1, 3, -1, -1)
         if self.takes_mask:
             output = output * mask + source * (1.0 - mask)
-        if self.dtype == torch.float32:
-            return output.clamp(0.0, 1.0)
-        return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
+        return _finish(output, self.dtype)
+
+    def example_inputs(self, image: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The graph's inputs by name for an (N, 3, H, W) image: the image, and a random hole
+        mask for a net that takes one."""
+        inputs = {"input": image}
+        if self.takes_mask:
+            inputs["mask"] = (torch.rand(image.shape[0], 1, *image.shape[2:], generator=generator) > 0.5).float()
+        return inputs
+
+    def dynamic_shapes(self, image_shape: dict[int, Any], net: nn.Module) -> list[dict[int, Any]]:
+        """The dynamic dimensions of each input, in `example_inputs` order."""
+        return [image_shape] * (2 if self.takes_mask else 1)
+
+
+class StyleExportWrapper(nn.Module):
+    """An arbitrary-style net (AdaIN) as a graph of four inputs: content image (N, 3, H, W),
+    style images (K, 3, h, w), both RGB in [0, 1], style weights (K,) (summing to 1: a mix of
+    the styles' feature statistics; one style takes [1.0]) and alpha (1,) in [0, 1] (0 gives
+    the content back through the decoder). Output (N, 3, H, W) in [0, 1]."""
+
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = next(net.parameters()).dtype
+
+    def forward(
+        self, image: torch.Tensor, style: torch.Tensor, style_weights: torch.Tensor, alpha: torch.Tensor
+    ) -> torch.Tensor:
+        dtype = self.dtype
+        output = self.net.blend(image.to(dtype), style.to(dtype), style_weights.to(dtype), alpha.to(dtype))
+        return _finish(output.float(), dtype)
+
+    def example_inputs(self, image: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        multiple = int(self.net.multiple_of)
+        side = max(2, -(-int(self.net.min_size) // multiple)) * multiple
+        weights = torch.rand(2, generator=generator) + 0.1
+        return {
+            "input": image,
+            # A style of another size and shape than the content: the graph must not tie them.
+            "style": torch.rand(2, 3, side + multiple, side + 2 * multiple, generator=generator),
+            "style_weights": weights / weights.sum(),
+            "alpha": torch.rand(1, generator=generator),
+        }
+
+    def dynamic_shapes(self, image_shape: dict[int, Any], net: nn.Module) -> list[dict[int, Any] | None]:
+        multiple = int(net.multiple_of)
+        blocks = {"min": max(2, -(-int(net.min_size) // multiple))}
+        styles = torch.export.Dim("styles", min=1)
+        style_shape = {
+            0: styles,
+            2: multiple * torch.export.Dim("style_height_blocks", **blocks),
+            3: multiple * torch.export.Dim("style_width_blocks", **blocks),
+        }
+        return [image_shape, style_shape, {0: styles}, None]
+
+
+def _finish(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Clamps a float32 output to [0, 1]; a float16 net's non-finite values (overflow) become NaN
+    rather than a valid-looking pixel, so the runtime can rerun that part in float32."""
+    if dtype == torch.float32:
+        return output.clamp(0.0, 1.0)
+    return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
+
+
+def export_wrapper(net: nn.Module) -> ExportWrapper | StyleExportWrapper:
+    """The wrapper that gives `net` the graph contract of its kind."""
+    return StyleExportWrapper(net) if getattr(net, "takes_style", False) else ExportWrapper(net)
 
 
 def export_onnx(
@@ -102,8 +171,8 @@ def export_onnx(
         raise OutputError(f"{output} must end in .onnx")
     if precision not in PARITY_TOLERANCE:
         raise ModelError(f"unknown precision {precision!r}; choose fp32 or fp16")
-    reference = ExportWrapper(net.float().cpu().eval()).eval()
-    wrapper = reference if precision == "fp32" else ExportWrapper(copy.deepcopy(net).half()).eval()
+    reference = export_wrapper(net.float().cpu().eval()).eval()
+    wrapper = reference if precision == "fp32" else export_wrapper(copy.deepcopy(net).half()).eval()
     metadata = {**metadata, "precision": precision}
     multiple = int(net.multiple_of)
     # Sizes count in blocks of `multiple` pixels; a net with a larger minimum (reflection padding
@@ -118,19 +187,16 @@ def export_onnx(
         block_range = {"min": min_blocks} if min_blocks > 1 else {}
         height = multiple * torch.export.Dim("height_blocks", **block_range)
         width = multiple * torch.export.Dim("width_blocks", **block_range)
-    inputs, input_names, dynamic_shapes = (example,), ["input"], [{0: batch, 2: height, 3: width}]
-    if wrapper.takes_mask:
-        inputs += ((torch.rand(1, 1, *example.shape[2:]) > 0.5).float(),)
-        input_names.append("mask")
-        dynamic_shapes.append({0: batch, 2: height, 3: width})
+    example_inputs = wrapper.example_inputs(example, torch.Generator().manual_seed(1))
+    dynamic_shapes = wrapper.dynamic_shapes({0: batch, 2: height, 3: width}, net)
     with tempfile.TemporaryDirectory() as scratch:
         traced = Path(scratch) / "model.onnx"
         program = torch.onnx.export(
             wrapper,
-            inputs,
+            tuple(example_inputs.values()),
             dynamo=True,
             opset_version=opset,
-            input_names=input_names,
+            input_names=list(example_inputs),
             output_names=["output"],
             dynamic_shapes=dynamic_shapes,
             external_data=False,
@@ -160,15 +226,12 @@ def export_onnx(
 
 
 def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int = 2) -> float:
-    """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch (with a
-    random hole mask for nets that take one)."""
+    """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch (with the
+    wrapper's other inputs: a random hole mask, random styles)."""
     import onnxruntime
 
     generator = torch.Generator().manual_seed(0)
-    image = torch.rand(batch, 3, *size, generator=generator)
-    inputs = {"input": image}
-    if getattr(wrapper, "takes_mask", False):
-        inputs["mask"] = (torch.rand(batch, 1, *size, generator=generator) > 0.5).float()
+    inputs = wrapper.example_inputs(torch.rand(batch, 3, *size, generator=generator), generator)
     with torch.no_grad():
         expected = wrapper(*inputs.values()).numpy()
     session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])

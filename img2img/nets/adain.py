@@ -105,6 +105,7 @@ class AdaINNet(nn.Module):
     in_channels = 3
     out_channels = 3
     multiple_of = 8
+    takes_style = True
     # The deepest decoder level is 1/8 of the image and reflection padding needs 2 pixels.
     min_size = 16
 
@@ -165,6 +166,32 @@ class AdaINNet(nn.Module):
 
     def forward(self, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
         return self.stylise(content, style, alpha)[1]
+
+    def blend(self, content: Tensor, styles: Tensor, weights: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
+        """Every content image in a weighted mix of several styles (the paper's interpolation).
+
+        The AdaIN target takes, per channel, the weighted sum of the styles' relu4_1 means and
+        standard deviations: exactly sum_k w_k * AdaIN(f(c), f(s_k)).
+
+        Args:
+            content: (N, 3, H, W) in [0, 1].
+            styles: (K, 3, h, w) in [0, 1].
+            weights: (K,) style weights summing to 1 ([1.0] for one style).
+            alpha: content/style trade-off in [0, 1], a float or a (1,) tensor.
+
+        Returns:
+            (N, 3, H, W), nominally in [0, 1] (not clamped).
+        """
+        content_features = self.encode(content)["relu4_1"]
+        style_mean, style_std = channel_mean_std(self.encode(styles)["relu4_1"])
+        weights = weights.reshape(-1, 1, 1, 1)
+        mean = (weights * style_mean).sum(dim=0, keepdim=True)
+        std = (weights * style_std).sum(dim=0, keepdim=True)
+        content_mean, content_std = channel_mean_std(content_features)
+        target = (content_features - content_mean) / content_std * std + mean
+        if isinstance(alpha, Tensor):
+            alpha = alpha.reshape(-1, 1, 1, 1)
+        return self.decode(alpha * target + (1 - alpha) * content_features)
 
 
 @NETS.register("adain")

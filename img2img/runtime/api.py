@@ -15,12 +15,15 @@ Example:
     >>> flat = to_twitter(Image.open("emoji.png"))          # RGBA in: composited, RGB out
     >>> fill = img2img.load("inpaint")
     >>> clean = fill(Image.open("photo.jpg"), Image.open("mask.png"))  # white in the mask = fill
+    >>> starry = img2img.load("style-starry-night")(Image.open("photo.jpg"))
+    >>> mixed = img2img.load("style-adain", style=["kiss.png", "starry.jpg"], style_weights=[0.7, 0.3],
+    ...                      style_alpha=0.8)(Image.open("photo.jpg"))
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.onnx_model import ModelInfo, OnnxModel
 from img2img.runtime.shipped import resolve_model
+from img2img.runtime.style import load_styles, preserve_color, square_style
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
 
 ALPHA_MODES = ("bicubic", "model", "drop")
@@ -64,10 +68,19 @@ class Model:
         threads: onnxruntime intra-op threads (None: all cores).
         full: inpainting models: run the whole image at its own size (tiled as `tile` says)
             instead of a crop around the hole at the model's resolution.
+        style: arbitrary-style models (`style-adain`): the style images, as file paths or
+            (H, W, 3) arrays (uint8, or float in [0, 1]); several are mixed by `style_weights`.
+        style_weights: one non-negative weight per style image (default: equal); normalised.
+        style_alpha: arbitrary-style models: 0 gives the content back, 1 full style.
+        preserve_color: keep the input's colours and take only the luminance from the model
+            (luminance-only style transfer); for same-size models.
 
     Raises:
-        ModelError: unknown name or file, wrong task or scale, unusable device or precision, or
-            a model that takes a mask but changes the image's size.
+        ModelError: unknown name or file, wrong task or scale, unusable device or precision, a
+            model that takes a mask but changes the image's size, style images for a model
+            that takes none (or none for one that needs them), or a style weight, alpha or
+            preserve_color the model cannot use.
+        ImageReadError: a style image file cannot be read.
     """
 
     def __init__(
@@ -84,6 +97,10 @@ class Model:
         alpha: str = "bicubic",
         threads: int | None = None,
         full: bool = False,
+        style: Sequence[str | os.PathLike[str] | np.ndarray] | None = None,
+        style_weights: Sequence[float] | None = None,
+        style_alpha: float = 1.0,
+        preserve_color: bool = False,
     ) -> None:
         if alpha not in ALPHA_MODES:
             raise ModelError(f"unknown alpha mode {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
@@ -107,6 +124,10 @@ class Model:
                 f"model {self.info.name!r} takes a mask but scales x{self.info.scale}; inpainting models "
                 "must keep the image's size, re-export it with scale 1"
             )
+        self._set_styles(style, style_weights, style_alpha)
+        if preserve_color and self.info.scale != 1:
+            raise ModelError(f"preserve_color keeps the input's colours pixel for pixel; {self.info.name} scales x{self.info.scale}")
+        self.preserve_color = preserve_color
         self.full = full
         self.tile = tile
         self.tile_overlap = tile_overlap
@@ -116,6 +137,33 @@ class Model:
     @property
     def info(self) -> ModelInfo:
         return self.onnx.info
+
+    def _set_styles(
+        self,
+        style: Sequence[str | os.PathLike[str] | np.ndarray] | None,
+        weights: Sequence[float] | None,
+        alpha: float,
+    ) -> None:
+        """Hands the style images to an arbitrary-style model; refuses style options elsewhere."""
+        name = self.info.name
+        if not self.onnx.takes_style:
+            if style is not None or weights is not None or alpha != 1.0:
+                fixed = f" ({self.info.style})" if self.info.style else ""
+                raise ModelError(
+                    f"{name} renders one fixed style{fixed} and takes no style images, weights or alpha; "
+                    "use an arbitrary-style model such as style-adain for those"
+                )
+            return
+        if not style:
+            raise ModelError(f"{name} renders the style images it is given; pass at least one (--style-image PATH)")
+        if weights is not None and len(weights) != len(style):
+            raise ModelError(f"got {len(weights)} style weights for {len(style)} style images; give one weight per image")
+        size = self.info.style_size or 256
+        squares = [
+            square_style(_float_rgb(item), size) if isinstance(item, np.ndarray) else load_styles([item], size)[0]
+            for item in style
+        ]
+        self.onnx.set_styles(np.stack(squares), np.ones(len(squares)) if weights is None else weights, alpha)
 
     @property
     def fills_holes(self) -> bool:
@@ -184,6 +232,10 @@ class Model:
             pixels = _quantized(image.rgb, out_dtype)
             hole = mask[box] > 0
             pixels[box][hole] = _quantized(filled[hole], out_dtype)
+        elif self.preserve_color:
+            rgb = self._composited(image.rgb, image.alpha)
+            stylised = self._run(rgb, mask, np.float32, warnings.append, on_tile)
+            pixels = _quantized(preserve_color(stylised, rgb), out_dtype)
         else:
             rgb = self._composited(image.rgb, image.alpha)
             pixels = self._run(rgb, mask, out_dtype, warnings.append, on_tile)
@@ -345,6 +397,16 @@ class Model:
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
+def _float_rgb(array: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) or (H, W, 4) uint8, uint16 or float [0, 1] array -> (H, W, 3) float32 RGB."""
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ModelError(f"a style image array must be (H, W, 3) or (H, W, 4), got shape {array.shape}")
+    rgb = array[:, :, :3]
+    if np.issubdtype(rgb.dtype, np.integer):
+        return rgb.astype(np.float32) / float(np.iinfo(rgb.dtype).max)
+    return np.clip(rgb.astype(np.float32), 0.0, 1.0)
+
+
 def _quantized(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
     """Float values in [0, 1] as `dtype`: integers rounded to nearest, float32 as they are."""
     if dtype == np.float32:
@@ -361,7 +423,7 @@ def load(
     """Open an exported model for inference: `img2img.load("superres-x4")` or `load("m.onnx")`.
 
     Keyword options are those of `Model` (scale, device, precision, tile, tile_overlap,
-    batch_size, alpha, threads, full).
+    batch_size, alpha, threads, full, style, style_weights, style_alpha, preserve_color).
     """
     return Model(model, task=task, **options)  # type: ignore[arg-type]
 
@@ -388,6 +450,8 @@ def describe(path: Path) -> dict[str, object]:
         "background": "none" if info.background is None else ",".join(map(str, info.background)),
         "whole_image": "yes" if info.whole_image else "no",
         "resolution": info.resolution or "any",
+        "style": info.style or ("any (style images)" if "style" in info.inputs else "none"),
+        "style_size": info.style_size or "none",
         "graph inputs": ", ".join(
             f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
         ),

@@ -2,7 +2,8 @@
 
 The graph contract (written by `img2img export`): float32 NCHW inputs in [0, 1] with dynamic
 batch, height and width, named in the order the "inputs" metadata lists their kinds ("image":
-RGB, "mask": one channel, 1 = fill); one output "output", float32 NCHW RGB in [0, 1] of size
+RGB, "mask": one channel, 1 = fill; a style-transfer model adds "style", "style_weights" and
+"alpha", set once with `set_styles`); one output "output", float32 NCHW RGB in [0, 1] of size
 (H * scale, W * scale), already clamped. The model's size requirements live in its
 metadata_props, so this module pads any image to what the net needs, runs it, and crops back.
 
@@ -33,7 +34,9 @@ from img2img.errors import InferenceMemoryError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
-INPUT_KINDS = ("image", "mask")
+INPUT_KINDS = ("image", "mask", "style", "style_weights", "alpha")
+# The input lists a graph may declare: plain, inpainting, and arbitrary style transfer.
+INPUT_LAYOUTS = (("image",), ("image", "mask"), ("image", "style", "style_weights", "alpha"))
 FP16_SUFFIX = ".fp16.onnx"
 
 # Substrings of onnxruntime error messages that mean an allocation failed (CPU arena, CUDA,
@@ -73,6 +76,9 @@ class ModelInfo:
         resolution: the square side, in pixels, the model works best at (an inpainting net sees
             holes at the scale it was trained at): the runtime shrinks a crop around the hole so
             that its longer side is at most this. 0 when not recorded: crops run at their own size.
+        style: the painting a per-style transfer model renders ("" for others).
+        style_size: for a model that takes style images: the square side they are scaled to
+            (0 when not recorded).
     """
 
     task: str
@@ -92,6 +98,8 @@ class ModelInfo:
     domains: str = ""
     whole_image: bool = False
     resolution: int = 0
+    style: str = ""
+    style_size: int = 0
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], *, source: str) -> ModelInfo:
@@ -136,10 +144,11 @@ class ModelInfo:
                 "export it with `img2img export`, which puts the normalisation inside the graph"
             )
         inputs = tuple(kind.strip() for kind in props.get("inputs", "image").split(","))
-        if inputs[0] != "image" or any(kind not in INPUT_KINDS for kind in inputs) or len(set(inputs)) != len(inputs):
+        if inputs not in INPUT_LAYOUTS:
+            layouts = ", ".join(repr(",".join(layout)) for layout in INPUT_LAYOUTS)
             raise ModelError(
-                f"{source}: metadata 'inputs' is {props['inputs']!r}; this runtime runs 'image' or "
-                "'image,mask' models, upgrade img2img or re-export the model"
+                f"{source}: metadata 'inputs' is {props['inputs']!r}; this runtime runs {layouts} "
+                "models, upgrade img2img or re-export the model"
             )
         precision = props.get("precision", "fp32")
         if precision not in PRECISIONS:
@@ -176,6 +185,8 @@ class ModelInfo:
             domains=props.get("domains", ""),
             whole_image=whole_image == "1",
             resolution=integer("resolution", 1) if "resolution" in props else 0,
+            style=props.get("style", ""),
+            style_size=integer("style_size", 1) if "style_size" in props else 0,
         )
 
     def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:
@@ -320,6 +331,41 @@ class OnnxModel:
             )
         self.input_names = [node.name for node in inputs]
         self.output_name = outputs[0].name
+        # Inputs besides the image and mask that stay the same for every call (the styles of a
+        # style-transfer model), by input kind, in the graph's layout.
+        self.conditioning: dict[str, np.ndarray] = {}
+
+    @property
+    def takes_style(self) -> bool:
+        """An arbitrary-style model: it takes style images with the content."""
+        return "style" in self.info.inputs
+
+    def set_styles(self, styles: np.ndarray, weights: np.ndarray, alpha: float) -> None:
+        """The styles every later call renders, for a model that `takes_style`.
+
+        Args:
+            styles: (K, S, S, 3) float array in [0, 1], S a multiple of `info.multiple_of` and at
+                least `info.min_size`.
+            weights: (K,) non-negative weights of the styles' mix; normalised to sum to 1.
+            alpha: 0 (the content, through the decoder) to 1 (fully stylised).
+
+        Raises:
+            ModelError: the model takes no styles, or weights or alpha are out of range.
+        """
+        if not self.takes_style:
+            raise ModelError(f"{self.info.name} renders one fixed style and takes no style images")
+        weights = np.asarray(weights, np.float32).reshape(-1)
+        if styles.ndim != 4 or styles.shape[3] != 3 or len(weights) != len(styles):
+            raise ValueError(f"expected (K, S, S, 3) styles and K weights, got {styles.shape} and {weights.shape}")
+        if (weights < 0).any() or not weights.sum() > 0:
+            raise ModelError(f"style weights must be 0 or more and not all 0, got {weights.tolist()}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ModelError(f"alpha must be between 0 (content) and 1 (full style), got {alpha}")
+        self.conditioning = {
+            "style": _to_nchw(styles.astype(np.float32, copy=False)),
+            "style_weights": weights / weights.sum(),
+            "alpha": np.asarray([alpha], np.float32),
+        }
 
     @property
     def providers(self) -> list[str]:
@@ -389,12 +435,17 @@ class OnnxModel:
             )
         if masks is not None and masks.shape != images.shape[:3]:
             raise ValueError(f"masks must have shape {images.shape[:3]} to match the images, got {masks.shape}")
+        if self.takes_style and not self.conditioning:
+            raise ModelError(f"{self.info.name} renders a style image it is given; pass one (--style-image)")
         _, height, width, _ = images.shape
         size = self.info.padded_size(height, width)
         feeds = {self.input_names[0]: _to_nchw(_pad_bottom_right(images.astype(np.float32, copy=False), *size))}
         if masks is not None:
             padded = _pad_bottom_right(masks.astype(np.float32, copy=False)[..., None], *size)
             feeds[self.input_names[1]] = _to_nchw(padded)
+        for name, kind in zip(self.input_names, self.info.inputs, strict=True):
+            if kind in self.conditioning:
+                feeds[name] = self.conditioning[kind]
         try:
             (result,) = self.session.run([self.output_name], feeds)
         except Exception as error:  # onnxruntime's errors derive from Exception directly
@@ -430,6 +481,7 @@ class OnnxModel:
                     f"{fp32_path.name} is missing; use --precision fp32 with a float32 model"
                 )
             self._fp32_fallback = OnnxModel(fp32_path, device=self.device, threads=self.threads)
+            self._fp32_fallback.conditioning = self.conditioning
         result[bad] = self._fp32_fallback.run_batch(images[bad], None if masks is None else masks[bad])
         self.fp32_retries += len(bad)
         return result

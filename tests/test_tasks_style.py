@@ -20,7 +20,7 @@ from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
 from img2img.runtime.onnx_model import OnnxModel
 from img2img.tasks.adain import AdaINConfig, AdaINStyle
 from img2img.tasks.style import FastStyle, FastStyleConfig
-from tests.test_tasks_inpaint import textured_image
+from test_tasks_inpaint import textured_image
 
 
 def stripes(size: int, period: int, colours: tuple[tuple[int, int, int], tuple[int, int, int]]) -> Image.Image:
@@ -180,7 +180,7 @@ def test_adain_export_takes_content_styles_weights_and_alpha(folders, tmp_path):
 def test_style_distance_is_zero_for_the_photo_and_for_the_painting_itself():
     distance = StyleDistance(VGG19Features(layers=STYLE_DISTANCE_LAYERS))
     photo = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    painting = torch.from_numpy(np.asarray(stripes(32, 4, ((200, 40, 30), (20, 30, 160))))).permute(2, 0, 1)[None] / 255.0
+    painting = torch.from_numpy(np.array(stripes(32, 4, ((200, 40, 30), (20, 30, 160))))).permute(2, 0, 1)[None] / 255.0
     grams = distance.style_grams(painting)
     itself = distance(photo, photo, grams)
     assert float(itself["content_distance"]) == 0.0 and float(itself["style_distance"]) > 0

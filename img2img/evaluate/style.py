@@ -99,7 +99,7 @@ def style_image_array(path: Path) -> np.ndarray:
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def _distances(

@@ -5,7 +5,8 @@ Importing this package registers every architecture and preset in `NETS`:
 - super-resolution generators (input [0, 1]): `SRVGGNet` (srvgg_compact, srvgg_small,
   srvgg_tiny), `RRDBNet` (rrdb_esrgan, rrdb_small, rrdb_tiny);
 - translation generators (input and tanh output in [-1, 1]): `UNetGenerator` (unet_128,
-  unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny);
+  unet_256, unet_tiny), `ResnetGenerator` (resnet_6blocks, resnet_9blocks, resnet_tiny, and the
+  fast style-transfer nets resnet_style and resnet_style_small);
 - inpainting generator (photo in [-1, 1] plus a {0, 1} hole mask, tanh output): `InpaintUNet`
   (inpaint_unet, inpaint_unet_tiny);
 - arbitrary style transfer (content and style in [0, 1]): `AdaINNet` (adain, adain_tiny), a

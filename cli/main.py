@@ -463,7 +463,7 @@ def style(
         list[Path] | None,
         typer.Option(
             "--style-image",
-            help="Any painting to render IN in, through the arbitrary-style model (default style-adain); "
+            help="Any painting to render IN in, through an arbitrary-style model (--model, default the shipped style-adain); "
             "repeat to mix several.",
             show_default=False,
         ),
@@ -531,6 +531,11 @@ def style(
         if style_name is not None and model is None:
             model = f"style-{style_name}"
         elif style_image and model is None:
+            if "style-adain" not in _shipped_names("style").split(", "):
+                raise Img2ImgError(
+                    "--style-image needs an arbitrary-style model and none is shipped yet; train one "
+                    "(img2img train adain ...), export it and pass --model MODEL.onnx"
+                )
             model = "style-adain"
         from img2img.runtime import check_output_path
         from img2img.runtime.api import Model

@@ -13,7 +13,7 @@ Usage:
     python scripts/evaluate_style.py data/photos/val \\
         --style data/styles/paintings/starry-night.png --style data/styles/paintings/the-kiss.png \\
         --fast weights/style-starry-night.onnx --fast weights/style-the-kiss.onnx \\
-        --adain weights/style-adain.onnx --json runs/eval-style.json --sheet runs/eval-style
+        --adain runs/adain.onnx --json runs/eval-style.json --sheet runs/eval-style
 """
 
 from __future__ import annotations

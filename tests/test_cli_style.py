@@ -163,7 +163,7 @@ def test_style_images_are_refused_for_a_per_style_model(weights, photo, invert_s
     result = img2img(
         "style", photo, "--model", invert_style, "--style-image", paintings["red"], "-o", output, weights=weights
     )
-    assert_one_line_error(result, "renders one fixed style", "style-adain")
+    assert_one_line_error(result, "renders one fixed style", "AdaIN")
     assert not output.exists()
 
 
@@ -243,3 +243,8 @@ def test_an_incomplete_style_input_list_is_refused_when_the_model_opens():
 
     with pytest.raises(ModelError, match="image,style,style_weights,alpha"):
         ModelInfo.from_metadata({"scale": "1", "inputs": "image,style"}, source="m.onnx")
+
+
+def test_style_image_without_a_model_says_how_to_get_one_when_none_is_shipped(weights, photo, paintings):
+    result = img2img("style", photo, "--style-image", paintings["red"], weights=weights)
+    assert_one_line_error(result, "--model")

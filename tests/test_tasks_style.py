@@ -187,3 +187,25 @@ def test_style_distance_is_zero_for_the_photo_and_for_the_painting_itself():
     pasted = distance(painting, photo, grams)
     assert float(pasted["style_distance"]) == pytest.approx(0.0, abs=1e-6)
     assert float(pasted["content_distance"]) > 0
+
+
+def test_adain_losses_are_zero_on_matching_statistics_and_blind_to_each_layers_scale():
+    from img2img.tasks.adain import content_feature_loss, style_statistics_loss
+
+    generator = torch.Generator().manual_seed(0)
+    style = {name: torch.rand(2, 4, 6, 6, generator=generator) * (10**i) for i, name in enumerate(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))}
+    # Same channel means and standard deviations, other pixels: a permutation of each map.
+    shuffled = {name: f.flatten(2)[..., torch.randperm(36, generator=generator)].view_as(f) for name, f in style.items()}
+    assert float(style_statistics_loss(shuffled, style)) == pytest.approx(0.0, abs=1e-6)
+    output = {name: torch.rand(2, 4, 6, 6, generator=generator) * (10**i) for i, name in enumerate(style)}
+    loss = style_statistics_loss(output, style)
+    # Multiplying one layer's output and style features by 1000 leaves that layer's share as it was.
+    louder = {name: f * 1000 if name == "relu1_1" else f for name, f in output.items()}
+    louder_style = {name: f * 1000 if name == "relu1_1" else f for name, f in style.items()}
+    assert float(style_statistics_loss(louder, louder_style)) == pytest.approx(float(loss), rel=1e-4)
+    target = torch.rand(2, 8, 4, 4, generator=generator)
+    assert float(content_feature_loss(target, target)) == 0.0
+    assert float(content_feature_loss(3 * target + 1, 3 * target)) == pytest.approx(
+        float(content_feature_loss(target + 1 / 3, target)), rel=1e-5
+    )

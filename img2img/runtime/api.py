@@ -16,7 +16,7 @@ Example:
     >>> fill = img2img.load("inpaint")
     >>> clean = fill(Image.open("photo.jpg"), Image.open("mask.png"))  # white in the mask = fill
     >>> starry = img2img.load("style-starry-night")(Image.open("photo.jpg"))
-    >>> mixed = img2img.load("style-adain", style=["kiss.png", "starry.jpg"], style_weights=[0.7, 0.3],
+    >>> mixed = img2img.load("adain.onnx", style=["kiss.png", "starry.jpg"], style_weights=[0.7, 0.3],
     ...                      style_alpha=0.8)(Image.open("photo.jpg"))
 """
 
@@ -68,7 +68,7 @@ class Model:
         threads: onnxruntime intra-op threads (None: all cores).
         full: inpainting models: run the whole image at its own size (tiled as `tile` says)
             instead of a crop around the hole at the model's resolution.
-        style: arbitrary-style models (`style-adain`): the style images, as file paths or
+        style: arbitrary-style (AdaIN) models: the style images, as file paths or
             (H, W, 3) arrays (uint8, or float in [0, 1]); several are mixed by `style_weights`.
         style_weights: one non-negative weight per style image (default: equal); normalised.
         style_alpha: arbitrary-style models: 0 gives the content back, 1 full style.
@@ -151,7 +151,7 @@ class Model:
                 fixed = f" ({self.info.style})" if self.info.style else ""
                 raise ModelError(
                     f"{name} renders one fixed style{fixed} and takes no style images, weights or alpha; "
-                    "use an arbitrary-style model such as style-adain for those"
+                    "use an arbitrary-style (AdaIN) model for those"
                 )
             return
         if not style:

@@ -42,7 +42,7 @@ from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
 from img2img.nets import build_net
 from img2img.nets.adain import CONVENTIONS, ENCODER_LAYERS, AdaINNet, channel_mean_std
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, Task
+from img2img.tasks.base import Batch, Task, held_out_folder, train_folder
 from img2img.tasks.style import held_out_squares
 
 
@@ -158,12 +158,6 @@ class AdaINStyle(Task):
                 )
         return net
 
-    @staticmethod
-    def _split(root: Path, part: str) -> Path | None:
-        if (root / part).is_dir():
-            return root / part
-        return root if part == "train" else None
-
     def _crops(self, root: Path) -> HRCropDataset:
         return HRCropDataset(
             root=root, patch_size=self.config.patch_size, scale_range=tuple(self.config.scale_range), upright=True
@@ -171,16 +165,16 @@ class AdaINStyle(Task):
 
     def train_dataset(self) -> ContentStylePairs:
         if self._train is None:  # decoding every image takes seconds: do it once
-            photos = self._crops(self._split(Path(self.config.data), "train"))
-            paintings = self._crops(self._split(Path(self.config.style_data), "train"))
+            photos = self._crops(train_folder(self.config.data))
+            paintings = self._crops(train_folder(self.config.style_data))
             self._train = ContentStylePairs(photos, paintings, self.config.photo_style_fraction)
         return self._train
 
     def validation_items(self) -> tuple[list[tuple[str, torch.Tensor]], list[tuple[str, torch.Tensor]]]:
         """(held-out photos, held-out styles), each a list of (name, (3, S, S) in [0, 1])."""
         if self._validation is None:
-            photos_root = Path(self.config.val_data) if self.config.val_data else self._split(Path(self.config.data), "val")
-            styles_root = self._split(Path(self.config.style_data), "val") or Path(self.config.style_data)
+            photos_root = held_out_folder(self.config.data, self.config.val_data)
+            styles_root = held_out_folder(self.config.style_data) or Path(self.config.style_data)
             self._validation = (
                 held_out_squares(photos_root, self.config.resolution),
                 held_out_squares(styles_root, self.config.resolution),

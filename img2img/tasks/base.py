@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +21,21 @@ from img2img.errors import ConfigError
 from img2img.losses import PENALTIES, build_adversarial_loss, clip_weights
 
 Batch = dict[str, torch.Tensor]
+
+
+def train_folder(data: str) -> Path:
+    """Where a task's training images are: `data`/train when that folder exists, else `data`."""
+    root = Path(data)
+    return root / "train" if (root / "train").is_dir() else root
+
+
+def held_out_folder(data: str, val_data: str = "") -> Path | None:
+    """Where a task's held-out images are: `val_data` when given, else `data`/val when that
+    folder exists, else None (no validation)."""
+    if val_data:
+        return Path(val_data)
+    candidate = Path(data) / "val"
+    return candidate if candidate.is_dir() else None
 
 
 class Task(ABC):

@@ -41,7 +41,7 @@ from img2img.metrics.masked import hole_metrics
 from img2img.nets import build_net
 from img2img.nets.inpaint import composite
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task
+from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
 
 
 @dataclasses.dataclass
@@ -162,20 +162,10 @@ class Inpainting(Task):
         # Mask-aware: the mask is a fourth channel beside the (real or composited) image.
         return build_net(self.config.discriminator, **({"in_channels": 4} | self.config.discriminator_options))
 
-    def _train_root(self) -> Path:
-        root = Path(self.config.data)
-        return root / "train" if (root / "train").is_dir() else root
-
-    def _val_root(self) -> Path | None:
-        if self.config.val_data:
-            return Path(self.config.val_data)
-        candidate = Path(self.config.data) / "val"
-        return candidate if candidate.is_dir() else None
-
     def train_dataset(self) -> HoleCrops:
         if self._train is None:  # decoding every photo takes seconds: do it once
             crops = HRCropDataset(
-                root=self._train_root(),
+                root=train_folder(self.config.data),
                 patch_size=self.config.patch_size,
                 scale_range=tuple(self.config.scale_range),
                 upright=True,
@@ -187,7 +177,7 @@ class Inpainting(Task):
         """The fixed held-out set: (name, (S, S, 3) uint8 photo, (S, S) float32 mask); empty
         without held-out photos."""
         if self._validation is None:
-            root = self._val_root()
+            root = held_out_folder(self.config.data, self.config.val_data)
             self._validation = (
                 []
                 if root is None

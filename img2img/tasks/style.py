@@ -40,7 +40,7 @@ from img2img.losses import PerceptualLoss, StyleLoss, VGG19Features, total_varia
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
 from img2img.nets import build_net
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task
+from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
 
 
 @dataclasses.dataclass
@@ -162,15 +162,7 @@ class FastStyle(Task):
         self.style_grams = self.style_loss.grams(self.style)
         self.distance = StyleDistance(self.features)
         self.distance_grams = self.distance.style_grams(self.style)
-        self.gan = GanObjective(
-            loss=config.gan_loss,
-            weight=config.gan_weight,
-            real_label=config.real_label,
-            penalty=config.penalty,
-            penalty_weight=config.penalty_weight,
-            penalty_interval=config.engine.penalty_interval,
-            clip=config.wgan_clip,
-        )
+        self.gan = GanObjective.from_config(config)
         self._train: HRCropDataset | None = None
         self._validation: list[tuple[str, torch.Tensor]] | None = None
 
@@ -198,20 +190,10 @@ class FastStyle(Task):
             return None
         return build_net(self.config.discriminator, **self.config.discriminator_options)
 
-    def _train_root(self) -> Path:
-        root = Path(self.config.data)
-        return root / "train" if (root / "train").is_dir() else root
-
-    def _val_root(self) -> Path | None:
-        if self.config.val_data:
-            return Path(self.config.val_data)
-        candidate = Path(self.config.data) / "val"
-        return candidate if candidate.is_dir() else None
-
     def train_dataset(self) -> Dataset:
         if self._train is None:  # decoding every photo takes seconds: do it once
             self._train = HRCropDataset(
-                root=self._train_root(),
+                root=train_folder(self.config.data),
                 patch_size=self.config.patch_size,
                 scale_range=tuple(self.config.scale_range),
                 upright=True,
@@ -221,7 +203,7 @@ class FastStyle(Task):
     def validation_items(self) -> list[tuple[str, torch.Tensor]]:
         """The held-out photos as (name, (3, S, S) in [0, 1]) centre squares."""
         if self._validation is None:
-            self._validation = held_out_squares(self._val_root(), self.config.resolution)
+            self._validation = held_out_squares(held_out_folder(self.config.data, self.config.val_data), self.config.resolution)
         return self._validation
 
     def prepare_batch(self, batch: torch.Tensor, generator: torch.Generator) -> Batch:

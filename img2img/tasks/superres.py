@@ -27,7 +27,7 @@ from img2img.losses import PIXEL_LOSSES, PerceptualLoss
 from img2img.metrics import psnr, ssim
 from img2img.nets import build_net
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task
+from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
 
 
 @dataclasses.dataclass
@@ -100,23 +100,13 @@ class SuperResolution(Task):
     def build_discriminator(self) -> nn.Module | None:
         return build_net(self.config.discriminator) if self.config.stage == "gan" else None
 
-    def _train_root(self) -> Path:
-        root = Path(self.config.data)
-        return root / "train" if (root / "train").is_dir() else root
-
-    def _val_root(self) -> Path | None:
-        if self.config.val_data:
-            return Path(self.config.val_data)
-        candidate = Path(self.config.data) / "val"
-        return candidate if candidate.is_dir() else None
-
     def train_dataset(self) -> HRCropDataset:
         if self._train is None:  # decoding every photo takes seconds: do it once
-            self._train = HRCropDataset(root=self._train_root(), patch_size=self.config.patch_size)
+            self._train = HRCropDataset(root=train_folder(self.config.data), patch_size=self.config.patch_size)
         return self._train
 
     def validation_images(self) -> ValidationImages | None:
-        root = self._val_root()
+        root = held_out_folder(self.config.data, self.config.val_data)
         if root is None:
             return None
         if self._validation is None:
@@ -185,7 +175,7 @@ class SuperResolution(Task):
         """`count` fixed `patch_size` crops of the held-out images (of the training images when
         there are none): the net's upscale of each crop's bicubic LR against the crop itself."""
         if self._fid_crops is None:
-            root = self._val_root() or self._train_root()
+            root = held_out_folder(self.config.data, self.config.val_data) or train_folder(self.config.data)
             self._fid_crops = HRCropDataset(root=root, patch_size=self.config.patch_size, augment=False)
         batch_size = self.config.engine.batch_size
         for start in range(0, count, batch_size):

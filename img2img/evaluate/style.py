@@ -26,6 +26,7 @@ from PIL import Image
 
 from img2img.errors import Img2ImgError
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
+from img2img.tasks.style import load_style_image
 
 Stylist = Callable[[np.ndarray], np.ndarray]
 STYLE_SIDE = 256
@@ -76,7 +77,7 @@ def peer_stylists(style_image: Path, pick_photos: Sequence[np.ndarray], distance
     def arbitrary(photo: np.ndarray) -> np.ndarray:
         return np.asarray(engine.stylize_with(Image.fromarray(photo), painting, max_size=None))
 
-    grams = distance.style_grams(_tensor(style_image_array(style_image)))
+    grams = distance.style_grams(load_style_image(style_image, STYLE_SIDE))
 
     def fixed(index: int) -> Stylist:
         return lambda photo: np.asarray(engine.stylize(Image.fromarray(photo), style=index, max_size=None))
@@ -87,15 +88,6 @@ def peer_stylists(style_image: Path, pick_photos: Sequence[np.ndarray], distance
         scores.append(np.mean([_distances(distance, output, photo, grams)[1] for output, photo in zip(outputs, pick_photos)]))
     best = int(np.argmin(scores))
     return {"peer-arbitrary": arbitrary, "peer-multistyle": fixed(best)}, best
-
-
-def style_image_array(path: Path) -> np.ndarray:
-    """A painting as (h, w, 3) uint8 with its shorter side at STYLE_SIDE (Lanczos)."""
-    image = np.asarray(Image.open(path).convert("RGB"))
-    height, width = image.shape[:2]
-    factor = STYLE_SIDE / min(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -116,7 +108,7 @@ def evaluate_style(
 ) -> dict[str, StyleScores]:
     """Mean content and style distances of each method (and of the photo itself, "identity")
     over `photos` ((H, W, 3) uint8 each) for one painting."""
-    grams = distance.style_grams(_tensor(style_image_array(style_image)))
+    grams = distance.style_grams(load_style_image(style_image, STYLE_SIDE))
     results = {}
     for name, stylist in {"identity": lambda photo: photo, **stylists}.items():
         outputs = [np.asarray(stylist(photo)) for photo in photos]
@@ -154,7 +146,7 @@ def style_sheet(
     output captioned with its content and style distances on that photo set's mean."""
     from img2img.evaluate.sheets import Tile, comparison_sheet
 
-    painting = style_image_array(style_image)
+    painting = (load_style_image(style_image, STYLE_SIDE)[0].permute(1, 2, 0) * 255).round().byte().numpy()
     methods = [name for name in results if name != "identity"]
     grid = []
     for index in range(min(rows, len(photos))):

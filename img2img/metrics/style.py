@@ -47,21 +47,27 @@ class StyleDistance:
 
     @torch.no_grad()
     def style_grams(self, style: Tensor) -> dict[str, Tensor]:
-        """Gram matrices (1, C, C) of one style image (1, 3, h, w) in [0, 1] at each style layer."""
+        """Gram matrices (B, C, C) of style images (B, 3, h, w) in [0, 1] at each style layer."""
         features = self.features(style)
         return {name: gram_matrix(features[name]) for name in STYLE_LAYERS}
 
     @torch.no_grad()
     def __call__(self, output: Tensor, content: Tensor, style_grams: dict[str, Tensor]) -> dict[str, Tensor]:
         """Distances of stylised images (B, 3, H, W) from their content photos (B, 3, H, W), both
-        in [0, 1], and from the style's Gram matrices: {"content_distance": (B,),
-        "style_distance": (B,)}."""
+        in [0, 1], and from Gram matrices (1 or B, C, C) of their styles:
+        {"content_distance": (B,), "style_distance": (B,)}."""
         if output.shape != content.shape:
             raise ValueError(f"output {tuple(output.shape)} and content {tuple(content.shape)} must have the same shape")
-        output_features = self.features(output)
-        content_features = self.features(content)[CONTENT_LAYER]
-        content_distance = (output_features[CONTENT_LAYER] - content_features).pow(2).flatten(1).mean(1)
-        style_distance = torch.zeros(output.shape[0], device=output.device)
+        return self.from_features(self.features(output), self.features(content), style_grams)
+
+    @torch.no_grad()
+    def from_features(
+        self, output_features: dict[str, Tensor], content_features: dict[str, Tensor], style_grams: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The same distances from feature dicts already computed by `self.features`."""
+        output_content = output_features[CONTENT_LAYER]
+        content_distance = (output_content - content_features[CONTENT_LAYER]).pow(2).flatten(1).mean(1)
+        style_distance = torch.zeros(output_content.shape[0], device=output_content.device)
         for name in STYLE_LAYERS:
             difference = gram_matrix(output_features[name]) - style_grams[name]
             style_distance += difference.pow(2).flatten(1).mean(1)

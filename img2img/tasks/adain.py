@@ -202,16 +202,19 @@ class AdaINStyle(Task):
         return self._losses(batch["style"], fake["target"], fake["image"])
 
     # ----------------------------------------------------------------- validation
-    def _pairs(self, limit: int | None = None):
-        """(photos (B, 3, S, S), styles (B, 3, S, S)) batches: every held-out photo with every style."""
+    def _pairs(self):
+        """(photos (B, 3, S, S), styles (B, 3, S, S), style indices (B,)) batches: every held-out
+        photo with every held-out style."""
         photos, styles = self.validation_items()
-        pairs = [(photo, style) for _, photo in photos for _, style in styles][:limit]
+        pairs = [(photo, index) for _, photo in photos for index in range(len(styles))]
         batch_size = max(1, self.config.engine.batch_size)
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
+            indices = torch.tensor([index for _, index in chunk])
             yield (
                 torch.stack([photo for photo, _ in chunk]).to(self.device),
-                torch.stack([style for _, style in chunk]).to(self.device),
+                torch.stack([styles[index][1] for index in indices.tolist()]).to(self.device),
+                indices.to(self.device),
             )
 
     @torch.no_grad()
@@ -219,17 +222,17 @@ class AdaINStyle(Task):
         photos, styles = self.validation_items()
         if not photos or not styles:
             return {}
+        # Each held-out style's Gram matrices, once: (S, C, C) per layer.
+        style_grams = self.distance.style_grams(torch.stack([style for _, style in styles]).to(self.device))
         sums = {"content_distance": 0.0, "style_distance": 0.0, "loss": 0.0}
         count = 0
-        for content, style in self._pairs():
+        for content, style, indices in self._pairs():
             target, image = generator_net.stylise(content, style)
             terms = self._losses(style, target, image)
             sums["loss"] += float(sum(terms.values())) * content.shape[0]
-            stylised = image.clamp(0.0, 1.0)
-            for index in range(content.shape[0]):
-                grams = self.distance.style_grams(style[index : index + 1])
-                for name, value in self.distance(stylised[index : index + 1], content[index : index + 1], grams).items():
-                    sums[name] += float(value)
+            grams = {name: gram[indices] for name, gram in style_grams.items()}
+            for name, values in self.distance(image.clamp(0.0, 1.0), content, grams).items():
+                sums[name] += float(values.sum())
             count += content.shape[0]
         metrics = {name: total / count for name, total in sums.items()}
         metrics["neg_loss"] = -metrics["loss"]

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
 from img2img import __version__
 from img2img.data import HRCropDataset
-from img2img.data.folder import read_rgb, to_tensor
+from img2img.data.folder import list_images, read_rgb, to_tensor
 from img2img.data.masks import square_crop
 from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
 from img2img.errors import ConfigError, TrainingError
@@ -94,8 +95,6 @@ def load_style_image(path: str | Path, shorter_side: int) -> torch.Tensor:
         array = read_rgb(path)
     except TrainingError as error:
         raise ConfigError(str(error)) from None
-    from PIL import Image
-
     height, width = array.shape[:2]
     factor = shorter_side / min(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
@@ -108,8 +107,6 @@ def held_out_squares(root: Path | None, side: int) -> list[tuple[str, torch.Tens
     empty without a folder."""
     if root is None:
         return []
-    from img2img.data.folder import list_images
-
     return [
         (path.relative_to(root).as_posix(), to_tensor(square_crop(read_rgb(path), side)))
         for path in list_images(root)
@@ -275,9 +272,10 @@ class FastStyle(Task):
         sums = {"content_distance": 0.0, "style_distance": 0.0, "loss": 0.0}
         for photos in self._validation_batches():
             stylised = self.stylise(generator_net, photos)
-            for name, values in self.distance(stylised, photos, self.distance_grams).items():
-                sums[name] += float(values.sum())
+            # One VGG pass per batch serves the distances and the loss.
             features, content_features = self.features(stylised), self.features(photos)
+            for name, values in self.distance.from_features(features, content_features, self.distance_grams).items():
+                sums[name] += float(values.sum())
             # The training objective without the adversarial term, per image.
             loss = config.content_weight * self.content_loss.compare(features, content_features)
             loss = loss + config.style_weight * self.style_loss.compare(features, self.style_grams)

@@ -2,9 +2,10 @@
 
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
-the commands that need them: onnxruntime for `superres`, `translate`, `inpaint` and `style`, torch (the
-train extra) for `train`, `export`, `eval`, `compare` and `plot` (in `cli/evaluate.py`), so
-`img2img --help` and `img2img models` start fast and never touch torch.
+the commands that need them: onnxruntime for `superres`, `translate`, `inpaint`, `style` and
+`faces` (in `cli/faces.py`), torch (the train extra) for `train`, `export`, `eval`, `compare` and
+`plot` (in `cli/evaluate.py`), so `img2img --help` and `img2img models` start fast and never
+touch torch.
 """
 
 import re
@@ -16,6 +17,7 @@ import typer
 
 from cli.common import parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
+from cli.faces import faces_app
 from img2img.errors import Img2ImgError, ModelError
 
 app = typer.Typer(
@@ -637,7 +639,7 @@ def _format_metrics(metrics: dict[str, Any], prefix: str = "") -> str:
 @app.command()
 def train(
     task: Annotated[
-        str, typer.Argument(metavar="TASK", help="Task to train: superres, inpaint, style, adain, cyclegan or pix2pix.", show_default=False)
+        str, typer.Argument(metavar="TASK", help="Task to train: superres, inpaint, style, adain, faces, cyclegan or pix2pix.", show_default=False)
     ],
     data: Annotated[
         Path | None,
@@ -667,9 +669,17 @@ def train(
         typer.Option("--set", help="Override one config value, e.g. --set optim_g.lr=1e-4 (repeatable)."),
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Run folder to continue (instead of --out).")] = None,
+    conditional: Annotated[
+        bool,
+        typer.Option(
+            "--conditional", help="faces: class-conditional model, one label per subfolder of --data."
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and stop.")] = False,
 ) -> None:
     """Train a model for TASK into --out, or continue --resume RUN (needs the train extra)."""
+    if conditional:
+        overrides = [*(overrides or []), "conditional=true"]
     # The engine imports torch and friends lazily, so a missing package can surface during the
     # call as well as at import.
     with train_extra_errors("training"):
@@ -710,7 +720,9 @@ def export(
         export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16, direction=direction)
 
 
-# Defined in cli/evaluate.py; registered last so `img2img --help` lists the image tasks first.
+# Defined in cli/faces.py and cli/evaluate.py; registered last so `img2img --help` lists the
+# image tasks first.
+app.add_typer(faces_app)
 app.add_typer(eval_app)
 app.command()(compare)
 app.command()(plot)

@@ -13,6 +13,8 @@ Example:
     >>> import img2img
     >>> upscale = img2img.load("superres-x4")   # or a path to any exported .onnx model
     >>> upscale(Image.open("photo.jpg")).save("photo_x4.png")
+    >>> faces = img2img.load_faces()            # the shipped face generator
+    >>> faces.generate(faces.latents([0, 1, 2], truncation=0.7), faces.labels_for([0, 1, 2], "smiley"))
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from img2img.runtime.api import Model
+    from img2img.runtime.faces import FaceGenerator
 
 __version__ = "0.1.0"
 
@@ -31,3 +34,12 @@ def load(model: str | None = None, *, task: str | None = None, **options: Any) -
     from img2img.runtime.api import load as load_model
 
     return load_model(model, task=task, **options)
+
+
+def load_faces(model: str | None = None, *, device: str = "auto", threads: int | None = None) -> FaceGenerator:
+    """Open a face generator (default: the shipped faces-emoji; or a shipped name or an .onnx
+    path) for inference without torch; see `img2img.runtime.faces.FaceGenerator`."""
+    from img2img.runtime.faces import FaceGenerator
+    from img2img.runtime.shipped import resolve_model
+
+    return FaceGenerator(resolve_model(model, task="faces", scale=None), device=device, threads=threads)

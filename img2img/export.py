@@ -4,7 +4,9 @@ The ONNX graph follows one contract for every task (see `img2img.runtime`):
 input "input" float32 (N, 3, H, W) RGB in [0, 1] (and, for nets that take a hole mask, "mask"
 float32 (N, 1, H, W) in {0, 1}, 1 = fill; for arbitrary style transfer, "style" float32
 (K, 3, h, w) RGB in [0, 1], "style_weights" float32 (K,) summing to 1 and "alpha" float32 (1,)),
-output "output" float32 (N, 3, H*s, W*s) in [0, 1];
+output "output" float32 (N, 3, H*s, W*s) in [0, 1]; a noise-to-image generator (faces) takes
+"z" float32 (N, latent_dim) and, when class-conditional, "label" int64 (N,) instead, and gives
+(N, 3, R, R) in [0, 1];
 batch, height and width are dynamic; mapping to the net's own input range, pasting a fill into
 the hole only, and the final clamp are inside the graph; metadata_props say task, scale,
 channels, multiple_of, range, data, license, version and the resolved training config.
@@ -135,6 +137,34 @@ class StyleExportWrapper(nn.Module):
         return [image_shape, style_shape, {0: styles}, None]
 
 
+class LatentExportWrapper(nn.Module):
+    """A noise-to-image generator as a graph: "z" float32 (N, latent_dim) and, for a
+    class-conditional net, "label" int64 (N,) in [0, num_classes); output (N, 3, R, R) RGB in
+    [0, 1]. Truncation and interpolation act on z, outside the graph."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = next(net.parameters()).dtype
+        self.conditional = net.num_classes > 0
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        output = self.net(z.to(self.dtype), label if self.conditional else None).float()
+        return _finish((output + 1.0) / 2.0, self.dtype)
+
+    def example_inputs(self, image: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Latents (and labels) for one sample more than `image` has: a batch of one would be
+        traced as a constant, and the parity check then runs another batch size than the trace."""
+        count = image.shape[0] + 1
+        inputs = {"z": torch.randn(count, self.net.latent_dim, generator=generator)}
+        if self.conditional:
+            inputs["label"] = torch.randint(self.net.num_classes, (count,), generator=generator)
+        return inputs
+
+    def dynamic_shapes(self, image_shape: dict[int, Any], net: nn.Module) -> list[dict[int, Any]]:
+        return [{0: image_shape[0]}] * (2 if self.conditional else 1)
+
+
 def _finish(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Clamps a float32 output to [0, 1]; a float16 net's non-finite values (overflow) become NaN
     rather than a valid-looking pixel, so the runtime can rerun that part in float32."""
@@ -143,8 +173,10 @@ def _finish(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
 
 
-def export_wrapper(net: nn.Module) -> ExportWrapper | StyleExportWrapper:
+def export_wrapper(net: nn.Module) -> ExportWrapper | StyleExportWrapper | LatentExportWrapper:
     """The wrapper that gives `net` the graph contract of its kind."""
+    if getattr(net, "takes_latent", False):
+        return LatentExportWrapper(net)
     return StyleExportWrapper(net) if getattr(net, "takes_style", False) else ExportWrapper(net)
 
 

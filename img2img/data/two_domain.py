@@ -147,7 +147,7 @@ def translation_transform(
     return A.Compose(steps, additional_targets={"image_b": "image"}, is_check_shapes=False)
 
 
-def _reseed(transform: A.Compose) -> None:
+def reseed_transform(transform: A.Compose) -> None:
     # albumentations keeps its own generators; reseed them from torch's so the augmentation
     # follows torch.manual_seed (and the engine's seeded_example) and differs between workers.
     seed = int(torch.randint(0, 2**62, ()).item())
@@ -222,11 +222,11 @@ class _TwoDomainBase(Dataset):
         return _Images(paths, channels=self.channels, background=self.background, cache=self.cache)
 
     def _one(self, array: np.ndarray) -> torch.Tensor:
-        _reseed(self._transform)
+        reseed_transform(self._transform)
         return to_tensor(self._transform(image=array)["image"])
 
     def _pair(self, a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        _reseed(self._transform)
+        reseed_transform(self._transform)
         out = self._transform(image=a, image_b=b)
         return to_tensor(out["image"]), to_tensor(out["image_b"])
 

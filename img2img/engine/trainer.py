@@ -6,7 +6,8 @@ Per step t:
      terms (+ historical averaging), step the EMA generator, unfreeze D
   3. update D on the detached fake, then n_critic - 1 more times on fresh batches of step t
   4. every N steps: log scalars, write a sample grid, validate (EMA weights), measure FID/KID
-     (EMA weights against the task's real images), checkpoint
+     (EMA weights against the task's real images), checkpoint; best.pt follows the task's
+     primary metric, a validation score or FID/KID
 
 Scalars go to TensorBoard, to RUN/{train,validation}_log.jsonl and to RUN/metrics.csv (one
 `step,split,name,value` row per scalar); at the end of a run the curves are plotted to
@@ -128,7 +129,10 @@ class Trainer:
         self._fid_reference = None
 
         self.step = 0
-        self.best: dict[str, Any] = {"metric": task.primary_metric, "value": -math.inf, "step": None}
+        if task.primary_goal not in ("max", "min"):
+            raise ConfigError(f"task {task.name}: primary_goal must be max or min, not {task.primary_goal!r}")
+        worst = -math.inf if task.primary_goal == "max" else math.inf
+        self.best: dict[str, Any] = {"metric": task.primary_metric, "value": worst, "step": None}
         if resume:
             self._restore(load_checkpoint(self.checkpoint_path("last")))
 
@@ -235,7 +239,7 @@ class Trainer:
                 if self.hist_d is not None:
                     self.hist_d.update()
         self.step += 1
-        return {name: float(value.detach()) for name, value in logs.items()}
+        return {name: float(value.detach()) for name, value in logs.items()} | self.task.train_scalars()
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -346,11 +350,18 @@ class Trainer:
         if not metrics:
             return {"step": self.step}
         self._log(writer, "validation", metrics)
+        self._keep_if_best(metrics)
+        return {"step": self.step, **metrics}
+
+    def _keep_if_best(self, metrics: dict[str, float]) -> None:
+        """Writes best.pt when `metrics` holds a new best value of the task's primary metric."""
         value = metrics.get(self.task.primary_metric)
-        if value is not None and value > self.best["value"]:
+        if value is None:
+            return
+        better = value > self.best["value"] if self.task.primary_goal == "max" else value < self.best["value"]
+        if better:
             self.best = {"metric": self.task.primary_metric, "value": value, "step": self.step}
             self.save_checkpoint("best", metrics=metrics)
-        return {"step": self.step, **metrics}
 
     @torch.no_grad()
     def _measure_distribution(self, writer: SummaryWriter | None) -> dict[str, float]:
@@ -365,7 +376,7 @@ class Trainer:
         generated, real = [], []
         for fake_batch, real_batch in self.task.distribution_samples(net, self.engine.fid_samples):
             generated.append(self._inception(fake_batch.float()).cpu().numpy())
-            if self._fid_reference is None:
+            if self._fid_reference is None and real_batch is not None:
                 real.append(self._inception(real_batch.float()).cpu().numpy())
         self.G.train()
         if self._fid_reference is None:
@@ -374,6 +385,9 @@ class Trainer:
         kid, kid_error = kernel_inception_distance(self._fid_reference.features, fakes.features)
         metrics = {"fid": frechet_distance(self._fid_reference, fakes), "kid": kid, "kid_std_error": kid_error}
         self._log(writer, "validation", metrics)
+        # A task that ranks checkpoints by FID or KID (noise-to-image GANs) keeps the best one,
+        # which guards the shipped weights against a late collapse.
+        self._keep_if_best(metrics)
         return metrics
 
     # ------------------------------------------------------------------ checkpoints

@@ -13,6 +13,10 @@ Importing this package registers every architecture and preset in `NETS`:
   frozen VGG19 encoder, AdaIN and a trained decoder;
 - CycleGAN pairs: `CycleGenerators` (G: A -> B, F: B -> A) and `CycleDiscriminators` (D_Y,
   D_X), each one module for the engine;
+- noise-to-image generators (z ~ N(0, I), optional class labels, tanh output in [-1, 1]) and
+  their discriminators (logits (B, 1)): `DCGANGenerator`/`DCGANDiscriminator` (dcgan_generator,
+  dcgan_discriminator, *_tiny) and `ResGANGenerator`/`ResGANDiscriminator` (resgan_generator,
+  resgan_discriminator, *_tiny), for face generation;
 - discriminators (raw logits): `PatchGAN` (patchgan_70, patchgan_tiny), `PixelGAN` (pixelgan),
   `MultiScalePatchGAN` (multiscale_patchgan, multiscale_patchgan_tiny), `UNetDiscriminator`
   (unet_discriminator, unet_discriminator_tiny).
@@ -25,7 +29,7 @@ Example:
     torch.Size([1, 3, 14, 10])
 """
 
-from img2img.nets import adain, cycle, discriminators, inpaint, resnet, rrdb, srvgg, unet
+from img2img.nets import adain, cycle, discriminators, gan, inpaint, resnet, rrdb, srvgg, unet
 from img2img.nets.registry import NETS, build_net, rebuild_net
 
-__all__ = ["NETS", "adain", "build_net", "cycle", "discriminators", "inpaint", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]
+__all__ = ["NETS", "adain", "build_net", "cycle", "discriminators", "gan", "inpaint", "rebuild_net", "resnet", "rrdb", "srvgg", "unet"]

@@ -176,7 +176,7 @@ def _init_orthogonal(weight: Tensor, gain: float) -> None:
     nn.init.orthogonal_(weight, gain=gain)
 
 
-_WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm)
 
 
@@ -184,8 +184,10 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm
 def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
     """Re-initialise every conv/linear layer of `module` in place and return `module`.
 
-    - conv/linear weights: "normal" N(0, gain), "xavier" (normal, gain), "kaiming" (normal,
-      fan-in, `gain` unused) or "orthogonal" (gain); their biases are set to 0;
+    - conv/linear/embedding weights: "normal" N(0, gain), "xavier" (normal, gain), "kaiming"
+      (normal, fan-in, `gain` unused) or "orthogonal" (gain); their biases are set to 0 (an
+      embedding table left at torch's N(0, 1) would dominate a projection discriminator's
+      logit at the start);
     - affine normalisation layers: weight N(1, gain), bias 0.
 
     Spectrally normalised layers get their raw weight initialised and their singular-vector
@@ -203,7 +205,7 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
                 _refresh_spectral_norm(layer)
             else:
                 init(layer.weight, gain)
-            if layer.bias is not None:
+            if getattr(layer, "bias", None) is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, _NORMS) and layer.weight is not None:
             nn.init.normal_(layer.weight, 1.0, gain)

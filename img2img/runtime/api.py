@@ -31,9 +31,10 @@ from PIL import Image
 
 from img2img.errors import ModelError
 from img2img.runtime.batch import ProcessedImage
+from img2img.runtime.faces import FaceGenerator
 from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
-from img2img.runtime.onnx_model import ModelInfo, OnnxModel
+from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color, square_style
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
@@ -430,8 +431,11 @@ def load(
 
 def describe(path: Path) -> dict[str, object]:
     """Everything a model file says about itself, for `img2img info`."""
-    onnx_model = OnnxModel(path, device="cpu")
+    session = open_session(path, device="cpu", threads=None, precision="fp32")
+    takes_latent = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path)).latent_dim
+    onnx_model = FaceGenerator(path, device="cpu") if takes_latent else OnnxModel(path, device="cpu")
     info = onnx_model.info
+    noise_rows = {"latent_dim": info.latent_dim, "labels": ",".join(info.labels) or "none (unconditional)"}
     return {
         "file": str(path),
         "task": info.task,
@@ -452,6 +456,7 @@ def describe(path: Path) -> dict[str, object]:
         "resolution": info.resolution or "any",
         "style": info.style or ("any (style images)" if "style" in info.inputs else "none"),
         "style_size": info.style_size or "none",
+        **(noise_rows if takes_latent else {}),
         "graph inputs": ", ".join(
             f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
         ),

@@ -34,9 +34,16 @@ from img2img.errors import InferenceMemoryError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
-INPUT_KINDS = ("image", "mask", "style", "style_weights", "alpha")
-# The input lists a graph may declare: plain, inpainting, and arbitrary style transfer.
-INPUT_LAYOUTS = (("image",), ("image", "mask"), ("image", "style", "style_weights", "alpha"))
+INPUT_KINDS = ("image", "mask", "style", "style_weights", "alpha", "z", "label")
+# The input lists a graph may declare: plain, inpainting, arbitrary style transfer, and noise to
+# image (unconditional and class-conditional; see `img2img.runtime.faces`).
+INPUT_LAYOUTS = (
+    ("image",),
+    ("image", "mask"),
+    ("image", "style", "style_weights", "alpha"),
+    ("z",),
+    ("z", "label"),
+)
 FP16_SUFFIX = ".fp16.onnx"
 
 # Substrings of onnxruntime error messages that mean an allocation failed (CPU arena, CUDA,
@@ -79,6 +86,9 @@ class ModelInfo:
         style: the painting a per-style transfer model renders ("" for others).
         style_size: for a model that takes style images: the square side they are scaled to
             (0 when not recorded).
+        latent_dim: for a noise-to-image model (inputs "z"): the size of z (0 for others).
+        labels: for a class-conditional noise-to-image model: the class names, label i being
+            labels[i] (empty for others).
     """
 
     task: str
@@ -100,6 +110,8 @@ class ModelInfo:
     resolution: int = 0
     style: str = ""
     style_size: int = 0
+    latent_dim: int = 0
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], *, source: str) -> ModelInfo:
@@ -187,6 +199,8 @@ class ModelInfo:
             resolution=integer("resolution", 1) if "resolution" in props else 0,
             style=props.get("style", ""),
             style_size=integer("style_size", 1) if "style_size" in props else 0,
+            latent_dim=integer("latent_dim", 1) if "latent_dim" in props else 0,
+            labels=tuple(name for name in props.get("labels", "").split(",") if name),
         )
 
     def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:
@@ -314,7 +328,7 @@ class OnnxModel:
             raise ModelError(
                 f"model file {self.path} {what}; pass a path to an .onnx file or a shipped model name"
             )
-        self.session = _open_session(self.path, device=device, threads=threads, precision=precision)
+        self.session = open_session(self.path, device=device, threads=threads, precision=precision)
         self.info = ModelInfo.from_metadata(
             self.session.get_modelmeta().custom_metadata_map, source=str(self.path)
         )
@@ -322,6 +336,11 @@ class OnnxModel:
             raise ModelError(
                 f"{self.path} holds a {self.info.precision} model but is named as the {precision} variant; "
                 f"name fp16 models *{FP16_SUFFIX} and fp32 ones *.onnx"
+            )
+        if self.info.inputs[0] == "z":
+            raise ModelError(
+                f"{self.path} generates images from noise (a {self.info.task or 'noise-to-image'} model) and takes "
+                "no input image; run it with `img2img faces generate --model ...`"
             )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != len(self.info.inputs) or len(outputs) != 1:
@@ -487,7 +506,7 @@ class OnnxModel:
         return result
 
 
-def _open_session(path: Path, *, device: str, threads: int | None, precision: str) -> Any:
+def open_session(path: Path, *, device: str, threads: int | None, precision: str) -> Any:
     """An onnxruntime InferenceSession with tuned options for `device`."""
     # Imported here, not at module level, so `import img2img.runtime` (image I/O, the model list)
     # stays fast for commands that never run a model.

@@ -26,7 +26,7 @@ WEIGHTS_ENV = "IMG2IMG_WEIGHTS"
 MANIFEST = "manifest.json"
 
 # The model used when the user names none and gives no scale.
-DEFAULT_MODELS = {"superres": "superres-x4"}
+DEFAULT_MODELS = {"superres": "superres-x4", "faces": "faces-emoji"}
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,10 @@ class Task(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[RunConfig]]
-    # Validation metric that picks `best.pt` (higher is better).
+    # Validation (or FID/KID) metric that picks `best.pt`, and whether higher ("max") or lower
+    # ("min") is better.
     primary_metric: ClassVar[str]
+    primary_goal: ClassVar[str] = "max"
     # Images per example in `sample_images` (one grid row per example).
     sample_columns: ClassVar[int]
 
@@ -85,6 +87,11 @@ class Task(ABC):
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
         """Hook after each D update (WGAN weight clipping)."""
 
+    def train_scalars(self) -> dict[str, float]:
+        """Scalars of the task's own state logged with each training step's losses (e.g. the
+        adaptive augmentation probability); none by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Training state the task keeps itself (CycleGAN's image pools), saved in checkpoints
         so that a resumed run continues exactly."""
@@ -112,9 +119,10 @@ class Task(ABC):
     def distribution_samples(
         self, generator_net: nn.Module, count: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of (generated, real) images, each (B, 3, H, W) in [0, 1], `count` of each in
+        """Batches of (generated, real) images, each (B, 3, H, W) in [0, 1], `count` generated in
         all, made from the same fixed inputs at every call: what FID/KID compare during training
-        (`engine.fid_every`). `generator_net` is in eval mode and gradients are off."""
+        (`engine.fid_every`). The real side may run out before `count` (a small training set):
+        its batches are then None. `generator_net` is in eval mode and gradients are off."""
         raise ConfigError(f"task {self.name} does not measure FID/KID during training; set engine.fid_every=0")
 
     @abstractmethod
@@ -185,11 +193,15 @@ class GanObjective:
         fake_logits = discriminator(fake)
         terms["l_d_adv"] = self.adversarial.d_loss(real_logits, fake_logits)
         if self.penalty is not None and regularize:
-            # Double backward is unstable in bf16; the penalty always runs in float32.
-            with torch.autocast(real.device.type, enabled=False):
-                penalty = self.penalty(discriminator, real.float(), fake.float())
-            terms["l_d_penalty"] = self.penalty_weight * self.penalty_interval * penalty
+            terms["l_d_penalty"] = self.penalty_term(discriminator, real, fake)
         return terms
+
+    def penalty_term(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The weighted gradient penalty (scaled by the lazy-regularisation interval)."""
+        # Double backward is unstable in bf16; the penalty always runs in float32.
+        with torch.autocast(real.device.type, enabled=False):
+            penalty = self.penalty(discriminator, real.float(), fake.float())
+        return self.penalty_weight * self.penalty_interval * penalty
 
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
         if self.clip > 0:

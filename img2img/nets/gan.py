@@ -72,6 +72,7 @@ class _LatentGenerator(nn.Module):
 
     takes_latent = True
     input_range = (-1.0, 1.0)  # of the output images; the export maps them to [0, 1]
+    scale = 1
     multiple_of = 1
     min_size = 1
     latent_dim: int
@@ -200,6 +201,7 @@ class DCGANDiscriminator(nn.Module):
             spectral_norm=spectral_norm,
         )
         self.num_classes, self.resolution = num_classes, resolution
+        self.min_size = resolution  # the 4x4 head needs the full-size input
         widths = [base_channels * min(2**index, MAX_WIDTH_FACTOR) for index in range(steps)]
         layers: list[nn.Module] = []
         in_width, side = 3, resolution
@@ -405,6 +407,7 @@ class ResGANDiscriminator(nn.Module):
             spectral_norm=spectral_norm,
         )
         self.num_classes, self.resolution = num_classes, resolution
+        self.min_size = resolution  # trained at one size; sum pooling would take larger ones
         widths = [base_channels * min(2**index, MAX_WIDTH_FACTOR) for index in range(steps)]
         self.blocks = nn.ModuleList(
             _DiscriminatorBlock(3 if index == 0 else widths[index - 1], width, spectral_norm, first=index == 0)

@@ -58,6 +58,17 @@ def _check_attention(attention_at: int, resolution: int) -> None:
         )
 
 
+def _record(net: nn.Module, **hparams: Any) -> int:
+    """Checks a net's resolution and attention side, records its hyperparameters (so a checkpoint
+    rebuilds it) and the attributes every GAN net exposes; returns the number of 2x steps between
+    4x4 and the resolution."""
+    steps = _check_resolution(hparams["resolution"], 16)
+    _check_attention(hparams["attention_at"], hparams["resolution"])
+    net.hparams = hparams
+    net.num_classes, net.resolution = hparams["num_classes"], hparams["resolution"]
+    return steps
+
+
 def _check_labels(net: nn.Module, count: int, labels: Tensor | None) -> None:
     """Conditional nets need one label per sample; checked outside tracing only."""
     if net.num_classes == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -118,9 +129,8 @@ class DCGANGenerator(_LatentGenerator):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        steps = _check_resolution(resolution, 16)
-        _check_attention(attention_at, resolution)
-        self.hparams: dict[str, Any] = dict(
+        steps = _record(
+            self,
             latent_dim=latent_dim,
             base_channels=base_channels,
             resolution=resolution,
@@ -128,7 +138,7 @@ class DCGANGenerator(_LatentGenerator):
             attention_at=attention_at,
             spectral_norm=spectral_norm,
         )
-        self.latent_dim, self.num_classes, self.resolution = latent_dim, num_classes, resolution
+        self.latent_dim = latent_dim
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         # widths[i] is the width at side 4 * 2**i; the last layer gives the 3 colour channels.
         widths = [base_channels * min(2 ** (steps - 1 - index), MAX_WIDTH_FACTOR) for index in range(steps)]
@@ -191,16 +201,14 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        steps = _check_resolution(resolution, 16)
-        _check_attention(attention_at, resolution)
-        self.hparams: dict[str, Any] = dict(
+        steps = _record(
+            self,
             base_channels=base_channels,
             resolution=resolution,
             num_classes=num_classes,
             attention_at=attention_at,
             spectral_norm=spectral_norm,
         )
-        self.num_classes, self.resolution = num_classes, resolution
         self.min_size = resolution  # the 4x4 head needs the full-size input
         widths = [base_channels * min(2**index, MAX_WIDTH_FACTOR) for index in range(steps)]
         layers: list[nn.Module] = []
@@ -326,9 +334,8 @@ class ResGANGenerator(_LatentGenerator):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        steps = _check_resolution(resolution, 16)
-        _check_attention(attention_at, resolution)
-        self.hparams: dict[str, Any] = dict(
+        steps = _record(
+            self,
             latent_dim=latent_dim,
             base_channels=base_channels,
             resolution=resolution,
@@ -336,7 +343,7 @@ class ResGANGenerator(_LatentGenerator):
             attention_at=attention_at,
             spectral_norm=spectral_norm,
         )
-        self.latent_dim, self.num_classes, self.resolution = latent_dim, num_classes, resolution
+        self.latent_dim = latent_dim
         widths = [base_channels * min(2 ** (steps - index), MAX_WIDTH_FACTOR) for index in range(steps + 1)]
         self.widths = widths
         self.project = spectral_norm_if(nn.Linear(latent_dim, 4 * 4 * widths[0]), spectral_norm)
@@ -397,16 +404,14 @@ class ResGANDiscriminator(nn.Module):
         spectral_norm: bool = True,
     ) -> None:
         super().__init__()
-        steps = _check_resolution(resolution, 16)
-        _check_attention(attention_at, resolution)
-        self.hparams: dict[str, Any] = dict(
+        steps = _record(
+            self,
             base_channels=base_channels,
             resolution=resolution,
             num_classes=num_classes,
             attention_at=attention_at,
             spectral_norm=spectral_norm,
         )
-        self.num_classes, self.resolution = num_classes, resolution
         self.min_size = resolution  # trained at one size; sum pooling would take larger ones
         widths = [base_channels * min(2**index, MAX_WIDTH_FACTOR) for index in range(steps)]
         self.blocks = nn.ModuleList(

@@ -118,7 +118,7 @@ class Task(ABC):
 
     def distribution_samples(
         self, generator_net: nn.Module, count: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches of (generated, real) images, each (B, 3, H, W) in [0, 1], `count` generated in
         all, made from the same fixed inputs at every call: what FID/KID compare during training
         (`engine.fid_every`). The real side may run out before `count` (a small training set):

@@ -33,15 +33,14 @@ from pathlib import Path
 from PIL import Image
 
 from build_translation_data import (
-    EMOJI_LICENSES,
     EMOJI_SIZE,
     EMOJI_STYLES,
     EMOJI_VERSION,
+    emoji_package_record,
     fail,
     npm_pack,
     png_bytes,
     read_emoji_package,
-    sha1_of,
     write_files,
     write_json,
 )
@@ -93,14 +92,7 @@ def build_faces(out: Path, downloads: Path) -> None:
                 files[out / label / f"{style}-{name}.png"] = on_white(images[name], f"{package} {name}.png")
                 counts[style][label] += 1
         packages[style] = {
-            "package": package,
-            "version": EMOJI_VERSION,
-            "registry": "npm",
-            "tarball": tarball.name,
-            "tarball_sha1": sha1_of(tarball),
-            "images_license": EMOJI_LICENSES[style],
-            "images_license_note": f"{note} (package README)",
-            "package_license": "MIT (emoji data and code, Cal Henderson; package.json)",
+            **emoji_package_record(style, tarball, note),
             "faces": dict(sorted(counts[style].items())),
             "faces_without_image": len(missing),
         }

@@ -211,6 +211,20 @@ def read_emoji_package(tarball: Path, style: str) -> tuple[dict[str, bytes], dic
     return images, emoji, note[0].removeprefix("* ")
 
 
+def emoji_package_record(style: str, tarball: Path, note: str) -> dict[str, str]:
+    """What a set's sources.json says about one emoji package: name, version, tarball and licenses."""
+    return {
+        "package": EMOJI_STYLES[style],
+        "version": EMOJI_VERSION,
+        "registry": "npm",
+        "tarball": tarball.name,
+        "tarball_sha1": sha1_of(tarball),
+        "images_license": EMOJI_LICENSES[style],
+        "images_license_note": f"{note} (package README)",
+        "package_license": "MIT (emoji data and code, Cal Henderson; package.json)",
+    }
+
+
 def emoji_categories(emoji: list[dict]) -> dict[str, str]:
     """Image name -> category ("Smileys & Emotion", ...), skin-tone variants included."""
     categories = {}
@@ -244,15 +258,8 @@ def build_emoji(out: Path, downloads: Path) -> None:
         images[style], emoji, note = read_emoji_package(tarball, style)
         categories.update(emoji_categories(emoji))
         packages[style] = {
-            "package": package,
-            "version": EMOJI_VERSION,
-            "registry": "npm",
-            "tarball": tarball.name,
-            "tarball_sha1": sha1_of(tarball),
+            **emoji_package_record(style, tarball, note),
             "images": f"package/img/{style}/{EMOJI_SIZE}/*.png",
-            "images_license": EMOJI_LICENSES[style],
-            "images_license_note": f"{note} (package README)",
-            "package_license": "MIT (emoji data and code, Cal Henderson; package.json)",
         }
     names = sorted(images["google"].keys() & images["twitter"].keys())
     splits = {name: "val" if is_val_name(name) else "train" for name in names}

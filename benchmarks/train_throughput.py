@@ -1,57 +1,130 @@
-"""Training throughput of the super-resolution recipe, fp32 against bf16 autocast.
+"""Training throughput of a task's recipe: the reference way (fp32 eager, the reference batch)
+against this toolkit's defaults (bf16 autocast on CUDA, channels_last, fused AdamW, a larger
+batch, optionally torch.compile), same nets, same data, same device.
 
-    python benchmarks/train_throughput.py --data data/photos [--config scripts/recipes/superres-x4-cpu.toml]
-        [--steps 60] [--set KEY=VALUE ...]
+    python benchmarks/train_throughput.py --task cyclegan \\
+        --data-a data/emoji/google --data-b data/emoji/twitter \\
+        --config scripts/recipes/emoji-cyclegan-cpu.toml --set load_size=286 --set crop_size=256 \\
+        --reference-batch 1 --batch 8 [--compile] [--steps 60] [--json results.json]
 
-Trains a throwaway run per precision on the given device (engine.device=auto picks the GPU) and
-prints images/s measured over the steps after a warm-up. bf16 autocast is meant for CUDA; on a
-CPU its speed depends on the processor's bf16 support.
+    python benchmarks/train_throughput.py --task superres --data data/photos \\
+        --config scripts/recipes/superres-x4-cpu.toml
+
+Each variant trains a throwaway run for --steps steps on the device engine.device picks (the GPU
+when there is one) and reports the median over the logging windows after the first (which holds
+allocation, autotuning and compilation) of images/s and of the share of wall time the loop spent
+waiting for the data loader (near 0: the loader keeps up; the GPU is never starved by data).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
-from img2img.engine.config import resolve_config
+from img2img.engine.config import config_to_dict, resolve_config
 from img2img.engine.trainer import Trainer, resolve_device
-from img2img.tasks.superres import SuperResConfig, SuperResolution
+from img2img.tasks import TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def variant_settings(name: str, batch_size: int) -> list[str]:
+    """Engine overrides of one variant: "reference", "defaults" or "defaults+compile"."""
+    if name == "reference":
+        return [
+            "engine.precision=fp32", "engine.channels_last=false", "engine.fused_adam=false",
+            "engine.compile=false", f"engine.batch_size={batch_size}",
+        ]
+    return [
+        "engine.precision=auto", "engine.channels_last=true", "engine.fused_adam=true",
+        f"engine.compile={'true' if name.endswith('compile') else 'false'}", f"engine.batch_size={batch_size}",
+    ]
+
+
+def measure(task_name: str, settings: list[str], config_file: Path | None) -> dict[str, float]:
+    task_class = TASKS.get(task_name)
+    config = resolve_config(task_class.config_class, config_file=config_file, overrides=settings)
+    device = resolve_device(config.engine.device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(task_class(config, device), Path(run_dir), show_progress=False)
+        trainer.fit()
+        log = [json.loads(line) for line in (Path(run_dir) / "train_log.jsonl").read_text().splitlines()]
+    if len(log) < 2:
+        raise SystemExit("too few logging windows to leave out the warm-up; raise --steps or lower --log-every")
+    windows = log[1:]
+    return {
+        "batch_size": config.engine.batch_size,
+        "precision": "bf16" if trainer.use_bf16 else "fp32",
+        "images_per_second": statistics.median(w["images_per_second"] for w in windows),
+        "data_wait_share": statistics.median(w["data_wait_share"] for w in windows),
+        "config": config_to_dict(config),
+    }
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--config", type=Path, default=ROOT / "scripts" / "recipes" / "superres-x4-cpu.toml")
+    parser.add_argument("--task", default="superres", choices=sorted(TASKS.names()))
+    parser.add_argument("--data", type=Path, help="training folder (one-folder tasks)")
+    parser.add_argument("--data-a", type=Path, help="domain A folder (cyclegan, pix2pix)")
+    parser.add_argument("--data-b", type=Path, help="domain B folder (cyclegan, pix2pix)")
+    parser.add_argument("--config", type=Path, help="the task's recipe (TOML)")
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--log-every", type=int, default=10, help="steps per measuring window")
+    parser.add_argument("--reference-batch", type=int, help="the reference recipe's batch (default: the recipe's)")
+    parser.add_argument("--batch", type=int, help="the batch of our defaults (default: the recipe's)")
+    parser.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
+    parser.add_argument("--compile", action="store_true", help="also measure the defaults with torch.compile")
+    parser.add_argument("--defaults-only", action="store_true", help="measure our defaults alone (no reference run)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every variant")
+    parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
 
+    common = [
+        f"{key}={json.dumps(str(folder))}"
+        for key, folder in (("data", args.data), ("data_a", args.data_a), ("data_b", args.data_b))
+        if folder is not None
+    ]
+    common += [
+        f"engine.steps={args.steps}", f"engine.log_every={args.log_every}", "engine.validate_every=0",
+        "engine.sample_every=0", "engine.fid_every=0", f"engine.checkpoint_every={args.steps}",
+        "engine.time_limit_minutes=0",
+    ]
+    if args.workers is not None:
+        common.append(f"engine.num_workers={args.workers}")
+    common += args.overrides
+    recipe_batch = resolve_config(
+        TASKS.get(args.task).config_class, config_file=args.config, overrides=common
+    ).engine.batch_size
+    variants = {} if args.defaults_only else {"reference": args.reference_batch or recipe_batch}
+    variants["defaults"] = args.batch or recipe_batch
+    if args.compile:
+        variants["defaults+compile"] = args.batch or recipe_batch
+
     results = {}
-    for precision in ("fp32", "bf16"):
-        overrides = [
-            f'data="{args.data}"', f"engine.steps={args.steps}", "engine.log_every=10", f"engine.precision={precision}",
-            "engine.validate_every=0", "engine.sample_every=0", f"engine.checkpoint_every={args.steps}",
-            "engine.time_limit_minutes=0", *args.overrides,
-        ]
-        config = resolve_config(SuperResConfig, config_file=args.config, overrides=overrides)
-        device = resolve_device(config.engine.device)
-        with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(SuperResolution(config, device), Path(run_dir), show_progress=False)
-            trainer.fit()
-            log = [json.loads(line) for line in (Path(run_dir) / "train_log.jsonl").read_text().splitlines()]
-        # The first window holds start-up work (allocation, autotuning); leave it out.
-        results[precision] = statistics.median(entry["images_per_second"] for entry in log[1:])
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"{config.net} x{config.scale}, batch {config.engine.batch_size}, patch {config.patch_size} on {name}")
-    for precision, rate in results.items():
-        print(f"  {precision}: {rate:.0f} images/s")
+    for name, batch_size in variants.items():
+        results[name] = measure(args.task, [*common, *variant_settings(name, batch_size)], args.config)
+    baseline = results[next(iter(results))]["images_per_second"]
+    print(f"{args.task} training throughput on {device_name()}, torch {torch.__version__}, {args.steps} steps")
+    print(f"| variant | precision | batch | images/s | vs {next(iter(results))} | data-wait share |")
+    print("|---|---|---|---|---|---|")
+    for name, result in results.items():
+        print(
+            f"| {name} | {result['precision']} | {result['batch_size']} | {result['images_per_second']:.1f} | "
+            f"{result['images_per_second'] / baseline:.2f}x | {result['data_wait_share']:.1%} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"task": args.task, "device": device_name(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

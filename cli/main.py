@@ -9,6 +9,7 @@ touch torch.
 """
 
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -636,6 +637,19 @@ def _format_metrics(metrics: dict[str, Any], prefix: str = "") -> str:
     return " ".join(part for part in parts if part)
 
 
+def launch_torchrun(nproc: int, train_arguments: list[str]) -> int:
+    """Runs `img2img train <train_arguments>` under torchrun on `nproc` local processes; returns
+    torchrun's exit code (non-zero when any process failed; torchrun then stops the others)."""
+    with train_extra_errors("training"):
+        from img2img.engine.distributed import describe_command, launched_by_torchrun, torchrun_command
+
+        if launched_by_torchrun():
+            raise Img2ImgError("this process already runs under torchrun; drop --nproc")
+        command = torchrun_command(nproc, train_arguments)
+    typer.echo(f"launching: {describe_command(command)}", err=True)
+    return subprocess.run(command, check=False).returncode
+
+
 @app.command()
 def train(
     task: Annotated[
@@ -676,10 +690,33 @@ def train(
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and stop.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train on N processes of this machine (one per GPU; gloo processes on a CPU): "
+            "starts torchrun --standalone --nproc-per-node N for you.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a model for TASK into --out, or continue --resume RUN (needs the train extra)."""
     if conditional:
         overrides = [*(overrides or []), "conditional=true"]
+    if nproc is not None:
+        arguments = [task]
+        for flag, value in (
+            ("--data", data), ("--data-a", data_a), ("--data-b", data_b),
+            ("--out", out), ("--config", config), ("--resume", resume),
+        ):
+            if value is not None:
+                arguments += [flag, str(value)]
+        for override in overrides or []:
+            arguments += ["--set", override]
+        if dry_run:
+            arguments.append("--dry-run")
+        raise typer.Exit(launch_torchrun(nproc, arguments))
     # The engine imports torch and friends lazily, so a missing package can surface during the
     # call as well as at import.
     with train_extra_errors("training"):

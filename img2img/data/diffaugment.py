@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from img2img.engine.distributed import mean_across_ranks
 from img2img.errors import ConfigError
 
 # DiffAugment's defaults: shifts of up to 1/8 of the side, a cutout square of half the side.
@@ -166,8 +167,9 @@ class AdaptiveProbability:
         self._signs: list[float] = []
 
     def observe(self, real_logits: Tensor) -> float:
-        """Records one D update's logits on real images; returns p, adjusted when due."""
-        self._signs.append(float(torch.sign(real_logits.detach().float()).mean()))
+        """Records one D update's logits on real images; returns p, adjusted when due. Under
+        torchrun the sign is averaged over the ranks, so every rank holds the same p."""
+        self._signs.append(float(mean_across_ranks(torch.sign(real_logits.detach().float()).mean())))
         if len(self._signs) >= self.interval:
             overfitting = sum(self._signs) / len(self._signs)
             direction = 1.0 if overfitting > self.target else -1.0

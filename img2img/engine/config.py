@@ -53,7 +53,9 @@ class EngineConfig:
     """The training loop's own options, shared by every task."""
 
     steps: int = 10_000
+    # Images per micro-batch on each process; a step updates on batch_size x accumulate x ranks.
     batch_size: int = 16
+    accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step
     num_workers: int = 2
     seed: int = 0
     device: str = "auto"  # auto | cuda | mps | cpu
@@ -76,6 +78,12 @@ class EngineConfig:
     checkpoint_every: int = 1000
     time_limit_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this long; 0 = none
     init_generator: str = ""  # start G from a run folder, checkpoint or .safetensors file
+    fused_adam: bool = True  # the fused AdamW kernel (CUDA only)
+    compile: bool = False  # torch.compile every net; the first steps pay for compiling
+    # Under torchrun (several processes):
+    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (CUDA only)
+    find_unused_parameters: bool = False  # DDP option for nets whose steps skip some weights
+    dist_timeout_minutes: float = 60.0  # how long ranks wait for each other (rank 0 validating)
 
 
 @dataclasses.dataclass

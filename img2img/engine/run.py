@@ -26,8 +26,10 @@ def train_command(
     run folder `out` (or continues `resume`).
 
     Returns the final validation metrics. With `dry_run`, prints the resolved config and returns
-    without touching the disk.
+    without touching the disk. Under torchrun each process runs this: it joins the process group,
+    trains its share and rank 0 reports.
     """
+    from img2img.engine import distributed
     from img2img.engine.trainer import Trainer, resolve_device
     from img2img.tasks import TASKS
 
@@ -61,9 +63,26 @@ def train_command(
     if dry_run:
         print(json.dumps(config_to_dict(config), indent=2))
         return {}
-    device = resolve_device(config.engine.device)
-    trainer = Trainer(task_class(config, device), run_dir, resume=resume is not None, show_progress=show_progress)
-    metrics = trainer.fit()
-    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-    print(f"trained {task} to step {trainer.step} on {device} -> {run_dir}  [{summary}]")
+    if distributed.launched_by_torchrun():
+        device = distributed.setup(config.engine.device, config.engine.dist_timeout_minutes)
+    else:
+        device = resolve_device(config.engine.device)
+    try:
+        trainer = Trainer(task_class(config, device), run_dir, resume=resume is not None, show_progress=show_progress)
+        metrics = trainer.fit()
+        ranks = distributed.world_size()
+    except RuntimeError as error:
+        if distributed.world_size() > 1 and distributed.lost_another_rank(error):
+            raise TrainingError(
+                f"process {distributed.rank()} of {distributed.world_size()} stopped because another process of "
+                f"this run failed (its error is above) or was killed; fix that and train again (with --resume {run_dir} "
+                "if the run has written a checkpoint)"
+            ) from None
+        raise
+    finally:
+        distributed.shutdown()
+    if trainer.is_main:
+        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        where = f"{ranks} processes on {device.type}" if ranks > 1 else str(device)
+        print(f"trained {task} to step {trainer.step} on {where} -> {run_dir}  [{summary}]")
     return metrics

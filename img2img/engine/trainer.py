@@ -16,6 +16,13 @@ RUN/plots/*.png (`img2img plot RUN` redraws them at any time).
 Checkpoints are written atomically to RUN/checkpoints/last.pt (and best.pt on a new best
 validation score); resuming restores step, nets, EMA, optimizers, schedulers and RNG state, and
 the data stream is a function of the step, so 2 + 2 resumed steps equal 4 straight ones.
+
+Under torchrun (`img2img.engine.distributed`) each rank trains on its slice of the step's batch
+and DDP averages the gradients, so N processes at batch b step like one process at batch N x b;
+rank 0 alone logs, samples, validates, measures FID and writes checkpoints, and `last.pt` keeps
+every rank's random state so that a multi-process run resumes exactly. With
+`engine.accumulate` = k each rank splits its batch into k micro-batches whose gradients add up
+before one optimizer step.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
+from img2img.engine import distributed
 from img2img.engine.averaging import HistoricalAverage, ema_model
 from img2img.engine.batches import StepBatches, step_generator, step_loader
 from img2img.engine.checkpoint import (
@@ -77,13 +85,45 @@ def _detached(fake: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | di
     return fake.detach()
 
 
-def build_optimizer(net: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+def build_optimizer(net: nn.Module, config: OptimizerConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the trainable weights; `fused` takes the single-kernel CUDA implementation."""
     return torch.optim.AdamW(
         [p for p in net.parameters() if p.requires_grad],
         lr=config.lr,
         betas=tuple(config.betas),
         weight_decay=config.weight_decay,
+        fused=True if fused else None,
     )
+
+
+def compile_nets(net: nn.Module) -> None:
+    """torch.compile, in place, every network inside `net` (the net itself, or the members of a
+    pair such as CycleGAN's G and F, which tasks call one by one)."""
+    leaves = [
+        module
+        for module in net.modules()
+        if hasattr(module, "arch") and not any(hasattr(child, "arch") for child in module.children())
+    ]
+    for module in leaves or [net]:
+        module.compile()
+
+
+def split_batch(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
+    """`batch` cut into `parts` micro-batches along dim 0; tensors of another length (shared
+    inputs such as one style image) go to every micro-batch whole."""
+    if parts == 1:
+        return [batch]
+    length = max(value.shape[0] for value in batch.values() if value.ndim > 0)
+    if length % parts:
+        raise ConfigError(f"a batch of {length} cannot be split into {parts} equal micro-batches")
+    size = length // parts
+    return [
+        {
+            name: value[index * size : (index + 1) * size] if value.ndim > 0 and value.shape[0] == length else value
+            for name, value in batch.items()
+        }
+        for index in range(parts)
+    ]
 
 
 class Trainer:
@@ -95,7 +135,11 @@ class Trainer:
         self.engine = task.config.engine
         self.run_dir = Path(run_dir)
         self.device = task.device
-        self.show_progress = show_progress
+        self.rank, self.ranks = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        self.show_progress = show_progress and self.is_main
+        if self.engine.accumulate < 1:
+            raise ConfigError(f"engine.accumulate must be at least 1, got {self.engine.accumulate}")
         if self.engine.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"engine.precision must be auto, bf16 or fp32, not {self.engine.precision!r}")
         self.use_bf16 = self.engine.precision == "bf16" or (
@@ -112,11 +156,12 @@ class Trainer:
         if self.D is not None:
             self.D = self._place(self.D)
         self.G_ema = ema_model(self.G, self.engine.ema_decay) if self.engine.ema_decay > 0 else None
-        self.opt_g = build_optimizer(self.G, self.config.optim_g)
+        fused = self.engine.fused_adam and self.device.type == "cuda"
+        self.opt_g = build_optimizer(self.G, self.config.optim_g, fused=fused)
         self.sched_g = build_scheduler(self.opt_g, self.config.schedule, self.engine.steps)
         self.opt_d = self.sched_d = None
         if self.D is not None:
-            self.opt_d = build_optimizer(self.D, self.config.optim_d)
+            self.opt_d = build_optimizer(self.D, self.config.optim_d, fused=fused)
             self.sched_d = build_scheduler(self.opt_d, self.config.schedule, self.engine.steps)
         self.hist_g = self.hist_d = None
         if self.engine.historical_averaging > 0:
@@ -135,6 +180,16 @@ class Trainer:
         self.best: dict[str, Any] = {"metric": task.primary_metric, "value": worst, "step": None}
         if resume:
             self._restore(load_checkpoint(self.checkpoint_path("last")))
+        if self.engine.compile:
+            compile_nets(self.G)
+            if self.D is not None:
+                compile_nets(self.D)
+        # Built after the restore: DDP starts by copying rank 0's weights to every rank.
+        unused = self.engine.find_unused_parameters
+        self.run_g = distributed.NetRunner(self.G, self.device, find_unused_parameters=unused)
+        self.run_d = None
+        if self.D is not None:
+            self.run_d = distributed.NetRunner(self.D, self.device, find_unused_parameters=unused)
 
     # ------------------------------------------------------------------ helpers
     def _init_generator(self, source: str) -> None:
@@ -148,6 +203,8 @@ class Trainer:
         self.G.load_state_dict(pretrained.state_dict())
 
     def _place(self, net: nn.Module) -> nn.Module:
+        if self.engine.sync_batchnorm and self.ranks > 1:
+            net = distributed.convert_sync_batchnorm(net, self.device)
         net = net.to(self.device)
         return net.to(memory_format=torch.channels_last) if self.channels_last else net
 
@@ -165,49 +222,76 @@ class Trainer:
         return self.G_ema.module if self.G_ema is not None else self.G
 
     def _check_finite(self, terms: dict[str, torch.Tensor], who: str) -> None:
+        """Stops training on a non-finite loss term; under torchrun every rank stops together,
+        whichever rank saw it, so no rank is left waiting for the others' gradients."""
         bad = {name: value.item() for name, value in terms.items() if not torch.isfinite(value).all()}
-        if bad:
+        if distributed.any_rank(bool(bad), self.device):
             last = self.checkpoint_path("last")
             kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            where = f" on rank {self.rank}" if bad and self.ranks > 1 else (" on another rank" if not bad else "")
             raise TrainingError(
-                f"non-finite {who} loss at step {self.step} ({bad}); training stopped and {kept}. "
-                "Lower the learning rate, enable engine.grad_clip, or use engine.precision=fp32."
+                f"non-finite {who} loss at step {self.step}{where} ({bad or 'see that rank'}); training stopped and "
+                f"{kept}. Lower the learning rate, enable engine.grad_clip, or use engine.precision=fp32."
             )
 
-    def _optimize(self, net, optimizer, scheduler, terms, who) -> torch.Tensor:
-        self._check_finite(terms, who)
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.engine.grad_clip > 0:
-            terms[f"grad_norm_{who}"] = nn.utils.clip_grad_norm_(net.parameters(), self.engine.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        return loss
-
-    # ------------------------------------------------------------------ one step
-    def train_step(self, draws: list[Any]) -> dict[str, float]:
-        """One G update (unless D is warming up) and n_critic D updates; returns logged scalars."""
-        generator = step_generator(self.engine.seed, self.step, self.device)
-        batch = self.task.prepare_batch(draws[0], generator)
+    def _micro_batches(self, draw: Any, generator: torch.Generator) -> list[dict[str, torch.Tensor]]:
+        """The task's prepared batch of one draw, cut into `engine.accumulate` micro-batches."""
+        batch = self.task.prepare_batch(draw, generator)
         if self.channels_last:
             batch = {
                 k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()
             }
+        return split_batch(batch, self.engine.accumulate)
+
+    def _update(self, net, run, optimizer, scheduler, function, inputs, who) -> tuple[list[Any], dict[str, torch.Tensor]]:
+        """One optimizer step of `net` on the loss terms `function(net, *args)` returns, as
+        (output, terms), for each micro-batch's `args` in `inputs`: each backward pass adds
+        1/len(inputs) of the summed terms, and only the last one averages gradients over ranks.
+        Returns the outputs and the terms averaged over the micro-batches."""
+        optimizer.zero_grad(set_to_none=True)
+        outputs, terms_mean = [], {}
+        for index, args in enumerate(inputs):
+            last = index == len(inputs) - 1
+            with contextlib.nullcontext() if last else run.accumulating():
+                with self._autocast():
+                    output, terms = run(function, *args)
+                self._check_finite(terms, who)
+                (sum(terms.values()) / len(inputs)).backward()
+            outputs.append(output)
+            for name, value in terms.items():
+                terms_mean[name] = terms_mean.get(name, 0.0) + value.detach() / len(inputs)
+        total = sum(terms_mean.values())
+        if self.engine.grad_clip > 0:
+            terms_mean[f"grad_norm_{who}"] = nn.utils.clip_grad_norm_(net.parameters(), self.engine.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        terms_mean[f"l_{who[0]}_total"] = total
+        return outputs, terms_mean
+
+    # ------------------------------------------------------------------ one step
+    def _generator_terms(self, net: nn.Module, batch: dict[str, torch.Tensor]):
+        fake = self.task.generate(net, batch)
+        terms = self.task.generator_loss(batch, fake, self.D)
+        if self.hist_g is not None:
+            terms["l_g_hist"] = self.engine.historical_averaging * self.hist_g.penalty()
+        return _detached(fake), terms
+
+    def train_step(self, draws: list[Any]) -> dict[str, float]:
+        """One G update (unless D is warming up) and n_critic D updates; returns logged scalars
+        (under torchrun, averaged over the ranks)."""
+        generator = step_generator(self.engine.seed, self.step, self.device, self.rank)
+        micro_batches = self._micro_batches(draws[0], generator)
         train_g = self.D is None or self.step >= self.engine.d_warmup_steps
         logs: dict[str, torch.Tensor] = {}
 
         self.G.train()
-        with self._autocast(), torch.set_grad_enabled(train_g):
-            fake = self.task.generate(self.G, batch)
         if train_g:
             if self.D is not None:
-                self.D.requires_grad_(False)
-            with self._autocast():
-                g_terms = self.task.generator_loss(batch, fake, self.D)
-            if self.hist_g is not None:
-                g_terms["l_g_hist"] = self.engine.historical_averaging * self.hist_g.penalty()
-            logs["l_g_total"] = self._optimize(self.G, self.opt_g, self.sched_g, g_terms, "generator")
+                self.D.requires_grad_(False)  # G's loss goes through D without training it
+            fakes, g_terms = self._update(
+                self.G, self.run_g, self.opt_g, self.sched_g, self._generator_terms,
+                [(micro,) for micro in micro_batches], "generator",
+            )
             logs.update(g_terms)
             if self.G_ema is not None and self.step >= self.engine.ema_start:
                 self.G_ema.update_parameters(self.G)
@@ -215,46 +299,58 @@ class Trainer:
                 self.hist_g.update()
             if self.D is not None:
                 self.D.requires_grad_(True)
+        else:
+            with torch.no_grad(), self._autocast():
+                fakes = [_detached(self.task.generate(self.G, micro)) for micro in micro_batches]
 
         if self.D is not None:
             self.D.train()
             for critic_index in range(self.engine.n_critic):
                 if critic_index > 0:  # further critic updates see fresh data of this step
-                    batch = self.task.prepare_batch(draws[critic_index], generator)
+                    micro_batches = self._micro_batches(draws[critic_index], generator)
                     with torch.no_grad(), self._autocast():
-                        fake = self.task.generate(self.G, batch)
+                        fakes = [_detached(self.task.generate(self.G, micro)) for micro in micro_batches]
                 update_index = self.step * self.engine.n_critic + critic_index
-                with self._autocast():
-                    d_terms = self.task.discriminator_loss(
-                        batch,
-                        _detached(fake),
-                        self.D,
-                        regularize=update_index % self.engine.penalty_interval == 0,
-                    )
-                if self.hist_d is not None:
-                    d_terms["l_d_hist"] = self.engine.historical_averaging * self.hist_d.penalty()
-                logs["l_d_total"] = self._optimize(self.D, self.opt_d, self.sched_d, d_terms, "discriminator")
+                regularize = update_index % self.engine.penalty_interval == 0
+
+                def discriminator_terms(net, batch, fake):
+                    terms = self.task.discriminator_loss(batch, fake, net, regularize=regularize)
+                    if self.hist_d is not None:
+                        terms["l_d_hist"] = self.engine.historical_averaging * self.hist_d.penalty()
+                    return None, terms
+
+                _, d_terms = self._update(
+                    self.D, self.run_d, self.opt_d, self.sched_d, discriminator_terms,
+                    list(zip(micro_batches, fakes)), "discriminator",
+                )
                 logs.update(d_terms)
                 self.task.after_discriminator_step(self.D)
                 if self.hist_d is not None:
                     self.hist_d.update()
         self.step += 1
-        return {name: float(value.detach()) for name, value in logs.items()} | self.task.train_scalars()
+        names = sorted(logs)
+        values = distributed.mean_across_ranks(torch.stack([torch.as_tensor(logs[n]).float().to(self.device) for n in names]))
+        return dict(zip(names, values.tolist())) | self.task.train_scalars()
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Trains until `engine.steps`, the time limit or step `stop_at` (an interruption: the run
-        can be resumed with the same schedule); returns the last validation metrics."""
+        can be resumed with the same schedule); returns the last validation metrics (on rank 0;
+        other ranks return {})."""
         engine = self.engine
         stop = min(engine.steps, stop_at) if stop_at is not None else engine.steps
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        writer = None
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         batches = StepBatches(
             self.task.train_dataset(),
-            batch_size=engine.batch_size,
+            batch_size=engine.batch_size * engine.accumulate,
             seed=engine.seed,
             draws=engine.n_critic if self.D is not None else 1,
+            rank=self.rank,
+            ranks=self.ranks,
         )
         loader = step_loader(
             batches,
@@ -263,46 +359,59 @@ class Trainer:
             num_workers=engine.num_workers,
             pin_memory=self.device.type == "cuda",
         )
+        images_per_step = engine.batch_size * engine.accumulate * self.ranks
         started = time.monotonic()
-        window_start, window_steps = time.monotonic(), 0
+        window_start, window_steps, window_wait = time.monotonic(), 0, 0.0
         last_metrics: dict[str, Any] = {}
+        validated_at = None  # the step of the last validation, the same on every rank
         progress = tqdm(
             total=engine.steps, initial=self.step, disable=not self.show_progress, dynamic_ncols=True, unit="step"
         )
+        batches_ahead = iter(loader)
         try:
-            for draws in loader:
+            while True:
+                # Time blocked on the loader: a share near 0 means the data keeps up with the nets.
+                waiting_since = time.monotonic()
+                draws = next(batches_ahead, None)
+                window_wait += time.monotonic() - waiting_since
+                if draws is None:
+                    break
                 logs = self.train_step(draws)
                 window_steps += 1
                 progress.update(1)
                 if self.step % engine.log_every == 0 or self.step == engine.steps:
                     elapsed = time.monotonic() - window_start
-                    logs["images_per_second"] = window_steps * engine.batch_size / max(elapsed, 1e-9)
+                    logs["images_per_second"] = window_steps * images_per_step / max(elapsed, 1e-9)
+                    logs["data_wait_share"] = window_wait / max(elapsed, 1e-9)
                     logs["lr_g"] = self.sched_g.get_last_lr()[0]
                     self._log(writer, "train", logs)
                     progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("l_")})
-                    window_start, window_steps = time.monotonic(), 0
+                    window_start, window_steps, window_wait = time.monotonic(), 0, 0.0
                 if engine.sample_every and self.step % engine.sample_every == 0:
                     self._write_samples(writer)
                 if engine.validate_every and self.step % engine.validate_every == 0:
                     last_metrics = self._validate(writer)
+                    validated_at = self.step
                 if engine.fid_every and self.step % engine.fid_every == 0:
                     last_metrics.update(self._measure_distribution(writer))
                 elapsed_minutes = (time.monotonic() - started) / 60
-                out_of_time = 0 < engine.time_limit_minutes < elapsed_minutes
+                out_of_time = distributed.any_rank(0 < engine.time_limit_minutes < elapsed_minutes, self.device)
                 if self.step % engine.checkpoint_every == 0 or self.step == stop or out_of_time:
-                    self.save_checkpoint("last")
+                    self.save_last_checkpoint()
                 if out_of_time:
                     progress.write(f"time limit of {engine.time_limit_minutes} min reached at step {self.step}")
                     break
         finally:
             progress.close()
-            writer.close()
-        if last_metrics.get("step") != self.step:  # the last step was not a validation step
+            if writer is not None:
+                writer.close()
+        if validated_at != self.step:  # the last step was not a validation step
             last_metrics = self._validate(None)
             if engine.fid_every:
                 last_metrics.update(self._measure_distribution(None))
-            self.save_checkpoint("last")
-        self._plot_curves()
+            self.save_last_checkpoint()
+        if self.is_main:
+            self._plot_curves()
         return last_metrics
 
     def _plot_curves(self) -> None:
@@ -315,6 +424,8 @@ class Trainer:
             print(f"warning: could not plot the training curves: {error}", file=sys.stderr)
 
     def _log(self, writer: SummaryWriter | None, split: str, scalars: dict[str, float]) -> None:
+        if not self.is_main:
+            return
         record = {"step": self.step, **scalars}
         with (self.run_dir / f"{split}_log.jsonl").open("a") as stream:
             stream.write(json.dumps(record) + "\n")
@@ -331,7 +442,9 @@ class Trainer:
                 writer.add_scalar(f"{split}/{name}", value, self.step)
 
     @torch.no_grad()
-    def _write_samples(self, writer: SummaryWriter) -> None:
+    def _write_samples(self, writer: SummaryWriter | None) -> None:
+        if not self.is_main:
+            return
         net = self.eval_generator
         net.eval()
         images = self.task.sample_images(net).float().cpu()
@@ -339,10 +452,14 @@ class Trainer:
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
-        writer.add_image("samples", grid, self.step)
+        if writer is not None:
+            writer.add_image("samples", grid, self.step)
 
     @torch.no_grad()
     def _validate(self, writer: SummaryWriter | None) -> dict[str, Any]:
+        """The task's validation scores of the EMA generator, on rank 0 (other ranks: {})."""
+        if not self.is_main:
+            return {}
         net = self.eval_generator
         net.eval()
         metrics = self.task.validate(net)
@@ -366,7 +483,10 @@ class Trainer:
     @torch.no_grad()
     def _measure_distribution(self, writer: SummaryWriter | None) -> dict[str, float]:
         """FID and KID (with its standard error) of the EMA generator's images against the
-        task's real images, on `engine.fid_samples` fixed inputs; logged with validation."""
+        task's real images, on `engine.fid_samples` fixed inputs; logged with validation.
+        Measured on rank 0 (other ranks: {})."""
+        if not self.is_main:
+            return {}
         from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
 
         if self._inception is None:
@@ -391,7 +511,17 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, which: str, metrics: dict[str, float] | None = None) -> Path:
+    def save_last_checkpoint(self) -> None:
+        """Writes last.pt; under torchrun every rank must call it (it gathers each rank's random
+        state and task state, e.g. CycleGAN's image pools, for an exact resume) and rank 0 writes."""
+        rank_states = distributed.gather_objects({"rng": rng_state(), "task_state": self.task.state_dict()})
+        if self.is_main:
+            self.save_checkpoint("last", rank_states=rank_states if self.ranks > 1 else None)
+
+    def save_checkpoint(
+        self, which: str, metrics: dict[str, float] | None = None, rank_states: list[dict[str, Any]] | None = None
+    ) -> Path:
+        """Writes RUN/checkpoints/`which`.pt from this process (rank 0 under torchrun)."""
         checkpoint = {
             "format": CHECKPOINT_FORMAT,
             "task": self.task.name,
@@ -410,6 +540,8 @@ class Trainer:
             "task_state": self.task.state_dict(),
             "metrics": metrics,
             "rng": rng_state(),
+            "ranks": self.ranks,
+            "rank_states": rank_states,
         }
         path = self.checkpoint_path(which)
         save_atomic(checkpoint, path)
@@ -436,7 +568,18 @@ class Trainer:
             self.hist_g.load_state_dict(checkpoint["historical_g"])
         if self.hist_d is not None and checkpoint["historical_d"] is not None:
             self.hist_d.load_state_dict(checkpoint["historical_d"])
-        self.task.load_state_dict(checkpoint.get("task_state") or {})
+        own = {"rng": checkpoint["rng"], "task_state": checkpoint.get("task_state")}
+        rank_states = checkpoint.get("rank_states")
+        if rank_states and len(rank_states) == self.ranks:
+            own = rank_states[self.rank]
+        elif checkpoint.get("ranks", 1) != self.ranks and self.is_main:
+            print(
+                f"warning: this run was written by {checkpoint.get('ranks', 1)} process(es) and resumes on "
+                f"{self.ranks}: each step now trains on {self.engine.batch_size * self.engine.accumulate * self.ranks} "
+                "images and the random streams restart, so it will not repeat the original run",
+                file=sys.stderr,
+            )
+        self.task.load_state_dict(own["task_state"] or {})
         self.best = checkpoint["best"]
         self.step = checkpoint["step"]
-        restore_rng_state(checkpoint["rng"])
+        restore_rng_state(own["rng"])

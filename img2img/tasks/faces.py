@@ -36,6 +36,7 @@ from torch import nn
 
 from img2img import __version__
 from img2img.data.diffaugment import AdaptiveProbability, DiffAugment
+from img2img.engine import distributed
 from img2img.data.labelled import LabelledImages, class_names
 from img2img.data.two_domain import parse_background
 from img2img.engine.config import EngineConfig, OptimizerConfig, RunConfig, config_to_dict
@@ -121,7 +122,8 @@ class Faces(Task):
                 target=config.ada_target,
                 interval=config.ada_interval,
                 speed_images=config.ada_speed_images,
-                batch_size=config.engine.batch_size,
+                # images behind one observation: a micro-batch on every rank
+                batch_size=config.engine.batch_size * distributed.world_size(),
                 probability=config.augment_p,
             )
         self._step_rng: torch.Generator | None = None

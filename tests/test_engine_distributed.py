@@ -22,6 +22,8 @@ from img2img.engine.trainer import Trainer, split_batch
 from img2img.errors import ConfigError
 from img2img.tasks.faces import Faces, FacesConfig
 from img2img.tasks.pix2pix import Pix2Pix, Pix2PixConfig
+from test_tasks_inpaint import textured_image
+from test_tasks_style import stripes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -226,6 +228,59 @@ def test_cyclegan_trains_both_pairs_on_two_processes(pairs, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert checkpoint["step"] == 2 and len(checkpoint["rank_states"]) == 2
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 4), ("val", 2)):
+        (root / "photos" / split).mkdir(parents=True)
+        for index in range(count):
+            textured_image(rng, (48 + 8 * index, 64)).save(root / "photos" / split / f"{index}.png")
+    (root / "styles" / "train").mkdir(parents=True)
+    stripes(64, 4, ((200, 40, 30), (20, 30, 160))).save(root / "styles" / "train" / "red-blue.png")
+    stripes(64, 6, ((240, 220, 40), (10, 90, 20))).save(root / "styles" / "train" / "yellow-green.png")
+    return {"photos": root / "photos", "styles": root / "styles", "painting": root / "styles" / "train" / "red-blue.png"}
+
+
+IMAGE_TASKS = {
+    "superres": lambda d: [
+        "--data", str(d["photos"]), "--set", "net=srvgg_tiny", "--set", "scale=2", "--set", "patch_size=16",
+        "--set", "stage=gan", "--set", "discriminator=patchgan_tiny", "--set", "perceptual_weight=0",
+        "--set", "gan_loss=hinge", "--set", "penalty=r1",
+    ],
+    "inpaint": lambda d: [
+        "--data", str(d["photos"]), "--set", "net=inpaint_unet_tiny", "--set", "discriminator=patchgan_tiny",
+        "--set", "discriminator_options={spectral_norm = true, norm = 'none'}", "--set", "patch_size=32",
+        "--set", "scale_range=[0.5, 0.8]", "--set", "resolution=32", "--set", "perceptual_weight=0",
+        "--set", "style_weight=0",
+    ],
+    "style": lambda d: [
+        "--data", str(d["photos"]), "--set", f'style_image="{d["painting"]}"', "--set", "net=resnet_tiny",
+        "--set", "net_options={upsample = 'resize'}", "--set", "patch_size=32", "--set", "resolution=32",
+        "--set", "style_size=32", "--set", "scale_range=[0.5, 0.8]", "--set", "gan_weight=0.1",
+        "--set", "gan_patch=16", "--set", "discriminator=patchgan_tiny",
+    ],
+    "adain": lambda d: [
+        "--data", str(d["photos"]), "--set", f'style_data="{d["styles"]}"', "--set", "net=adain_tiny",
+        "--set", "patch_size=32", "--set", "resolution=32", "--set", "style_size=32",
+        "--set", "scale_range=[0.5, 0.8]",
+    ],
+}
+
+
+@pytest.mark.parametrize("task", sorted(IMAGE_TASKS))
+def test_every_image_task_trains_on_two_processes(task, photos, tmp_path):
+    engine = [
+        "engine.steps=2", "engine.batch_size=1", "engine.num_workers=0", "engine.device='cpu'",
+        "engine.log_every=1", "engine.sample_every=2", "engine.validate_every=2", "engine.checkpoint_every=1",
+    ]
+    result = torchrun(2, task, *IMAGE_TASKS[task](photos), "--out", str(tmp_path / "run"), *settings_arguments(engine))
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert checkpoint["step"] == 2 and len(checkpoint["rank_states"]) == 2
+    assert (tmp_path / "run" / "samples" / "step_0000002.png").is_file()
 
 
 def test_gradient_accumulation_matches_the_full_batch(pairs, tmp_path):

@@ -69,7 +69,12 @@ def measure(task_name: str, settings: list[str], config_file: Path | None) -> di
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"CPU ({model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:
@@ -120,7 +125,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, result in results.items():
         print(
-            f"| {name} | {result['precision']} | {result['batch_size']} | {result['images_per_second']:.1f} | "
+            f"| {name} | {result['precision']} | {result['batch_size']} | {result['images_per_second']:.3g} | "
             f"{result['images_per_second'] / baseline:.2f}x | {result['data_wait_share']:.1%} |"
         )
     if args.json:

@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from img2img.data import folder
 from img2img.data.folder import HRCropDataset, ValidationImages, list_images
 from img2img.errors import TrainingError
 
@@ -146,3 +147,20 @@ def test_validation_image_smaller_than_scale_is_rejected(tmp_path):
     write_image(tmp_path / "speck.png", 3, 3)
     with pytest.raises(TrainingError, match="speck.png"):
         ValidationImages(root=tmp_path, scale=4)
+
+
+def test_small_sets_are_cached_and_large_ones_decoded_on_access(tmp_path, monkeypatch):
+    """By default the decoded images stay in memory only while they fit the cache limit (per
+    process), so a large photo folder does not fill the memory of every training process."""
+    first = write_image(tmp_path / "a.png", 40, 48, seed=1)
+    write_image(tmp_path / "b.png", 33, 30, seed=2)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    paths = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "broken.png"]
+    assert folder.decoded_bytes(paths) == (40 * 48 + 33 * 30) * 3  # headers only; broken counts 0
+    (tmp_path / "broken.png").unlink()
+    assert HRCropDataset(root=tmp_path, patch_size=16).cache is True
+    monkeypatch.setattr(folder, "CACHE_LIMIT_BYTES", 40 * 48 * 3)
+    large = HRCropDataset(root=tmp_path, patch_size=40, augment=False)
+    assert large.cache is False
+    assert find_window(first, as_uint8(large[0]), transforms=False)  # read from the file on access
+    assert HRCropDataset(root=tmp_path, patch_size=16, cache=True).cache is True  # an explicit choice wins

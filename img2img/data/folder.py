@@ -23,6 +23,30 @@ from img2img.errors import TrainingError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
+# Decoded images a dataset keeps in memory, per process, when asked to decide by itself: small
+# sets (emoji, a few hundred photos) skip decoding after the first pass; large ones decode on
+# each access in the loader's workers instead of filling the memory.
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+def decoded_bytes(paths: list[Path]) -> int:
+    """What the images take decoded as 8-bit RGB, read from their headers (nothing is decoded);
+    an unreadable file counts 0 here and is reported when it is loaded."""
+    total = 0
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                total += image.width * image.height * 3
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def cache_decision(paths: list[Path], cache: bool | None) -> bool:
+    """`cache` itself, or for None whether the decoded images fit in CACHE_LIMIT_BYTES."""
+    return decoded_bytes(paths) <= CACHE_LIMIT_BYTES if cache is None else cache
+
+
 def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     """Returns the image files under ``root``, sorted by path.
 
@@ -93,7 +117,8 @@ class HRCropDataset(Dataset):
         augment: random flips and 90-degree rotations on top of the random crop.
         cache: decode every image once, here, and keep the uint8 arrays in memory (about
             3 bytes per pixel: 300 MB for 150 photos of 1000x700). Decoding up front also finds a
-            corrupt file before training starts. Without it each item decodes its file.
+            corrupt file before training starts. False: each item decodes its file. None (the
+            default): cache when the decoded set fits in CACHE_LIMIT_BYTES.
         scale_range: (low, high): resize each image by a random factor in this range (area
             interpolation) before cropping, so a crop holds more of the scene than the same
             crop at full resolution (inpainting learns scene structure, not only texture).
@@ -113,7 +138,7 @@ class HRCropDataset(Dataset):
         root: str | Path,
         patch_size: int,
         augment: bool = True,
-        cache: bool = True,
+        cache: bool | None = None,
         scale_range: tuple[float, float] | None = None,
         upright: bool = False,
     ) -> None:
@@ -124,9 +149,9 @@ class HRCropDataset(Dataset):
         self.root = Path(root)
         self.patch_size = patch_size
         self.augment = augment
-        self.cache = cache
         self.paths = list_images(self.root)
-        self._arrays = [read_rgb(p) for p in self.paths] if cache else None
+        self.cache = cache_decision(self.paths, cache)
+        self._arrays = [read_rgb(p) for p in self.paths] if self.cache else None
         steps = []
         if scale_range is not None:
             low, high = scale_range

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from img2img.data.folder import list_images, to_tensor
+from img2img.data.folder import cache_decision, list_images, to_tensor
 from img2img.errors import ConfigError, TrainingError
 
 BACKGROUND_NAMES = {
@@ -175,12 +175,12 @@ class _Images:
         *,
         channels: int,
         background: tuple[int, int, int],
-        cache: bool,
+        cache: bool | None,
     ) -> None:
         self.paths = paths
         self.channels = channels
         self.background = background
-        self._arrays = [self._load(p) for p in paths] if cache else None
+        self._arrays = [self._load(p) for p in paths] if cache_decision(paths, cache) else None
 
     def _load(self, path: Path) -> np.ndarray:
         return load_domain_image(path, channels=self.channels, background=self.background)
@@ -203,7 +203,7 @@ class _TwoDomainBase(Dataset):
         channels: int,
         background: tuple[int, int, int],
         augment: bool,
-        cache: bool,
+        cache: bool | None,
         paired: bool,
     ) -> None:
         _check_channels(channels)
@@ -250,7 +250,8 @@ class UnalignedDataset(_TwoDomainBase):
         background: RGB colour (0..255) that transparent pixels are composited onto.
         augment: random crop and flip; without it, a resize to ``crop_size`` only.
         cache: decode every image once, here, and keep the uint8 arrays (64x64 RGB: 12 KB
-            each); without it each item decodes its files.
+            each); False: each item decodes its files; None (the default): cache when the
+            decoded images fit in `img2img.data.folder.CACHE_LIMIT_BYTES`.
 
     Example:
         >>> data = UnalignedDataset("data/emoji/google/train", "data/emoji/twitter/train",
@@ -269,7 +270,7 @@ class UnalignedDataset(_TwoDomainBase):
         channels: int = 3,
         background: tuple[int, int, int] = (255, 255, 255),
         augment: bool = True,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> None:
         super().__init__(
             load_size=load_size,
@@ -320,7 +321,7 @@ class PairedDataset(_TwoDomainBase):
         channels: int = 3,
         background: tuple[int, int, int] = (255, 255, 255),
         augment: bool = True,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> None:
         super().__init__(
             load_size=load_size,
@@ -385,7 +386,7 @@ class AlignedDataset(_TwoDomainBase):
         channels: int = 3,
         background: tuple[int, int, int] = (255, 255, 255),
         augment: bool = True,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -437,7 +438,7 @@ class SingleDataset(_TwoDomainBase):
         channels: int = 3,
         background: tuple[int, int, int] = (255, 255, 255),
         augment: bool = True,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> None:
         super().__init__(
             load_size=load_size,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_tasks_style import folders  # noqa: F401  (the photo and painting fixture)
 from typer.testing import CliRunner
 
 import cli.main
@@ -22,8 +23,6 @@ from img2img.engine.trainer import Trainer, split_batch
 from img2img.errors import ConfigError
 from img2img.tasks.faces import Faces, FacesConfig
 from img2img.tasks.pix2pix import Pix2Pix, Pix2PixConfig
-from test_tasks_inpaint import textured_image
-from test_tasks_style import stripes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -230,20 +229,6 @@ def test_cyclegan_trains_both_pairs_on_two_processes(pairs, tmp_path):
     assert checkpoint["step"] == 2 and len(checkpoint["rank_states"]) == 2
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(2)
-    for split, count in (("train", 4), ("val", 2)):
-        (root / "photos" / split).mkdir(parents=True)
-        for index in range(count):
-            textured_image(rng, (48 + 8 * index, 64)).save(root / "photos" / split / f"{index}.png")
-    (root / "styles" / "train").mkdir(parents=True)
-    stripes(64, 4, ((200, 40, 30), (20, 30, 160))).save(root / "styles" / "train" / "red-blue.png")
-    stripes(64, 6, ((240, 220, 40), (10, 90, 20))).save(root / "styles" / "train" / "yellow-green.png")
-    return {"photos": root / "photos", "styles": root / "styles", "painting": root / "styles" / "train" / "red-blue.png"}
-
-
 IMAGE_TASKS = {
     "superres": lambda d: [
         "--data", str(d["photos"]), "--set", "net=srvgg_tiny", "--set", "scale=2", "--set", "patch_size=16",
@@ -271,12 +256,12 @@ IMAGE_TASKS = {
 
 
 @pytest.mark.parametrize("task", sorted(IMAGE_TASKS))
-def test_every_image_task_trains_on_two_processes(task, photos, tmp_path):
+def test_every_image_task_trains_on_two_processes(task, folders, tmp_path):  # noqa: F811 (the fixture)
     engine = [
         "engine.steps=2", "engine.batch_size=1", "engine.num_workers=0", "engine.device='cpu'",
         "engine.log_every=1", "engine.sample_every=2", "engine.validate_every=2", "engine.checkpoint_every=1",
     ]
-    result = torchrun(2, task, *IMAGE_TASKS[task](photos), "--out", str(tmp_path / "run"), *settings_arguments(engine))
+    result = torchrun(2, task, *IMAGE_TASKS[task](folders), "--out", str(tmp_path / "run"), *settings_arguments(engine))
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert checkpoint["step"] == 2 and len(checkpoint["rank_states"]) == 2

@@ -45,10 +45,6 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def is_main_process() -> bool:
-    return rank() == 0
-
-
 def setup(device_name: str, timeout_minutes: float) -> torch.device:
     """Joins torchrun's process group when launched by it and returns this process's device.
 

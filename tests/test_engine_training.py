@@ -236,3 +236,18 @@ def test_gan_stage_trains_with_perceptual_loss_and_spectral_norm_discriminator(p
     for term in ("l_g_pix", "l_g_percep", "l_g_gan", "l_d_adv"):
         assert f'"{term}"' in logged
     assert any("parametrizations" in name for name, _ in trainer.D.named_parameters())
+
+
+@pytest.mark.parametrize("penalty", ["r1", "none"])
+def test_compiled_nets_train_like_eager_ones_and_checkpoint_plain_weights(photo_folder, tmp_path, penalty):
+    """engine.compile=true changes the speed, not the math, and its checkpoints load into plain
+    nets; with a gradient penalty (a double backward through D) D stays eager."""
+    settings = (*GAN_OVERRIDES, f"penalty={penalty}", "engine.steps=2", "engine.sample_every=0", "engine.validate_every=0")
+    eager = run(tiny_config(photo_folder, *settings), tmp_path / "eager")
+    compiled = run(tiny_config(photo_folder, *settings, "engine.compile=true"), tmp_path / "compiled")
+    for name in ("G", "D"):
+        compiled_state = getattr(compiled, name).state_dict()
+        for key, value in getattr(eager, name).state_dict().items():
+            torch.testing.assert_close(compiled_state[key], value, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    reloaded = load_generator(tmp_path / "compiled" / "checkpoints" / "last.pt").net
+    assert reloaded.state_dict().keys() == eager.G_ema.module.state_dict().keys()

@@ -182,7 +182,9 @@ class Trainer:
             self._restore(load_checkpoint(self.checkpoint_path("last")))
         if self.engine.compile:
             compile_nets(self.G)
-            if self.D is not None:
+            # AOTAutograd cannot differentiate a compiled net twice, which the gradient
+            # penalties (R1, WGAN-GP, DRAGAN) do through D: with one, D stays eager.
+            if self.D is not None and getattr(self.config, "penalty", "none") == "none":
                 compile_nets(self.D)
         # Built after the restore: DDP starts by copying rank 0's weights to every rank.
         unused = self.engine.find_unused_parameters

@@ -21,42 +21,27 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from img2img.engine.config import resolve_config
-from img2img.engine.trainer import Trainer, resolve_device
 from img2img.tasks import TASKS
-from train_throughput import device_name
+from train_throughput import device_name, train_throwaway, variant_settings
 
 
-def variant_settings(name: str, batch_size: int, steps: int, extra: list[str]) -> list[str]:
-    if name == "reference":
-        engine = ["engine.precision=fp32", "engine.channels_last=false", "engine.fused_adam=false",
-                  "engine.compile=false", "engine.ema_decay=0"]
-    else:
-        engine = ["engine.precision=auto", "engine.channels_last=true", "engine.fused_adam=true",
-                  f"engine.compile={'true' if name.endswith('compile') else 'false'}", *extra]
-    # FID once, at the last step; no other validation, samples or intermediate checkpoints.
-    return [*engine, f"engine.batch_size={batch_size}", f"engine.steps={steps}", f"engine.fid_every={steps}",
-            "engine.validate_every=0", "engine.sample_every=0", f"engine.checkpoint_every={steps}",
-            "engine.time_limit_minutes=0"]
+def run_settings(name: str, batch_size: int, steps: int, extra: list[str]) -> list[str]:
+    """The variant's engine settings (the reference way also drops the EMA, as the reference
+    has none), FID once at the last step, no other validation, samples or checkpoints."""
+    engine = variant_settings(name, batch_size) + (["engine.ema_decay=0"] if name == "reference" else extra)
+    return [*engine, f"engine.steps={steps}", f"engine.fid_every={steps}", "engine.validate_every=0",
+            "engine.sample_every=0", f"engine.checkpoint_every={steps}", "engine.time_limit_minutes=0"]
 
 
 def train_and_score(task_name: str, settings: list[str], config_file: Path | None) -> dict[str, float]:
-    task_class = TASKS.get(task_name)
-    config = resolve_config(task_class.config_class, config_file=config_file, overrides=settings)
-    device = resolve_device(config.engine.device)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(task_class(config, device), Path(run_dir), show_progress=False)
-        started = time.monotonic()
-        trainer.fit()
-        total = time.monotonic() - started
-        train_log = [json.loads(line) for line in (Path(run_dir) / "train_log.jsonl").read_text().splitlines()]
-        scores = [json.loads(line) for line in (Path(run_dir) / "validation_log.jsonl").read_text().splitlines()]
+    started = time.monotonic()
+    config, _, train_log, scores = train_throwaway(task_name, settings, config_file)
+    total = time.monotonic() - started
     final = [entry for entry in scores if "fid" in entry][-1]
     # Time spent training: the logging windows' images over their rates (the FID is outside them).
     images_per_step = config.engine.batch_size * config.engine.accumulate
@@ -102,7 +87,7 @@ def main() -> None:
         results[name] = [
             train_and_score(
                 args.task,
-                [*common, *variant_settings(name, batch_size, steps, args.defaults_overrides), f"engine.seed={seed}"],
+                [*common, *run_settings(name, batch_size, steps, args.defaults_overrides), f"engine.seed={seed}"],
                 args.config,
             )
             for seed in range(args.seeds)

@@ -25,6 +25,7 @@ import platform
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,14 +47,24 @@ def variant_settings(name: str, batch_size: int) -> list[str]:
     ]
 
 
-def measure(task_name: str, settings: list[str], config_file: Path | None) -> dict[str, float]:
+def train_throwaway(task_name: str, settings: list[str], config_file: Path | None) -> tuple[Any, Trainer, list, list]:
+    """Trains `task_name` with `settings` in a temporary run folder; returns the resolved config,
+    the trainer, and the train and validation log records."""
     task_class = TASKS.get(task_name)
     config = resolve_config(task_class.config_class, config_file=config_file, overrides=settings)
     device = resolve_device(config.engine.device)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(task_class(config, device), Path(run_dir), show_progress=False)
         trainer.fit()
-        log = [json.loads(line) for line in (Path(run_dir) / "train_log.jsonl").read_text().splitlines()]
+        logs = [
+            [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+            for path in (Path(run_dir) / "train_log.jsonl", Path(run_dir) / "validation_log.jsonl")
+        ]
+    return config, trainer, *logs
+
+
+def measure(task_name: str, settings: list[str], config_file: Path | None) -> dict[str, float]:
+    config, trainer, log, _ = train_throwaway(task_name, settings, config_file)
     if len(log) < 2:
         raise SystemExit("too few logging windows to leave out the warm-up; raise --steps or lower --log-every")
     windows = log[1:]

@@ -2,9 +2,11 @@
 
 Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), its float16 variant
 weights/<name>.fp16.onnx (unless --no-fp16), weights/<name>.safetensors
-(the same weights, for `engine.init_generator` fine-tuning) and the model's entry in
-weights/manifest.json (sha256 and the validation metrics of the chosen checkpoint). The model card
-weights/<name>.md is written by hand from the run's logs.
+(the same weights, for `engine.init_generator` fine-tuning), for a run that trained a
+discriminator weights/<name>.discriminator.safetensors (for `engine.init_discriminator`, so
+fine-tuning keeps a trained critic), and the model's entry in weights/manifest.json (sha256 and
+the validation metrics of the chosen checkpoint). The model card weights/<name>.md is written by
+hand from the run's logs, or rendered from a template by `scripts/campaign.py ship`.
 
 Usage:
     python scripts/ship_model.py runs/superres-x4 --name superres-x4 [--checkpoint best]
@@ -17,11 +19,64 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint, save_safetensors_generator
 from img2img.export import export_generator, export_net, fp16_path
+from img2img.nets import rebuild_net
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def export_model(
+    source: Path,
+    *,
+    name: str,
+    weights: Path,
+    fp16: bool = True,
+    direction: str | None = None,
+    weights_name: str | None = None,
+) -> dict[str, Any]:
+    """Exports checkpoint `source` as model `name` into the folder `weights`; returns its
+    manifest entry (the caller writes the manifest)."""
+    checkpoint = load_checkpoint(source)
+    generator = generator_from_checkpoint(checkpoint)
+    onnx_path = weights / f"{name}.onnx"
+    errors = export_generator(generator, onnx_path, fp16=fp16, direction=direction)
+    print(f"exported {source} -> {onnx_path} (parity max abs error {errors})")
+    _, metadata = export_net(generator, direction)
+    twin = weights_name or name
+    save_safetensors_generator(generator.net, weights / f"{twin}.safetensors", task=generator.task, config=generator.config)
+    entry_discriminator = {}
+    record = checkpoint.get("discriminator")
+    if record is not None:
+        discriminator = rebuild_net(record["arch"], record["hparams"])
+        discriminator.load_state_dict(record["state_dict"])
+        file = f"{twin}.discriminator.safetensors"
+        save_safetensors_generator(discriminator, weights / file, task=generator.task, config=generator.config)
+        entry_discriminator = {"discriminator": file}
+    entry_fp16 = {}
+    if fp16:
+        entry_fp16 = {
+            "fp16_file": fp16_path(onnx_path).name,
+            "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
+        }
+    metrics = checkpoint.get("metrics") or {}
+    return {
+        "name": name,
+        "task": metadata["task"],
+        "scale": int(metadata["scale"]),
+        "file": onnx_path.name,
+        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "checkpoint": f"{twin}.safetensors",
+        **entry_discriminator,
+        **entry_fp16,
+        "card": f"{name}.md",
+        "metrics": {
+            "step": checkpoint["step"],
+            **{key: round(value, 4) for key, value in metrics.items() if key != "images"},
+        },
+    }
 
 
 def main() -> None:
@@ -42,37 +97,9 @@ def main() -> None:
     args = parser.parse_args()
 
     source = args.run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("last", "best") else Path(args.checkpoint)
-    checkpoint = load_checkpoint(source)
-    generator = generator_from_checkpoint(checkpoint)
-    onnx_path = WEIGHTS / f"{args.name}.onnx"
-    errors = export_generator(generator, onnx_path, fp16=args.fp16, direction=args.direction)
-    print(f"exported {source} -> {onnx_path} (parity max abs error {errors})")
-    _, metadata = export_net(generator, args.direction)
-    weights_file = f"{args.weights_name or args.name}.safetensors"
-    save_safetensors_generator(generator.net, WEIGHTS / weights_file, task=generator.task, config=generator.config)
-
-    if args.fp16:
-        entry_fp16 = {
-            "fp16_file": fp16_path(onnx_path).name,
-            "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
-        }
-    else:
-        entry_fp16 = {}
-    metrics = checkpoint.get("metrics") or {}
-    entry = {
-        "name": args.name,
-        "task": metadata["task"],
-        "scale": int(metadata["scale"]),
-        "file": onnx_path.name,
-        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "checkpoint": weights_file,
-        **entry_fp16,
-        "card": f"{args.name}.md",
-        "metrics": {
-            "step": checkpoint["step"],
-            **{key: round(value, 4) for key, value in metrics.items() if key != "images"},
-        },
-    }
+    entry = export_model(
+        source, name=args.name, weights=WEIGHTS, fp16=args.fp16, direction=args.direction, weights_name=args.weights_name
+    )
     manifest_path = WEIGHTS / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
     manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name] + [entry]

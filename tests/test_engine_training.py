@@ -3,6 +3,8 @@
 import csv
 import importlib.util
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from img2img.engine.checkpoint import load_checkpoint, load_generator, save_atomic
+from img2img.engine.checkpoint import load_checkpoint, load_generator, save_atomic, save_safetensors_generator
 from img2img.engine.config import resolve_config
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError, TrainingError
@@ -213,6 +215,48 @@ def test_init_generator_starts_from_trained_weights(photo_folder, tmp_path):
     mismatched = tiny_config(photo_folder, "net=srvgg_small", f'engine.init_generator="{tmp_path / "psnr"}"')
     with pytest.raises(ConfigError, match="make the net settings match"):
         Trainer(SuperResolution(mismatched, torch.device("cpu")), tmp_path / "bad", show_progress=False)
+
+
+def test_init_discriminator_starts_from_trained_critic(photo_folder, tmp_path):
+    """A GAN fine-tune warm-started from a run or a shipped twin keeps its trained D."""
+    first = run(tiny_config(photo_folder, *GAN_OVERRIDES, "engine.steps=2"), tmp_path / "gan")
+    twin = tmp_path / "d.safetensors"
+    save_safetensors_generator(first.D, twin, task="superres", config={})
+    for source in (tmp_path / "gan", twin):
+        config = tiny_config(photo_folder, *GAN_OVERRIDES, f'engine.init_discriminator="{source}"')
+        trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path / "next", show_progress=False)
+        for x, y in zip(trainer.D.state_dict().values(), first.D.state_dict().values()):
+            assert torch.equal(x, y)
+    psnr_stage = tiny_config(photo_folder, f'engine.init_discriminator="{twin}"')
+    with pytest.raises(ConfigError, match="trains no discriminator"):
+        Trainer(SuperResolution(psnr_stage, torch.device("cpu")), tmp_path / "bad", show_progress=False)
+    other = tiny_config(photo_folder, *GAN_OVERRIDES, "discriminator=patchgan_70", f'engine.init_discriminator="{twin}"')
+    with pytest.raises(ConfigError, match="make the discriminator settings match"):
+        Trainer(SuperResolution(other, torch.device("cpu")), tmp_path / "bad", show_progress=False)
+
+
+def test_sigterm_stops_at_the_step_with_a_checkpoint_that_resumes_exactly(photo_folder, tmp_path, monkeypatch):
+    """SIGTERM (a scheduler, `campaign.py stop`) ends the run after the current step with
+    last.pt written; resuming from it gives the straight run's weights."""
+    straight = run(tiny_config(photo_folder, "engine.checkpoint_every=100"), tmp_path / "straight")
+    config = tiny_config(photo_folder, "engine.checkpoint_every=100")
+    trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path / "stopped", show_progress=False)
+    train_step = trainer.train_step
+
+    def step_then_signal(draws):
+        logs = train_step(draws)
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    monkeypatch.setattr(trainer, "train_step", step_then_signal)
+    previous = signal.getsignal(signal.SIGTERM)
+    trainer.fit()
+    assert trainer.step == 2 and signal.getsignal(signal.SIGTERM) == previous
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["step"] == 2
+    resumed = run(config, tmp_path / "stopped", resume=True)
+    for x, y in zip(resumed.G.state_dict().values(), straight.G.state_dict().values()):
+        assert torch.equal(x, y)
 
 
 def test_atomic_save_leaves_nothing_on_failure(tmp_path):

@@ -103,8 +103,34 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], *, prefer_ema: bool = 
     return LoadedGenerator(net.eval(), checkpoint["config"], checkpoint["task"])
 
 
+def load_discriminator(source: str | Path) -> nn.Module:
+    """Rebuilds the discriminator of a run folder, a checkpoint file or a .safetensors file written
+    by `save_safetensors_generator` from a discriminator; on the CPU, in eval mode."""
+    source = Path(source)
+    if source.is_dir():
+        source = source / "checkpoints" / "last.pt"
+    if source.suffix == ".safetensors":
+        return load_safetensors_generator(source).net
+    record = load_checkpoint(source)["discriminator"]
+    if record is None:
+        raise TrainingError(f"{source} has no discriminator (it was trained without one)")
+    net = rebuild_net(record["arch"], record["hparams"])
+    net.load_state_dict(record["state_dict"])
+    return net.eval()
+
+
+def safetensors_net_spec(path: Path) -> tuple[str, dict[str, Any]]:
+    """(arch, hparams) of a net saved by `save_safetensors_generator`, read from the header only."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "arch" not in metadata:
+        raise ModelError(f"{path} has no img2img metadata (arch, hparams); it was not written by img2img")
+    return metadata["arch"], json.loads(metadata["hparams"])
+
+
 def save_safetensors_generator(net: nn.Module, path: Path, *, task: str, config: dict[str, Any]) -> None:
-    """Saves a generator's weights with what rebuilds it (arch, hparams, task, training config)."""
+    """Saves a net's weights with what rebuilds it (arch, hparams, task, training config); used
+    for generators and, where a recipe fine-tunes a GAN, for its discriminator."""
     metadata = {"arch": net.arch, "hparams": json.dumps(net.hparams), "task": task, "config": json.dumps(config)}
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in net.state_dict().items()}
     save_file(state, str(path), metadata=metadata)

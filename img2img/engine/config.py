@@ -78,6 +78,9 @@ class EngineConfig:
     checkpoint_every: int = 1000
     time_limit_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this long; 0 = none
     init_generator: str = ""  # start G from a run folder, checkpoint or .safetensors file
+    # Start D from a run folder, checkpoint or .safetensors file, so that fine-tuning a GAN does
+    # not pit a trained G against a D that knows nothing.
+    init_discriminator: str = ""
     fused_adam: bool = True  # the fused AdamW kernel (CUDA only)
     compile: bool = False  # torch.compile every net; the first steps pay for compiling
     # Under torchrun (several processes):

@@ -31,7 +31,9 @@ import contextlib
 import csv
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from img2img.engine.batches import StepBatches, step_generator, step_loader
 from img2img.engine.checkpoint import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
+    load_discriminator,
     load_generator,
     net_record,
     restore_rng_state,
@@ -126,6 +129,26 @@ def split_batch(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, to
     ]
 
 
+class StopSignal:
+    """Turns SIGTERM into a request to stop at the end of the current step, with a checkpoint,
+    so a scheduler or a background job that is told to stop loses no work. Only the main thread
+    can take signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._receive)
+
+    def _receive(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
 class Trainer:
     """Trains `task` into `run_dir`, resuming from its last checkpoint when `resume` is set."""
 
@@ -153,6 +176,8 @@ class Trainer:
             self._init_generator(self.engine.init_generator)
         self.G = self._place(self.G)
         self.D = task.build_discriminator()
+        if self.engine.init_discriminator and not resume:
+            self._init_discriminator(self.engine.init_discriminator)
         if self.D is not None:
             self.D = self._place(self.D)
         self.G_ema = ema_model(self.G, self.engine.ema_decay) if self.engine.ema_decay > 0 else None
@@ -203,6 +228,18 @@ class Trainer:
                 f"but this run builds a {self.G.arch} {self.G.hparams}; make the net settings match"
             )
         self.G.load_state_dict(pretrained.state_dict())
+
+    def _init_discriminator(self, source: str) -> None:
+        """Starts D from trained weights, so a resumed GAN recipe keeps its critic."""
+        if self.D is None:
+            raise ConfigError(f"engine.init_discriminator is set, but task {self.task.name} trains no discriminator here")
+        pretrained = load_discriminator(source)
+        if (pretrained.arch, pretrained.hparams) != (self.D.arch, self.D.hparams):
+            raise ConfigError(
+                f"engine.init_discriminator {source} holds a {pretrained.arch} {pretrained.hparams}, "
+                f"but this run builds a {self.D.arch} {self.D.hparams}; make the discriminator settings match"
+            )
+        self.D.load_state_dict(pretrained.state_dict())
 
     def _place(self, net: nn.Module) -> nn.Module:
         if self.engine.sync_batchnorm and self.ranks > 1:
@@ -370,6 +407,7 @@ class Trainer:
             total=engine.steps, initial=self.step, disable=not self.show_progress, dynamic_ncols=True, unit="step"
         )
         batches_ahead = iter(loader)
+        stop_signal = StopSignal()
         try:
             while True:
                 # Time blocked on the loader: a share near 0 means the data keeps up with the nets.
@@ -397,13 +435,16 @@ class Trainer:
                 if engine.fid_every and self.step % engine.fid_every == 0:
                     last_metrics.update(self._measure_distribution(writer))
                 elapsed_minutes = (time.monotonic() - started) / 60
-                out_of_time = distributed.any_rank(0 < engine.time_limit_minutes < elapsed_minutes, self.device)
+                timed_out = 0 < engine.time_limit_minutes < elapsed_minutes
+                out_of_time = distributed.any_rank(timed_out or stop_signal.received, self.device)
                 if self.step % engine.checkpoint_every == 0 or self.step == stop or out_of_time:
                     self.save_last_checkpoint()
                 if out_of_time:
-                    progress.write(f"time limit of {engine.time_limit_minutes} min reached at step {self.step}")
+                    reason = f"time limit of {engine.time_limit_minutes} min" if timed_out else "stop signal"
+                    progress.write(f"{reason} reached at step {self.step}; the checkpoint is saved")
                     break
         finally:
+            stop_signal.restore()
             progress.close()
             if writer is not None:
                 writer.close()

@@ -106,6 +106,14 @@ def srvgg_small(**overrides: Any) -> SRVGGNet:
     return SRVGGNet(**(dict(num_features=32, num_conv=12) | overrides))
 
 
+@NETS.register("srvgg_medium")
+def srvgg_medium(**overrides: Any) -> SRVGGNet:
+    """48 features, 16 body convolutions, LeakyReLU (about 0.36 M parameters at x4): ONNX Runtime
+    fuses LeakyReLU into the convolution but not PReLU, so this net runs about as fast on a CPU
+    as `srvgg_small` with PReLU while holding nearly three times the weights."""
+    return SRVGGNet(**(dict(num_features=48, num_conv=16, act="leaky_relu") | overrides))
+
+
 @NETS.register("srvgg_tiny")
 def srvgg_tiny(**overrides: Any) -> SRVGGNet:
     """8 features, 2 body convolutions: for tests only."""

@@ -1,0 +1,754 @@
+"""The training campaign: the idle CPU of a machine trains the shipped models a little further
+each time, and a model ships again only when it measures better than the shipped one.
+
+The queue (`scripts/campaign.toml`) has one entry per shipped model: its task, recipe, data and
+the command that builds the data, the validation metric that ranks it, and the target. The
+figure to beat is read from `weights/manifest.json`, never typed in.
+
+Every entry trains in a run folder outside the work tree, `~/.cache/img2img/campaign/NAME`
+(`--root` or IMG2IMG_CAMPAIGN_ROOT to move it), so the training survives a fresh checkout:
+
+- a run continues exactly where the last one stopped (`img2img train --resume`);
+- a recipe trains in cycles of `engine.steps` steps, each with its own warm-up and cosine decay;
+  a finished cycle starts the next from its best weights (G and D), a warm restart;
+- where the folder is gone, the first cycle warm-starts from the shipped `.safetensors` twin
+  (and the shipped discriminator, where the recipe trains one) if the recipe builds the same
+  net, and from scratch otherwise;
+- `ledger.json` records every segment: cycle, steps, CPU seconds (the training process's own,
+  from the kernel), wall seconds and the machine.
+
+Usage:
+    python scripts/campaign.py start --until 02:10          # background, nice 19, entry picked
+    python scripts/campaign.py start --until 02:10 --entry superres-x4
+    python scripts/campaign.py status                       # hours, best vs shipped, curves
+    python scripts/campaign.py stop                         # checkpoint now and stop
+    python scripts/campaign.py ship superres-x4             # only if it beats the shipped model
+    python scripts/campaign.py run --until 02:10            # what `start` runs, in the foreground
+
+The entry picked is the unmet one (its shipped figure short of its target) with the fewest CPU
+hours per unit of its `weight`: training curves rise fastest early, so the least-trained entry
+has the most to gain from the next hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, NoReturn
+
+REPO = Path(__file__).resolve().parents[1]
+QUEUE = REPO / "scripts" / "campaign.toml"
+WEIGHTS = REPO / "weights"
+README = REPO / "README.md"
+DEFAULT_ROOT = Path.home() / ".cache" / "img2img" / "campaign"
+# Minutes a segment needs beyond its training time: the final validation (and FID where the
+# recipe measures it) and the checkpoint. A segment shorter than MIN_SEGMENT_MINUTES is not
+# started: a resume costs data decoding and warm-up that it would not earn back.
+DEFAULT_STOP_MARGIN_MINUTES = 4.0
+MIN_SEGMENT_MINUTES = 6.0
+# After the deadline a training process gets this long to stop on its own before SIGTERM.
+DEADLINE_GRACE_SECONDS = 180
+POLL_SECONDS = 5
+
+
+def fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ----------------------------------------------------------------------------- the queue
+
+
+@dataclasses.dataclass
+class Entry:
+    """One shipped model the campaign trains (a row of scripts/campaign.toml)."""
+
+    name: str  # the model's name in weights/manifest.json
+    task: str
+    recipe: Path
+    data: dict[str, str]  # train option (data, data_a, data_b) -> folder, relative to the repo
+    metric: str  # validation metric, the same key in a checkpoint's metrics and the manifest's
+    goal: str  # "max" or "min"
+    target: float
+    build: list[str] = dataclasses.field(default_factory=list)  # makes the data when it is missing
+    weight: float = 1.0  # share of campaign hours against the other entries
+    stop_margin_minutes: float = DEFAULT_STOP_MARGIN_MINUTES
+    card: Path | None = None  # card template, rendered into weights/NAME.md on ship
+    readme_row: str = ""  # README model-table row template, rendered on ship
+    fp16: bool = True  # ship a float16 variant beside the float32 file
+    direction: str = ""  # two-way runs (CycleGAN): the direction this model is
+    weights_name: str = ""  # .safetensors twin name when several models share one run
+
+    def better(self, value: float, than: float | None) -> bool:
+        if than is None or (isinstance(than, float) and math.isnan(than)):
+            return True
+        return value > than if self.goal == "max" else value < than
+
+
+def load_queue(path: Path) -> list[Entry]:
+    """The entries of a queue file; paths in it are relative to the repository."""
+    if not path.is_file():
+        fail(f"queue file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        fail(f"queue file {path} is not valid TOML: {error}")
+    fields = {field.name for field in dataclasses.fields(Entry)}
+    entries = []
+    for index, table in enumerate(raw.get("entry", [])):
+        unknown = sorted(set(table) - fields)
+        if unknown:
+            fail(f"{path}: entry {index} has unknown key {unknown[0]}; valid keys: {', '.join(sorted(fields))}")
+        try:
+            entry = Entry(**table)
+        except TypeError as error:
+            fail(f"{path}: entry {index}: {error}")
+        if entry.goal not in ("max", "min"):
+            fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
+        entry.recipe = REPO / entry.recipe
+        entry.card = REPO / entry.card if entry.card else None
+        entries.append(entry)
+    names = [entry.name for entry in entries]
+    if len(set(names)) != len(names):
+        fail(f"{path}: two entries share a name")
+    if not entries:
+        fail(f"{path} has no [[entry]] tables")
+    return entries
+
+
+def find_entry(entries: list[Entry], name: str) -> Entry:
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    fail(f"no campaign entry {name!r}; entries: {', '.join(e.name for e in entries)}")
+
+
+def manifest_models(weights: Path) -> dict[str, dict[str, Any]]:
+    path = weights / "manifest.json"
+    if not path.is_file():
+        return {}
+    return {model["name"]: model for model in json.loads(path.read_text())["models"]}
+
+
+def lookup(metrics: dict[str, Any], key: str) -> float | None:
+    """metrics[key], where a dotted key walks into nested tables ("emoji-val.fid")."""
+    node: Any = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, (int, float)) else None
+
+
+def shipped_figure(entry: Entry, weights: Path) -> float | None:
+    model = manifest_models(weights).get(entry.name)
+    return lookup(model.get("metrics", {}), entry.metric) if model else None
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+class Ledger:
+    """ROOT/NAME/ledger.json: the segments an entry has trained, in the order they ran."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "ledger.json"
+        self.data: dict[str, Any] = {"segments": []}
+        if self.path.is_file():
+            self.data = json.loads(self.path.read_text())
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        return self.data["segments"]
+
+    def cpu_hours(self) -> float:
+        return sum(segment["cpu_seconds"] for segment in self.segments) / 3600
+
+    def add(self, segment: dict[str, Any]) -> None:
+        self.segments.append(segment)
+        write_text_atomic(self.path, json.dumps(self.data, indent=2) + "\n")
+
+    def hours_at(self, cycle: int, step: int) -> float:
+        """CPU hours spent when `cycle` reached `step`, interpolated inside its segment."""
+        hours = 0.0
+        for segment in self.segments:
+            if segment["cycle"] == cycle and segment["from_step"] <= step <= segment["to_step"]:
+                span = max(1, segment["to_step"] - segment["from_step"])
+                return hours + segment["cpu_seconds"] / 3600 * (step - segment["from_step"]) / span
+            hours += segment["cpu_seconds"] / 3600
+        return hours
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def cycle_dirs(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.glob("cycle-*") if path.is_dir())
+
+
+def cycle_number(path: Path) -> int:
+    return int(path.name.removeprefix("cycle-"))
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint was written at, or None when there is none."""
+    if not path.is_file():
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def recipe_steps(run: Path) -> int:
+    return int(json.loads((run / "config.json").read_text())["engine"]["steps"])
+
+
+def validation_records(run: Path) -> list[dict[str, Any]]:
+    path = run / "validation_log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
+    """(CPU hours, metric value, cycle, step) of every validation of the entry, in training order."""
+    ledger = Ledger(folder)
+    points = []
+    for run in cycle_dirs(folder):
+        for record in validation_records(run):
+            value = lookup(record, entry.metric)
+            if value is not None:
+                points.append((ledger.hours_at(cycle_number(run), record["step"]), value, cycle_number(run), record["step"]))
+    return points
+
+
+def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
+    """The cycles' best.pt with the best value of the entry's metric, and that value."""
+    import torch
+
+    best = None
+    for run in cycle_dirs(folder):
+        path = run / "checkpoints" / "best.pt"
+        if not path.is_file():
+            continue
+        metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics") or {}
+        value = lookup(metrics, entry.metric)
+        if value is not None and (best is None or entry.better(value, best[1])):
+            best = (path, value)
+    return best
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def machine_name() -> str:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"CPU {model}, {os.cpu_count()} cores"
+
+
+def deadline_from(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """The next local time HH:MM within 24 hours (02:10 after 23:00 is tomorrow's), or an ISO
+    date and time (what `start` hands its worker, so both mean the same moment)."""
+    now = now or dt.datetime.now()
+    if "T" in text:
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            fail(f"--until {text!r} is not an ISO date and time")
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        fail(f"--until takes a local time HH:MM (e.g. 02:10), not {text!r}")
+    deadline = now.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
+    return deadline if deadline > now else deadline + dt.timedelta(days=1)
+
+
+def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
+    """--set overrides that start a new cycle from trained weights: the previous cycle's best
+    checkpoint, else the shipped twin (G, and D where shipped) when the recipe builds that net."""
+    previous = cycle_dirs(folder)
+    if previous:
+        source = previous[-1] / "checkpoints" / "best.pt"
+        if not source.is_file():
+            source = previous[-1] / "checkpoints" / "last.pt"
+        settings = [f"engine.init_generator={json.dumps(str(source))}"]
+        import torch
+
+        if torch.load(source, map_location="cpu", weights_only=False).get("discriminator") is not None:
+            settings.append(f"engine.init_discriminator={json.dumps(str(source))}")
+        return settings
+    model = manifest_models(weights).get(entry.name)
+    if not model or not model.get("checkpoint"):
+        return []
+    generator_file = weights / model["checkpoint"]
+    discriminator_file = weights / model.get("discriminator", "")
+    generator, discriminator = recipe_nets(entry)
+    settings = []
+    if generator_file.is_file() and same_net(generator_file, generator):
+        settings.append(f"engine.init_generator={json.dumps(str(generator_file))}")
+    if discriminator is not None and model.get("discriminator") and same_net(discriminator_file, discriminator):
+        settings.append(f"engine.init_discriminator={json.dumps(str(discriminator_file))}")
+    return settings
+
+
+def recipe_nets(entry: Entry) -> tuple[Any, Any]:
+    """The (G, D) the entry's recipe builds, untrained (D is None without one)."""
+    import torch
+
+    from img2img.engine.config import resolve_config
+    from img2img.tasks import TASKS
+
+    task_class = TASKS.get(entry.task)
+    overrides = [f"{key}={json.dumps(str(REPO / folder))}" for key, folder in entry.data.items()]
+    config = resolve_config(task_class.config_class, config_file=entry.recipe, overrides=overrides)
+    task = task_class(config, torch.device("cpu"))
+    return task.build_generator(), task.build_discriminator()
+
+
+def same_net(path: Path, net: Any) -> bool:
+    from img2img.engine.checkpoint import safetensors_net_spec
+
+    return path.is_file() and safetensors_net_spec(path) == (net.arch, net.hparams)
+
+
+def ensure_data(entry: Entry) -> None:
+    missing = [folder for folder in entry.data.values() if not (REPO / folder).is_dir()]
+    if not missing:
+        return
+    if not entry.build:
+        fail(f"entry {entry.name}: data folder {missing[0]} is missing and the entry names no build command")
+    print(f"[campaign] building the data of {entry.name}: {' '.join(entry.build)}", flush=True)
+    subprocess.run([sys.executable, *entry.build], cwd=REPO, check=True)
+
+
+def target_met(entry: Entry, figure: float | None) -> bool:
+    if figure is None:
+        return False
+    return figure >= entry.target if entry.goal == "max" else figure <= entry.target
+
+
+def pick_entry(entries: list[Entry], root: Path, weights: Path, skip: set[str]) -> Entry | None:
+    """The unmet entry with the fewest CPU hours per unit of weight (see the module docstring)."""
+    candidates = []
+    for entry in entries:
+        if entry.name in skip:
+            continue
+        if not target_met(entry, shipped_figure(entry, weights)):
+            candidates.append(entry)
+    if not candidates:
+        return None
+    return min(candidates, key=lambda e: Ledger(root / e.name).cpu_hours() / max(e.weight, 1e-9))
+
+
+class Worker:
+    """Trains campaign entries until the deadline, one training process at a time."""
+
+    def __init__(
+        self, root: Path, weights: Path, deadline: dt.datetime, threads: int, min_segment_minutes: float = MIN_SEGMENT_MINUTES
+    ) -> None:
+        self.root, self.weights, self.deadline, self.threads = root, weights, deadline, threads
+        self.min_segment_minutes = min_segment_minutes
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)  # the trainer checkpoints and stops
+
+    def minutes_left(self) -> float:
+        return (self.deadline - dt.datetime.now()).total_seconds() / 60
+
+    def train(self, entry: Entry) -> str:
+        """One segment of `entry`; returns "deadline", "cycle" (a cycle finished) or "failed"."""
+        folder = self.root / entry.name
+        folder.mkdir(parents=True, exist_ok=True)
+        ensure_data(entry)
+        runs = cycle_dirs(folder)
+        current = runs[-1] if runs else None
+        resume = current is not None and (current / "checkpoints" / "last.pt").is_file()
+        if resume and checkpoint_step(current / "checkpoints" / "last.pt") >= recipe_steps(current):
+            resume, current = False, None  # that cycle is complete: start the next one
+        limit = self.minutes_left() - entry.stop_margin_minutes
+        data = [f"{key}={json.dumps(str(REPO / folder_))}" for key, folder_ in entry.data.items()]
+        command = [sys.executable, "-m", "cli", "train", entry.task]
+        if resume:
+            run = current
+            command += ["--resume", str(run)]
+        else:
+            run = folder / f"cycle-{(cycle_number(runs[-1]) + 1) if runs else 1:03d}"
+            if run.exists():  # a cycle that never wrote a checkpoint: start it again
+                shutil.rmtree(run)
+            command += ["--out", str(run), "--config", str(entry.recipe)]
+            for setting in warm_start(entry, folder, self.weights):
+                command += ["--set", setting]
+        # The data may have moved with the work tree; the time limit is this segment's.
+        for setting in [*data, f"engine.time_limit_minutes={limit:.2f}"]:
+            command += ["--set", setting]
+        from_step = checkpoint_step(run / "checkpoints" / "last.pt") or 0
+        print(f"[campaign] {dt.datetime.now():%H:%M} {entry.name}: {' '.join(command)}", flush=True)
+        # No progress bar in the log: the trainer's logs and the ledger say how far it got.
+        environment = os.environ | {"OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+        started = time.monotonic()
+        with (folder / "train.log").open("a") as log:
+            self.child = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            status, usage = self._wait(self.child)
+        self.child = None
+        to_step = checkpoint_step(run / "checkpoints" / "last.pt") or from_step
+        Ledger(folder).add(
+            {
+                "cycle": cycle_number(run),
+                "from_step": from_step,
+                "to_step": to_step,
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+                "wall_seconds": round(time.monotonic() - started, 1),
+                "threads": self.threads,
+                "machine": machine_name(),
+                "ended": dt.datetime.now().isoformat(timespec="seconds"),
+                "exit_status": status,
+            }
+        )
+        print(f"[campaign] {entry.name}: cycle {cycle_number(run)} steps {from_step} -> {to_step}, exit {status}", flush=True)
+        if status != 0:
+            return "failed"
+        return "cycle" if to_step >= recipe_steps(run) else "deadline"
+
+    def _wait(self, child: subprocess.Popen) -> tuple[int, Any]:
+        """Waits for the training process, stopping it if it overruns the deadline; returns its
+        exit status and resource usage (its own CPU time, from the kernel)."""
+        terminated_at = None
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                child.returncode = os.waitstatus_to_exitcode(status)
+                return child.returncode, usage
+            overrun = -self.minutes_left() * 60
+            if terminated_at is None and overrun > DEADLINE_GRACE_SECONDS:
+                print("[campaign] past the deadline: asking the training process to stop", flush=True)
+                child.send_signal(signal.SIGTERM)
+                terminated_at = time.monotonic()
+            elif terminated_at is not None and time.monotonic() - terminated_at > DEADLINE_GRACE_SECONDS:
+                child.kill()
+            time.sleep(POLL_SECONDS)
+
+    def run(self, entries: list[Entry], only: str | None) -> None:
+        failed: set[str] = set()
+        while not self.stopping and self.minutes_left() > self.min_segment_minutes:
+            entry = find_entry(entries, only) if only else pick_entry(entries, self.root, self.weights, failed)
+            if entry is None or entry.name in failed:
+                print("[campaign] nothing left to train", flush=True)
+                return
+            if self.minutes_left() - entry.stop_margin_minutes < self.min_segment_minutes:
+                break
+            if self.train(entry) == "failed":
+                print(f"[campaign] {entry.name} failed; see {self.root / entry.name / 'train.log'}", flush=True)
+                failed.add(entry.name)
+        print(f"[campaign] {dt.datetime.now():%H:%M} stopped", flush=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def worker_file(root: Path) -> Path:
+    return root / "worker.json"
+
+
+def running_worker(root: Path) -> dict[str, Any] | None:
+    path = worker_file(root)
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return info
+
+
+def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
+    deadline = deadline_from(args.until)
+    if args.entry:
+        find_entry(entries, args.entry)
+    args.root.mkdir(parents=True, exist_ok=True)
+    if (info := running_worker(args.root)) is not None:
+        fail(f"a campaign already runs (pid {info['pid']}, until {info['until']}); `campaign.py stop` ends it")
+    command = [sys.executable, str(Path(__file__).resolve()), "--root", str(args.root), "--queue", str(args.queue),
+               "--weights", str(args.weights), "run", "--until", deadline.isoformat(timespec="seconds"),
+               "--threads", str(args.threads), "--min-segment-minutes", str(args.min_segment_minutes)]
+    if args.entry:
+        command += ["--entry", args.entry]
+    log = (args.root / "campaign.log").open("a")
+    # nice 19: tests and editing keep the CPU they need; children inherit the niceness.
+    worker = subprocess.Popen(
+        command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, preexec_fn=lambda: os.nice(19),
+    )
+    write_text_atomic(
+        worker_file(args.root),
+        json.dumps({"pid": worker.pid, "until": deadline.isoformat(timespec="minutes"), "entry": args.entry}) + "\n",
+    )
+    print(f"campaign started (pid {worker.pid}) until {deadline:%Y-%m-%d %H:%M}; log {args.root / 'campaign.log'}")
+
+
+def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:
+    deadline = deadline_from(args.until)
+    if args.entry:
+        find_entry(entries, args.entry)
+    args.root.mkdir(parents=True, exist_ok=True)
+    Worker(args.root, args.weights, deadline, args.threads, args.min_segment_minutes).run(entries, args.entry)
+
+
+def command_stop(args: argparse.Namespace, entries: list[Entry]) -> None:
+    info = running_worker(args.root)
+    if info is None:
+        print("no campaign is running")
+        return
+    os.kill(info["pid"], signal.SIGTERM)
+    for _ in range(args.wait):
+        if running_worker(args.root) is None:
+            print(f"campaign (pid {info['pid']}) stopped with its checkpoints written")
+            return
+        time.sleep(1)
+    fail(f"campaign (pid {info['pid']}) is still stopping after {args.wait} s; check {args.root / 'campaign.log'}")
+
+
+def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
+    info = running_worker(args.root)
+    print(f"campaign root {args.root}: " + (f"running (pid {info['pid']}) until {info['until']}" if info else "not running"))
+    print("| entry | metric | target | shipped | campaign best | cycles | steps | CPU hours | curve |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for entry in entries:
+        folder = args.root / entry.name
+        ledger = Ledger(folder)
+        points = curve(entry, folder)
+        best = None
+        for _, value, _, _ in points:
+            if best is None or entry.better(value, best):
+                best = value
+        steps = sum(s["to_step"] - s["from_step"] for s in ledger.segments)
+        shipped = shipped_figure(entry, args.weights)
+        plot = draw_curve(entry, points, shipped, args.root / "plots") if points else None
+        print(
+            f"| {entry.name} | {entry.metric} ({entry.goal}) | {entry.target:g} | {format_value(shipped)} | "
+            f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps} | {ledger.cpu_hours():.2f} | {plot or '-'} |"
+        )
+
+
+def format_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def draw_curve(entry: Entry, points: list[tuple[float, float, int, int]], shipped: float | None, folder: Path) -> Path:
+    """ROOT/plots/NAME.png: the validation metric against CPU hours, the shipped figure and the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for cycle in sorted({p[2] for p in points}):
+        mine = [p for p in points if p[2] == cycle]
+        axes.plot([p[0] for p in mine], [p[1] for p in mine], marker=".", label=f"cycle {cycle}")
+    if shipped is not None:
+        axes.axhline(shipped, color="gray", linestyle="--", label=f"shipped {shipped:.4g}")
+    axes.axhline(entry.target, color="green", linestyle=":", label=f"target {entry.target:g}")
+    axes.set_xlabel("CPU hours (training process)")
+    axes.set_ylabel(entry.metric)
+    axes.set_title(entry.name)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry.name}.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+# ----------------------------------------------------------------------------- shipping
+
+
+def command_ship(args: argparse.Namespace, entries: list[Entry]) -> None:
+    entry = find_entry(entries, args.name)
+    folder = args.root / entry.name
+    found = best_checkpoint(entry, folder)
+    if found is None:
+        fail(f"{entry.name} has no validated checkpoint under {folder}; train it first (`campaign.py start`)")
+    checkpoint_path, value = found
+    shipped = shipped_figure(entry, args.weights)
+    # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
+    if not entry.better(round(value, 4), shipped):
+        print(
+            f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) has {entry.metric} "
+            f"{value:.4f}, the shipped model {shipped:.4f} ({'higher' if entry.goal == 'max' else 'lower'} is better)"
+        )
+        raise SystemExit(1)
+    ship(entry, checkpoint_path, folder, args.weights, args.readme)
+    print(f"shipped {entry.name}: {entry.metric} {value:.4f} (was {format_value(shipped)}) from {checkpoint_path}")
+
+
+def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readme: Path) -> None:
+    """Exports the checkpoint into `weights` with its manifest entry, card and README row.
+
+    Everything is made in a temporary folder and checked first (the card and the README row
+    render without a missing figure), so a failure leaves weights/ and the README as they were."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ship_model import export_model
+
+    with tempfile.TemporaryDirectory(dir=weights) as staging:
+        staging = Path(staging)
+        model = export_model(
+            checkpoint_path, name=entry.name, weights=staging, fp16=entry.fp16,
+            direction=entry.direction or None, weights_name=entry.weights_name or None,
+        )
+        ledger = Ledger(folder)
+        model["campaign"] = {
+            "cpu_hours": round(ledger.cpu_hours(), 2),
+            "steps": sum(s["to_step"] - s["from_step"] for s in ledger.segments),
+            "cycles": len(cycle_dirs(folder)),
+            "machines": sorted({s["machine"] for s in ledger.segments}),
+            "shipped": dt.date.today().isoformat(),
+        }
+        context = card_context(entry, model, staging, checkpoint_path, folder)
+        card = render(entry.card.read_text(), context, entry.card) if entry.card else None
+        readme_text = readme.read_text()
+        if entry.readme_row:
+            readme_text = replace_readme_row(readme_text, entry.name, render(entry.readme_row, context, "readme_row"))
+        if card is not None:
+            (staging / model["card"]).write_text(card)
+        manifest_path = weights / "manifest.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
+        manifest["models"] = sorted([m for m in manifest["models"] if m["name"] != entry.name] + [model], key=lambda m: m["name"])
+        for path in staging.iterdir():
+            os.replace(path, weights / path.name)
+        write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+        write_text_atomic(readme, readme_text)
+
+
+def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_path: Path, folder: Path) -> dict[str, Any]:
+    """The figures a card template may name: metrics.*, campaign.*, config.*, file sizes, the
+    net's parameter count, data counts and the validation history."""
+    import torch
+
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    state = checkpoint["generator"]["state_dict"]
+    context: dict[str, Any] = {
+        "name": entry.name,
+        "metrics": model["metrics"],
+        "campaign": model["campaign"],
+        "config": checkpoint["config"],
+        "net": checkpoint["generator"]["arch"],
+        "hparams": checkpoint["generator"]["hparams"],
+        "parameters": sum(tensor.numel() for tensor in state.values()),
+        "file_kb": (staging / model["file"]).stat().st_size / 1024,
+        "fp16_kb": (staging / model["fp16_file"]).stat().st_size / 1024 if "fp16_file" in model else 0,
+        "recipe": (entry.recipe.relative_to(REPO) if entry.recipe.is_relative_to(REPO) else entry.recipe).as_posix(),
+        "history": history_table(entry, folder),
+    }
+    for key, data in entry.data.items():
+        root = REPO / data
+        for split in ("train", "val"):
+            if (root / split).is_dir():
+                context.setdefault("data", {})[f"{key}_{split}_images"] = sum(1 for p in (root / split).rglob("*") if p.is_file())
+    return context
+
+
+def history_table(entry: Entry, folder: Path, rows: int = 8) -> str:
+    """Markdown table of the validation metric over CPU hours (at most `rows` evenly spaced points)."""
+    points = curve(entry, folder)
+    if not points:
+        return ""
+    picked = [points[round(i * (len(points) - 1) / max(1, rows - 1))] for i in range(min(rows, len(points)))]
+    lines = [f"| CPU hours | cycle | step | {entry.metric} |", "|---|---|---|---|"]
+    lines += [f"| {hours:.2f} | {cycle} | {step} | {value:.4f} |" for hours, value, cycle, step in dict.fromkeys(picked)]
+    return "\n".join(lines)
+
+
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.\-]+)\s*(?::([^}]*))?\}\}")
+
+
+def render(template: str, context: dict[str, Any], where: Any) -> str:
+    """Fills `{{ key }}` and `{{ key:format }}` (dotted keys walk into tables); a missing key is an error."""
+
+    def fill(match: re.Match) -> str:
+        node: Any = context
+        for part in match[1].split("."):
+            if not isinstance(node, dict) or part not in node:
+                fail(f"{where}: the template names {match[1]!r}, which the shipped model does not have")
+            node = node[part]
+        return format(node, match[2] or "")
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def replace_readme_row(text: str, name: str, row: str) -> str:
+    """The README with the model-table row whose first cell is `name` replaced by `row`."""
+    pattern = re.compile(rf"^\| {re.escape(name)} \|.*$", re.MULTILINE)
+    if not pattern.search(text):
+        fail(f"the README has no model-table row starting with '| {name} |' to regenerate")
+    return pattern.sub(lambda _: row.strip(), text, count=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("IMG2IMG_CAMPAIGN_ROOT", DEFAULT_ROOT)),
+                        help="where the entries' run folders live (default: %(default)s)")
+    parser.add_argument("--queue", type=Path, default=QUEUE, help="the queue file (default: scripts/campaign.toml)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the shipped models' folder (default: weights/)")
+    parser.add_argument("--readme", type=Path, default=README, help="README whose model tables ship rewrites")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("start", "run"):
+        command = commands.add_parser(name, help="train in the background" if name == "start" else "train in the foreground")
+        command.add_argument("--until", required=True, help="local time HH:MM to stop by (the next one within 24 h)")
+        command.add_argument("--entry", help="train this entry only (default: the one with the most to gain)")
+        command.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+        command.add_argument(
+            "--min-segment-minutes", type=float, default=MIN_SEGMENT_MINUTES,
+            help="do not start a segment shorter than this (default: %(default)s)",
+        )
+    stop = commands.add_parser("stop", help="ask the running campaign to checkpoint and stop")
+    stop.add_argument("--wait", type=int, default=600, help="seconds to wait for it (default: %(default)s)")
+    commands.add_parser("status", help="every entry's steps, CPU hours and best figure; curves to ROOT/plots")
+    ship_parser = commands.add_parser("ship", help="ship an entry's best checkpoint if it beats the shipped model")
+    ship_parser.add_argument("name")
+    args = parser.parse_args()
+    args.root = args.root.expanduser().resolve()
+    entries = load_queue(args.queue)
+    {"start": command_start, "run": command_run, "stop": command_stop, "status": command_status, "ship": command_ship}[
+        args.command
+    ](args, entries)
+
+
+if __name__ == "__main__":
+    main()

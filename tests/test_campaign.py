@@ -1,0 +1,228 @@
+"""scripts/campaign.py on a tiny entry: it trains, stops at its deadline with a checkpoint,
+resumes where it stopped, starts the next cycle from the last one's best weights, warm-starts
+from the shipped twin when its run folder is gone, and ships only a checkpoint that beats the
+shipped model."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from img2img.engine.checkpoint import load_checkpoint, save_safetensors_generator
+from img2img.nets import build_net
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "campaign.py"
+
+RECIPE = """
+net = "srvgg_tiny"
+scale = 2
+patch_size = 16
+[engine]
+steps = {steps}
+batch_size = 2
+num_workers = 0
+log_every = 1
+sample_every = 0
+validate_every = 2
+checkpoint_every = 2
+ema_decay = 0.9
+"""
+
+CARD = """# {{name}}
+
+x{{config.scale}}, {{net}} with {{parameters:,}} parameters: PSNR-Y {{metrics.psnr_y:.2f}} dB against
+bicubic {{metrics.bicubic_psnr_y:.2f}} dB, after {{campaign.steps}} steps ({{campaign.cpu_hours}} CPU hours).
+
+{{history}}
+"""
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for index in range(count):
+            pixels = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).resize((96, 80), Image.BICUBIC).save(root / split / f"{index}.png")
+    return root
+
+
+def make_campaign(folder: Path, photos: Path, *, steps: int, shipped_gain: float | None = None) -> dict[str, Path]:
+    """A queue with one tiny superres entry, a weights folder with its manifest, and a README."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = folder / "recipe.toml"
+    recipe.write_text(RECIPE.format(steps=steps))
+    card = folder / "card.md"
+    card.write_text(CARD)
+    queue = folder / "queue.toml"
+    queue.write_text(
+        f"""
+[[entry]]
+name = "tiny-x2"
+task = "superres"
+recipe = "{recipe}"
+data = {{ data = "{photos}" }}
+metric = "psnr_y_gain"
+goal = "max"
+target = 50.0
+stop_margin_minutes = 0.02
+fp16 = false
+card = "{card}"
+readme_row = "| {{{{name}}}} | {{{{metrics.psnr_y:.2f}}}} dB |"
+"""
+    )
+    weights = folder / "weights"
+    weights.mkdir(exist_ok=True)
+    models = []
+    if shipped_gain is not None:
+        models.append({"name": "tiny-x2", "task": "superres", "file": "tiny-x2.onnx", "card": "tiny-x2.md",
+                       "metrics": {"psnr_y_gain": shipped_gain}})
+    (weights / "manifest.json").write_text(json.dumps({"models": models}))
+    readme = folder / "README.md"
+    readme.write_text("| name | PSNR-Y |\n|---|---|\n| tiny-x2 | old |\n| other | kept |\n")
+    return {"queue": queue, "weights": weights, "readme": readme, "root": folder / "root"}
+
+
+def campaign(paths: dict[str, Path], *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "--root", str(paths["root"]), "--queue", str(paths["queue"]),
+               "--weights", str(paths["weights"]), "--readme", str(paths["readme"]), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"campaign {arguments} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def until(seconds: float) -> str:
+    return (dt.datetime.now() + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def ledger(paths: dict[str, Path]) -> list[dict]:
+    return json.loads((paths["root"] / "tiny-x2" / "ledger.json").read_text())["segments"]
+
+
+def run_config(run: Path) -> dict:
+    return json.loads((run / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def deadline_run(photos, tmp_path_factory) -> dict[str, Path]:
+    """Two deadline-bound runs of an entry whose cycle is far longer than either."""
+    paths = make_campaign(tmp_path_factory.mktemp("campaign"), photos, steps=100_000, shipped_gain=-99.0)
+    for seconds in (20, 15):
+        campaign(paths, "run", "--until", until(seconds), "--min-segment-minutes", "0.05")
+    return paths
+
+
+def test_run_stops_at_its_deadline_and_the_next_run_resumes_the_same_cycle(deadline_run):
+    first, second = ledger(deadline_run)
+    assert first["cycle"] == second["cycle"] == 1
+    assert first["exit_status"] == second["exit_status"] == 0
+    assert 0 < first["to_step"] == second["from_step"] < second["to_step"] < 100_000
+    assert first["cpu_seconds"] > 0 and first["machine"].startswith("CPU")
+    run = deadline_run["root"] / "tiny-x2" / "cycle-001"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == second["to_step"]
+    assert [p.name for p in (deadline_run["root"] / "tiny-x2").glob("cycle-*")] == ["cycle-001"]
+
+
+def test_status_shows_hours_and_best_figure_against_shipped(deadline_run):
+    output = campaign(deadline_run, "status").stdout
+    row = next(line for line in output.splitlines() if line.startswith("| tiny-x2 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3] == "-99" and cells[5] == "1" and int(cells[6]) == ledger(deadline_run)[1]["to_step"]
+    assert float(cells[4]) > -99 and float(cells[7]) > 0
+    assert (deadline_run["root"] / "plots" / "tiny-x2.png").is_file()
+
+
+def test_ship_refuses_a_checkpoint_worse_than_the_shipped_model(deadline_run):
+    manifest = deadline_run["weights"] / "manifest.json"
+    shipped = json.loads(manifest.read_text())
+    shipped["models"][0]["metrics"]["psnr_y_gain"] = 99.0
+    manifest.write_text(json.dumps(shipped))
+    before = sorted(p.name for p in deadline_run["weights"].iterdir()), deadline_run["readme"].read_text()
+    try:
+        result = campaign(deadline_run, "ship", "tiny-x2", check=False)
+    finally:
+        shipped["models"][0]["metrics"]["psnr_y_gain"] = -99.0
+        manifest.write_text(json.dumps(shipped))
+    assert result.returncode == 1 and "not shipped" in result.stdout
+    assert (sorted(p.name for p in deadline_run["weights"].iterdir()), deadline_run["readme"].read_text()) == before
+
+
+def test_ship_exports_a_better_checkpoint_with_its_card_manifest_and_readme_row(deadline_run):
+    import img2img
+
+    campaign(deadline_run, "ship", "tiny-x2")
+    weights = deadline_run["weights"]
+    model = json.loads((weights / "manifest.json").read_text())["models"][0]
+    best = load_checkpoint(deadline_run["root"] / "tiny-x2" / "cycle-001" / "checkpoints" / "best.pt")
+    assert model["metrics"]["psnr_y_gain"] == round(best["metrics"]["psnr_y_gain"], 4)
+    assert model["campaign"]["steps"] == ledger(deadline_run)[1]["to_step"]
+    card = (weights / "tiny-x2.md").read_text()
+    assert f"PSNR-Y {best['metrics']['psnr_y']:.2f} dB" in card and "{{" not in card
+    assert "| CPU hours | cycle | step | psnr_y_gain |" in card
+    readme = deadline_run["readme"].read_text()
+    assert f"| tiny-x2 | {best['metrics']['psnr_y']:.2f} dB |" in readme and "| other | kept |" in readme
+    upscale = img2img.load(str(weights / "tiny-x2.onnx"), task="superres")
+    assert upscale(np.zeros((8, 8, 3), np.uint8)).shape == (16, 16, 3)
+
+
+def test_ship_with_a_template_naming_a_missing_figure_writes_nothing(deadline_run, tmp_path):
+    queue = deadline_run["queue"].read_text().replace('card = "', f'card = "{tmp_path}/bad.md" #')
+    (tmp_path / "bad.md").write_text("{{metrics.no_such_figure}}")
+    bad = dict(deadline_run, queue=tmp_path / "queue.toml")
+    bad["queue"].write_text(queue)
+    manifest = json.loads((deadline_run["weights"] / "manifest.json").read_text())
+    manifest["models"][0]["metrics"]["psnr_y_gain"] = -99.0
+    (deadline_run["weights"] / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}
+    result = campaign(bad, "ship", "tiny-x2", check=False)
+    assert result.returncode == 2 and "no_such_figure" in result.stderr
+    assert {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()} == before
+
+
+def test_finished_cycles_warm_start_the_next_and_a_lost_folder_starts_from_the_shipped_twin(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=4, shipped_gain=-99.0)
+    twin = paths["weights"] / "tiny-x2.safetensors"
+    save_safetensors_generator(build_net("srvgg_tiny", scale=2), twin, task="superres", config={})
+    manifest = json.loads((paths["weights"] / "manifest.json").read_text())
+    manifest["models"][0]["checkpoint"] = twin.name
+    (paths["weights"] / "manifest.json").write_text(json.dumps(manifest))
+    campaign(paths, "run", "--until", until(30), "--min-segment-minutes", "0.05")
+    runs = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
+    assert len(runs) >= 2
+    assert run_config(runs[0])["engine"]["init_generator"] == str(twin)
+    assert run_config(runs[1])["engine"]["init_generator"] == str(runs[0] / "checkpoints" / "best.pt")
+    assert all(s["to_step"] == 4 for s in ledger(paths)[:-1])
+
+    # A twin of another net cannot seed the recipe's: the first cycle then starts from scratch.
+    save_safetensors_generator(build_net("srvgg_tiny", scale=2, num_features=4), twin, task="superres", config={})
+    paths["root"] = tmp_path / "fresh-root"
+    campaign(paths, "run", "--until", until(12), "--min-segment-minutes", "0.05")
+    assert run_config(paths["root"] / "tiny-x2" / "cycle-001")["engine"]["init_generator"] == ""
+
+
+def test_start_runs_in_the_background_at_low_priority_and_stop_checkpoints(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=100_000)
+    started = campaign(paths, "start", "--until", until(300), "--min-segment-minutes", "0.05")
+    assert "campaign started" in started.stdout
+    again = campaign(paths, "start", "--until", until(300), check=False)
+    assert again.returncode == 2 and "already runs" in again.stderr
+    worker = json.loads((paths["root"] / "worker.json").read_text())["pid"]
+    assert int(Path(f"/proc/{worker}/stat").read_text().split(")")[1].split()[16]) == 19
+    last = paths["root"] / "tiny-x2" / "cycle-001" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.is_file() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert last.is_file()
+    assert "stopped" in campaign(paths, "stop").stdout
+    segment, = ledger(paths)
+    assert segment["exit_status"] == 0 and segment["to_step"] == torch.load(last, weights_only=False)["step"] > 0

@@ -10,6 +10,11 @@ batch, optionally torch.compile), same nets, same data, same device.
     python benchmarks/train_throughput.py --task superres --data data/photos \\
         --config scripts/recipes/superres-x4-cpu.toml
 
+    python benchmarks/train_throughput.py --task superres --data data/photos \\
+        --config scripts/recipes/campaign/superres-x4.toml \\
+        --variant fp32:engine.precision=fp32 --variant bf16:engine.precision=bf16 \\
+        --variant bf16+nhwc:engine.precision=bf16,engine.channels_last_cpu=true
+
 Each variant trains a throwaway run for --steps steps on the device engine.device picks (the GPU
 when there is one) and reports the median over the logging windows after the first (which holds
 allocation, autotuning and compilation) of images/s and of the share of wall time the loop spent
@@ -103,6 +108,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure the defaults with torch.compile")
     parser.add_argument("--defaults-only", action="store_true", help="measure our defaults alone (no reference run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every variant")
+    parser.add_argument(
+        "--variant", dest="variants", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+        help="measure a named variant of the defaults with these engine settings, e.g. "
+        "bf16:engine.precision=bf16,engine.channels_last_cpu=true (repeatable; replaces the reference/defaults pair)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
 
@@ -122,14 +132,23 @@ def main() -> None:
     recipe_batch = resolve_config(
         TASKS.get(args.task).config_class, config_file=args.config, overrides=common
     ).engine.batch_size
-    variants = {} if args.defaults_only else {"reference": args.reference_batch or recipe_batch}
-    variants["defaults"] = args.batch or recipe_batch
-    if args.compile:
-        variants["defaults+compile"] = args.batch or recipe_batch
+    if args.variants:
+        variants = {}
+        for text in args.variants:
+            name, sep, settings = text.partition(":")
+            if not sep or not name:
+                raise SystemExit(f"--variant {text!r} is not NAME:KEY=VALUE,...")
+            variants[name] = [f"engine.batch_size={args.batch or recipe_batch}", *filter(None, settings.split(","))]
+    else:
+        variants = {} if args.defaults_only else {"reference": args.reference_batch or recipe_batch}
+        variants["defaults"] = args.batch or recipe_batch
+        if args.compile:
+            variants["defaults+compile"] = args.batch or recipe_batch
+        variants = {name: variant_settings(name, batch_size) for name, batch_size in variants.items()}
 
     results = {}
-    for name, batch_size in variants.items():
-        results[name] = measure(args.task, [*common, *variant_settings(name, batch_size)], args.config)
+    for name, settings in variants.items():
+        results[name] = measure(args.task, [*common, *settings], args.config)
     baseline = results[next(iter(results))]["images_per_second"]
     print(f"{args.task} training throughput on {device_name()}, torch {torch.__version__}, {args.steps} steps")
     print(f"| variant | precision | batch | images/s | vs {next(iter(results))} | data-wait share |")

@@ -90,9 +90,23 @@ class Entry:
     stop_margin_minutes: float = DEFAULT_STOP_MARGIN_MINUTES
     card: Path | None = None  # card template, rendered into weights/NAME.md on ship
     readme_row: str = ""  # README model-table row template, rendered on ship
+    # Where the shipped figure comes from an evaluation of its own (FID on 5,000 samples, say)
+    # rather than from training's validation: `train_metric` ranks checkpoints during training,
+    # and `evaluate` (a command; {onnx}, {checkpoint} and {json} are filled in) measures the
+    # candidate at ship time; the table at `evaluate_key` of its JSON output becomes the metrics
+    # group `evaluate_into` of the manifest entry, where `metric` names the figure to beat.
+    train_metric: str = ""
+    evaluate: list[str] = dataclasses.field(default_factory=list)
+    evaluate_key: str = ""
+    evaluate_into: str = ""
     fp16: bool = True  # ship a float16 variant beside the float32 file
     direction: str = ""  # two-way runs (CycleGAN): the direction this model is
     weights_name: str = ""  # .safetensors twin name when several models share one run
+
+    @property
+    def ranking_metric(self) -> str:
+        """The validation metric that ranks this entry's checkpoints during training."""
+        return self.train_metric or self.metric
 
     def better(self, value: float, than: float | None) -> bool:
         if than is None or (isinstance(than, float) and math.isnan(than)):
@@ -118,6 +132,8 @@ def load_queue(path: Path) -> list[Entry]:
             entry = Entry(**table)
         except TypeError as error:
             fail(f"{path}: entry {index}: {error}")
+        if bool(entry.evaluate) != bool(entry.evaluate_into) or (entry.evaluate and not entry.train_metric):
+            fail(f"{path}: entry {entry.name}: evaluate, evaluate_into and train_metric go together")
         if entry.goal not in ("max", "min"):
             fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
         entry.recipe = REPO / entry.recipe
@@ -178,6 +194,9 @@ class Ledger:
 
     def cpu_hours(self) -> float:
         return sum(segment["cpu_seconds"] for segment in self.segments) / 3600
+
+    def steps(self) -> int:
+        return sum(segment["to_step"] - segment["from_step"] for segment in self.segments)
 
     def add(self, segment: dict[str, Any]) -> None:
         self.segments.append(segment)
@@ -240,7 +259,7 @@ def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
     points = []
     for run in cycle_dirs(folder):
         for record in validation_records(run):
-            value = lookup(record, entry.metric)
+            value = lookup(record, entry.ranking_metric)
             if value is not None:
                 points.append((ledger.hours_at(cycle_number(run), record["step"]), value, cycle_number(run), record["step"]))
     return points
@@ -256,7 +275,7 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
         if not path.is_file():
             continue
         metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics") or {}
-        value = lookup(metrics, entry.metric)
+        value = lookup(metrics, entry.ranking_metric)
         if value is not None and (best is None or entry.better(value, best[1])):
             best = (path, value)
     return best
@@ -421,7 +440,12 @@ class Worker:
         started = time.monotonic()
         with (folder / "train.log").open("a") as log:
             self.child = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
-            status, usage = self._wait(self.child)
+            running = folder / "running.json"
+            write_text_atomic(running, json.dumps({"pid": self.child.pid, "cycle": cycle_number(run), "from_step": from_step}))
+            try:
+                status, usage = self._wait(self.child)
+            finally:
+                running.unlink(missing_ok=True)
         self.child = None
         to_step = checkpoint_step(run / "checkpoints" / "last.pt") or from_step
         Ledger(folder).add(
@@ -460,9 +484,14 @@ class Worker:
                 child.kill()
             time.sleep(POLL_SECONDS)
 
-    def run(self, entries: list[Entry], only: str | None) -> None:
+    def run(self, entries: list[Entry], only: str | None, max_segments: int = 0) -> None:
+        """Trains segment after segment until the deadline (or `max_segments`, when not 0)."""
         failed: set[str] = set()
+        segments = 0
         while not self.stopping and self.minutes_left() > self.min_segment_minutes:
+            if max_segments and segments >= max_segments:
+                break
+            segments += 1
             entry = find_entry(entries, only) if only else pick_entry(entries, self.root, self.weights, failed)
             if entry is None or entry.name in failed:
                 print("[campaign] nothing left to train", flush=True)
@@ -526,7 +555,9 @@ def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:
     if args.entry:
         find_entry(entries, args.entry)
     args.root.mkdir(parents=True, exist_ok=True)
-    Worker(args.root, args.weights, deadline, args.threads, args.min_segment_minutes).run(entries, args.entry)
+    Worker(args.root, args.weights, deadline, args.threads, args.min_segment_minutes).run(
+        entries, args.entry, args.max_segments
+    )
 
 
 def command_stop(args: argparse.Namespace, entries: list[Entry]) -> None:
@@ -556,13 +587,35 @@ def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
         for _, value, _, _ in points:
             if best is None or entry.better(value, best):
                 best = value
-        steps = sum(s["to_step"] - s["from_step"] for s in ledger.segments)
+        steps, hours = ledger.steps(), ledger.cpu_hours()
+        training = segment_in_progress(folder)
+        if training is not None:
+            steps += training["steps"]
+            hours += training["cpu_seconds"] / 3600
         shipped = shipped_figure(entry, args.weights)
         plot = draw_curve(entry, points, shipped, args.root / "plots") if points else None
         print(
             f"| {entry.name} | {entry.metric} ({entry.goal}) | {entry.target:g} | {format_value(shipped)} | "
-            f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps} | {ledger.cpu_hours():.2f} | {plot or '-'} |"
+            f"{'' if entry.ranking_metric == entry.metric else entry.ranking_metric + ' '}"
+            f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps}{' (training)' if training else ''} | {hours:.2f} | "
+            f"{plot or '-'} |"
         )
+
+
+def segment_in_progress(folder: Path) -> dict[str, Any] | None:
+    """Steps and CPU seconds so far of the segment training now, or None: the steps from its
+    last checkpoint, the CPU time from the kernel's account of the process (Linux /proc)."""
+    path = folder / "running.json"
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    stat = Path(f"/proc/{info['pid']}/stat")
+    if not stat.is_file():
+        return None
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    cpu_seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    step = checkpoint_step(folder / f"cycle-{info['cycle']:03d}" / "checkpoints" / "last.pt") or info["from_step"]
+    return {"steps": step - info["from_step"], "cpu_seconds": cpu_seconds}
 
 
 def format_value(value: float | None) -> str:
@@ -584,7 +637,7 @@ def draw_curve(entry: Entry, points: list[tuple[float, float, int, int]], shippe
         axes.axhline(shipped, color="gray", linestyle="--", label=f"shipped {shipped:.4g}")
     axes.axhline(entry.target, color="green", linestyle=":", label=f"target {entry.target:g}")
     axes.set_xlabel("CPU hours (training process)")
-    axes.set_ylabel(entry.metric)
+    axes.set_ylabel(entry.ranking_metric)
     axes.set_title(entry.name)
     axes.legend()
     axes.grid(alpha=0.3)
@@ -605,24 +658,18 @@ def command_ship(args: argparse.Namespace, entries: list[Entry]) -> None:
     found = best_checkpoint(entry, folder)
     if found is None:
         fail(f"{entry.name} has no validated checkpoint under {folder}; train it first (`campaign.py start`)")
-    checkpoint_path, value = found
+    checkpoint_path, _ = found
     shipped = shipped_figure(entry, args.weights)
-    # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
-    if not entry.better(round(value, 4), shipped):
-        print(
-            f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) has {entry.metric} "
-            f"{value:.4f}, the shipped model {shipped:.4f} ({'higher' if entry.goal == 'max' else 'lower'} is better)"
-        )
-        raise SystemExit(1)
-    ship(entry, checkpoint_path, folder, args.weights, args.readme)
+    value = ship(entry, checkpoint_path, folder, args.weights, args.readme, shipped)
     print(f"shipped {entry.name}: {entry.metric} {value:.4f} (was {format_value(shipped)}) from {checkpoint_path}")
 
 
-def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readme: Path) -> None:
-    """Exports the checkpoint into `weights` with its manifest entry, card and README row.
+def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readme: Path, shipped: float | None) -> float:
+    """Exports the checkpoint into `weights` with its manifest entry, card and README row, if
+    its figure beats `shipped`; returns that figure.
 
-    Everything is made in a temporary folder and checked first (the card and the README row
-    render without a missing figure), so a failure leaves weights/ and the README as they were."""
+    Everything is made and measured in a temporary folder first (the candidate's figure, the
+    card and the README row), so a refusal or a failure leaves weights/ and the README as they were."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ship_model import export_model
 
@@ -632,10 +679,25 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             checkpoint_path, name=entry.name, weights=staging, fp16=entry.fp16,
             direction=entry.direction or None, weights_name=entry.weights_name or None,
         )
+        if entry.evaluate:
+            old = manifest_models(weights).get(entry.name, {}).get("metrics", {})
+            # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
+            model["metrics"] |= {key: value for key, value in old.items() if isinstance(value, dict)}
+            model["metrics"][entry.evaluate_into] = evaluate(entry, staging / model["file"], checkpoint_path, staging)
+        value = lookup(model["metrics"], entry.metric)
+        if value is None:
+            fail(f"{entry.name}: the candidate's metrics have no {entry.metric}")
+        # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
+        if not entry.better(round(value, 4), shipped):
+            print(
+                f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) has {entry.metric} "
+                f"{value:.4f}, the shipped model {shipped:.4f} ({'higher' if entry.goal == 'max' else 'lower'} is better)"
+            )
+            raise SystemExit(1)
         ledger = Ledger(folder)
         model["campaign"] = {
             "cpu_hours": round(ledger.cpu_hours(), 2),
-            "steps": sum(s["to_step"] - s["from_step"] for s in ledger.segments),
+            "steps": ledger.steps(),
             "cycles": len(cycle_dirs(folder)),
             "machines": sorted({s["machine"] for s in ledger.segments}),
             "shipped": dt.date.today().isoformat(),
@@ -654,6 +716,25 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             os.replace(path, weights / path.name)
         write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
         write_text_atomic(readme, readme_text)
+    return value
+
+
+def evaluate(entry: Entry, onnx: Path, checkpoint: Path, staging: Path) -> dict[str, Any]:
+    """Runs the entry's evaluation command on the candidate; returns the table at evaluate_key."""
+    output = staging / f".{entry.name}-evaluation.json"
+    fields = {"onnx": str(onnx), "checkpoint": str(checkpoint), "json": str(output)}
+    command = [sys.executable, *(part.format(**fields) for part in entry.evaluate)]
+    print(f"[campaign] measuring the candidate: {' '.join(command)}", flush=True)
+    try:
+        subprocess.run(command, cwd=REPO, check=True)
+        table = json.loads(output.read_text())
+    finally:
+        output.unlink(missing_ok=True)
+    for part in entry.evaluate_key.split(".") if entry.evaluate_key else []:
+        if not isinstance(table, dict) or part not in table:
+            fail(f"{entry.name}: the evaluation's JSON has no {entry.evaluate_key}")
+        table = table[part]
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in table.items()}
 
 
 def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_path: Path, folder: Path) -> dict[str, Any]:
@@ -690,7 +771,7 @@ def history_table(entry: Entry, folder: Path, rows: int = 8) -> str:
     if not points:
         return ""
     picked = [points[round(i * (len(points) - 1) / max(1, rows - 1))] for i in range(min(rows, len(points)))]
-    lines = [f"| CPU hours | cycle | step | {entry.metric} |", "|---|---|---|---|"]
+    lines = [f"| CPU hours | cycle | step | {entry.ranking_metric} |", "|---|---|---|---|"]
     lines += [f"| {hours:.2f} | {cycle} | {step} | {value:.4f} |" for hours, value, cycle, step in dict.fromkeys(picked)]
     return "\n".join(lines)
 
@@ -707,6 +788,8 @@ def render(template: str, context: dict[str, Any], where: Any) -> str:
             if not isinstance(node, dict) or part not in node:
                 fail(f"{where}: the template names {match[1]!r}, which the shipped model does not have")
             node = node[part]
+        if isinstance(node, list):
+            return ", ".join(str(item) for item in node)
         return format(node, match[2] or "")
 
     return PLACEHOLDER.sub(fill, template)
@@ -737,6 +820,9 @@ def main() -> None:
             "--min-segment-minutes", type=float, default=MIN_SEGMENT_MINUTES,
             help="do not start a segment shorter than this (default: %(default)s)",
         )
+    commands.choices["run"].add_argument(
+        "--max-segments", type=int, default=0, help="stop after this many training processes (default: none)"
+    )
     stop = commands.add_parser("stop", help="ask the running campaign to checkpoint and stop")
     stop.add_argument("--wait", type=int, default=600, help="seconds to wait for it (default: %(default)s)")
     commands.add_parser("status", help="every entry's steps, CPU hours and best figure; curves to ROOT/plots")

@@ -61,6 +61,9 @@ class EngineConfig:
     device: str = "auto"  # auto | cuda | mps | cpu
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32
     channels_last: bool = True  # only takes effect on CUDA
+    # channels_last on the CPU too: oneDNN runs some nets faster in it (srvgg nets, see
+    # benchmarks/RESULTS.md) and others slower, so a CPU recipe opts in where it measured a gain.
+    channels_last_cpu: bool = False
     grad_clip: float = 0.0  # max global grad norm per network; 0 disables
     ema_decay: float = 0.999  # 0 disables the EMA generator
     ema_start: int = 0  # EMA starts tracking at this step (copies the weights then)

@@ -168,7 +168,9 @@ class Trainer:
         self.use_bf16 = self.engine.precision == "bf16" or (
             self.engine.precision == "auto" and self.device.type == "cuda"
         )
-        self.channels_last = self.engine.channels_last and self.device.type == "cuda"
+        self.channels_last = (self.engine.channels_last and self.device.type == "cuda") or (
+            self.engine.channels_last_cpu and self.device.type == "cpu"
+        )
 
         torch.manual_seed(self.engine.seed)
         self.G = task.build_generator()

@@ -84,8 +84,9 @@ class Entry:
     data: dict[str, str]  # train option (data, data_a, data_b) -> folder, relative to the repo
     metric: str  # validation metric, the same key in a checkpoint's metrics and the manifest's
     goal: str  # "max" or "min"
-    target: float
-    build: list[str] = dataclasses.field(default_factory=list)  # makes the data when it is missing
+    target: float | None = None  # the goal for `metric`; None: no goal, trains at its weight's share
+    # Makes the data when it is missing: one command (a list of strings) or several (a list of lists).
+    build: list[Any] = dataclasses.field(default_factory=list)
     weight: float = 1.0  # share of campaign hours against the other entries
     stop_margin_minutes: float = DEFAULT_STOP_MARGIN_MINUTES
     card: Path | None = None  # card template, rendered into weights/NAME.md on ship
@@ -102,6 +103,14 @@ class Entry:
     fp16: bool = True  # ship a float16 variant beside the float32 file
     direction: str = ""  # two-way runs (CycleGAN): the direction this model is
     weights_name: str = ""  # .safetensors twin name when several models share one run
+    # A second model of the same run (CycleGAN's F beside G): a table of the fields that differ
+    # (name, direction, metric, evaluate, card, readme_row, ...). Both ship together, and only
+    # when both beat their shipped figures. Loaded as an Entry.
+    companion: Any = None
+    # Conditions a candidate must meet to ship besides beating the shipped figure, each
+    # "METRIC <= VALUE" or "METRIC >= VALUE" (a model shipped for the first time has no figure
+    # to beat, so this is what stops a useless one).
+    ship_gate: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ranking_metric(self) -> str:
@@ -112,6 +121,25 @@ class Entry:
         if than is None or (isinstance(than, float) and math.isnan(than)):
             return True
         return value > than if self.goal == "max" else value < than
+
+    @property
+    def models(self) -> list[Entry]:
+        """The models one checkpoint of this entry ships: its own and its companion's."""
+        return [self] + ([self.companion] if self.companion else [])
+
+
+GATE = re.compile(r"\s*([\w.\-]+)\s*(<=|>=)\s*(-?[\d.]+(?:e-?\d+)?)\s*")
+
+
+def gate_failures(gates: list[str], metrics: dict[str, Any]) -> list[str]:
+    """The `ship_gate` conditions that `metrics` does not meet, each with the value it has."""
+    failures = []
+    for gate in gates:
+        key, operator, bound = GATE.fullmatch(gate).groups()
+        value = lookup(metrics, key)
+        if value is None or not (value <= float(bound) if operator == "<=" else value >= float(bound)):
+            failures.append(f"{gate} (it has {format_value(value)})")
+    return failures
 
 
 def load_queue(path: Path) -> list[Entry]:
@@ -132,14 +160,18 @@ def load_queue(path: Path) -> list[Entry]:
             entry = Entry(**table)
         except TypeError as error:
             fail(f"{path}: entry {index}: {error}")
-        if bool(entry.evaluate) != bool(entry.evaluate_into) or (entry.evaluate and not entry.train_metric):
-            fail(f"{path}: entry {entry.name}: evaluate, evaluate_into and train_metric go together")
-        if entry.goal not in ("max", "min"):
-            fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
-        entry.recipe = REPO / entry.recipe
-        entry.card = REPO / entry.card if entry.card else None
+        if entry.companion is not None:
+            shared = {"recipe", "task", "data", "build", "weight", "stop_margin_minutes", "train_metric", "companion"}
+            if not isinstance(entry.companion, dict) or "name" not in entry.companion:
+                fail(f"{path}: entry {entry.name}: companion must be a table with at least a name")
+            wrong = sorted((set(entry.companion) - fields) | (set(entry.companion) & shared))
+            if wrong:
+                fail(f"{path}: entry {entry.name}: companion key {wrong[0]} is not one a companion can set")
+            entry.companion = dataclasses.replace(entry, companion=None, **entry.companion)
+        for model in entry.models:
+            check_entry(path, model)
         entries.append(entry)
-    names = [entry.name for entry in entries]
+    names = [model.name for entry in entries for model in entry.models]
     if len(set(names)) != len(names):
         fail(f"{path}: two entries share a name")
     if not entries:
@@ -147,9 +179,23 @@ def load_queue(path: Path) -> list[Entry]:
     return entries
 
 
+def check_entry(path: Path, entry: Entry) -> None:
+    """Fails on fields that cannot work together; makes the entry's paths absolute."""
+    if bool(entry.evaluate) != bool(entry.evaluate_into) or (entry.evaluate and not entry.train_metric):
+        fail(f"{path}: entry {entry.name}: evaluate, evaluate_into and train_metric go together")
+    if entry.goal not in ("max", "min"):
+        fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
+    for gate in entry.ship_gate:
+        if not GATE.fullmatch(gate):
+            fail(f"{path}: entry {entry.name}: ship_gate {gate!r} is not 'METRIC <= NUMBER' or 'METRIC >= NUMBER'")
+    entry.recipe = REPO / entry.recipe
+    entry.card = REPO / entry.card if entry.card else None
+
+
 def find_entry(entries: list[Entry], name: str) -> Entry:
+    """The entry named `name`, or the one `name` is the companion of (they train and ship together)."""
     for entry in entries:
-        if entry.name == name:
+        if name in (model.name for model in entry.models):
             return entry
     fail(f"no campaign entry {name!r}; entries: {', '.join(e.name for e in entries)}")
 
@@ -363,12 +409,14 @@ def ensure_data(entry: Entry) -> None:
         return
     if not entry.build:
         fail(f"entry {entry.name}: data folder {missing[0]} is missing and the entry names no build command")
-    print(f"[campaign] building the data of {entry.name}: {' '.join(entry.build)}", flush=True)
-    subprocess.run([sys.executable, *entry.build], cwd=REPO, check=True)
+    commands = entry.build if isinstance(entry.build[0], list) else [entry.build]
+    for command in commands:
+        print(f"[campaign] building the data of {entry.name}: {' '.join(command)}", flush=True)
+        subprocess.run([sys.executable, *command], cwd=REPO, check=True)
 
 
 def target_met(entry: Entry, figure: float | None) -> bool:
-    if figure is None:
+    if figure is None or entry.target is None:
         return False
     return figure >= entry.target if entry.goal == "max" else figure <= entry.target
 
@@ -379,7 +427,7 @@ def pick_entry(entries: list[Entry], root: Path, weights: Path, skip: set[str]) 
     for entry in entries:
         if entry.name in skip:
             continue
-        if not target_met(entry, shipped_figure(entry, weights)):
+        if not all(target_met(model, shipped_figure(model, weights)) for model in entry.models):
             candidates.append(entry)
     if not candidates:
         return None
@@ -592,14 +640,16 @@ def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
         if training is not None:
             steps += training["steps"]
             hours += training["cpu_seconds"] / 3600
-        shipped = shipped_figure(entry, args.weights)
-        plot = draw_curve(entry, points, shipped, args.root / "plots") if points else None
-        print(
-            f"| {entry.name} | {entry.metric} ({entry.goal}) | {entry.target:g} | {format_value(shipped)} | "
-            f"{'' if entry.ranking_metric == entry.metric else entry.ranking_metric + ' '}"
-            f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps}{' (training)' if training else ''} | {hours:.2f} | "
-            f"{plot or '-'} |"
-        )
+        plot = draw_curve(entry, points, shipped_figure(entry, args.weights), args.root / "plots") if points else None
+        for model in entry.models:
+            shipped = shipped_figure(model, args.weights)
+            label = model.name if model is entry else f"{model.name} (trains with {entry.name})"
+            print(
+                f"| {label} | {model.metric} ({model.goal}) | {format_value(model.target)} | {format_value(shipped)} | "
+                f"{'' if entry.ranking_metric == model.metric else entry.ranking_metric + ' '}"
+                f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps}{' (training)' if training else ''} | {hours:.2f} | "
+                f"{plot or '-'} |"
+            )
 
 
 def segment_in_progress(folder: Path) -> dict[str, Any] | None:
@@ -633,9 +683,11 @@ def draw_curve(entry: Entry, points: list[tuple[float, float, int, int]], shippe
     for cycle in sorted({p[2] for p in points}):
         mine = [p for p in points if p[2] == cycle]
         axes.plot([p[0] for p in mine], [p[1] for p in mine], marker=".", label=f"cycle {cycle}")
-    if shipped is not None:
+    # The shipped figure and the target are of `metric`: only comparable when that ranks training too.
+    if shipped is not None and entry.ranking_metric == entry.metric:
         axes.axhline(shipped, color="gray", linestyle="--", label=f"shipped {shipped:.4g}")
-    axes.axhline(entry.target, color="green", linestyle=":", label=f"target {entry.target:g}")
+    if entry.target is not None and entry.ranking_metric == entry.metric:
+        axes.axhline(entry.target, color="green", linestyle=":", label=f"target {entry.target:g}")
     axes.set_xlabel("CPU hours (training process)")
     axes.set_ylabel(entry.ranking_metric)
     axes.set_title(entry.name)
@@ -659,64 +711,89 @@ def command_ship(args: argparse.Namespace, entries: list[Entry]) -> None:
     if found is None:
         fail(f"{entry.name} has no validated checkpoint under {folder}; train it first (`campaign.py start`)")
     checkpoint_path, _ = found
-    shipped = shipped_figure(entry, args.weights)
-    value = ship(entry, checkpoint_path, folder, args.weights, args.readme, shipped)
-    print(f"shipped {entry.name}: {entry.metric} {value:.4f} (was {format_value(shipped)}) from {checkpoint_path}")
+    for model in entry.models:
+        # A card's figures are rendered from the measurement; a hand-written one would go stale.
+        if model.card is None or not model.card.is_file():
+            fail(f"{model.name} has no card template: write scripts/cards/{model.name}.md and name it in its entry (card = ...)")
+    was = {model.name: shipped_figure(model, args.weights) for model in entry.models}
+    values = ship(entry, checkpoint_path, folder, args.weights, args.readme)
+    for model in entry.models:
+        print(
+            f"shipped {model.name}: {model.metric} {values[model.name]:.4f} (was {format_value(was[model.name])}) "
+            f"from {checkpoint_path}"
+        )
 
 
-def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readme: Path, shipped: float | None) -> float:
-    """Exports the checkpoint into `weights` with its manifest entry, card and README row, if
-    its figure beats `shipped`; returns that figure.
+def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readme: Path) -> dict[str, float]:
+    """Exports the checkpoint into `weights` as the entry's model (and its companion's), with
+    manifest entries, cards and README rows, if every model beats its shipped figure and meets
+    its ship gates; returns each model's figure.
 
-    Everything is made and measured in a temporary folder first (the candidate's figure, the
-    card and the README row), so a refusal or a failure leaves weights/ and the README as they were."""
+    Everything is made and measured in a temporary folder first (the candidates' figures, the
+    cards and the README rows), so a refusal or a failure leaves weights/ and the README as
+    they were."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ship_model import export_model
 
+    shipped_models = manifest_models(weights)
     with tempfile.TemporaryDirectory(dir=weights) as staging:
         staging = Path(staging)
-        model = export_model(
-            checkpoint_path, name=entry.name, weights=staging, fp16=entry.fp16,
-            direction=entry.direction or None, weights_name=entry.weights_name or None,
-        )
-        if entry.evaluate:
-            old = manifest_models(weights).get(entry.name, {}).get("metrics", {})
-            # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
-            model["metrics"] |= {key: value for key, value in old.items() if isinstance(value, dict)}
-            model["metrics"][entry.evaluate_into] = evaluate(entry, staging / model["file"], checkpoint_path, staging)
-        value = lookup(model["metrics"], entry.metric)
-        if value is None:
-            fail(f"{entry.name}: the candidate's metrics have no {entry.metric}")
-        # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
-        if not entry.better(round(value, 4), shipped):
-            print(
-                f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) has {entry.metric} "
-                f"{value:.4f}, the shipped model {shipped:.4f} ({'higher' if entry.goal == 'max' else 'lower'} is better)"
+        candidates, values = [], {}
+        for model_entry in entry.models:
+            model = export_model(
+                checkpoint_path, name=model_entry.name, weights=staging, fp16=model_entry.fp16,
+                direction=model_entry.direction or None, weights_name=model_entry.weights_name or None,
             )
-            raise SystemExit(1)
+            if model_entry.evaluate:
+                old = shipped_models.get(model_entry.name, {}).get("metrics", {})
+                # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
+                model["metrics"] |= {key: value for key, value in old.items() if isinstance(value, dict)}
+                model["metrics"][model_entry.evaluate_into] = evaluate(model_entry, staging / model["file"], checkpoint_path, staging)
+            value = lookup(model["metrics"], model_entry.metric)
+            if value is None:
+                fail(f"{model_entry.name}: the candidate's metrics have no {model_entry.metric}")
+            shipped = shipped_figure(model_entry, weights)
+            # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
+            if not model_entry.better(round(value, 4), shipped):
+                print(
+                    f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) gives {model_entry.name} "
+                    f"{model_entry.metric} {value:.4f}, the shipped model {shipped:.4f} "
+                    f"({'higher' if model_entry.goal == 'max' else 'lower'} is better)"
+                )
+                raise SystemExit(1)
+            failures = gate_failures(model_entry.ship_gate, model["metrics"])
+            if failures:
+                print(f"not shipped: {model_entry.name} from {checkpoint_path} fails its ship gate: {'; '.join(failures)}")
+                raise SystemExit(1)
+            candidates.append((model_entry, model))
+            values[model_entry.name] = value
         ledger = Ledger(folder)
-        model["campaign"] = {
-            "cpu_hours": round(ledger.cpu_hours(), 2),
-            "steps": ledger.steps(),
-            "cycles": len(cycle_dirs(folder)),
-            "machines": sorted({s["machine"] for s in ledger.segments}),
-            "shipped": dt.date.today().isoformat(),
-        }
-        context = card_context(entry, model, staging, checkpoint_path, folder)
-        card = render(entry.card.read_text(), context, entry.card) if entry.card else None
         readme_text = readme.read_text()
-        if entry.readme_row:
-            readme_text = replace_readme_row(readme_text, entry.name, render(entry.readme_row, context, "readme_row"))
-        if card is not None:
-            (staging / model["card"]).write_text(card)
+        for model_entry, model in candidates:
+            model["campaign"] = {
+                "cpu_hours": round(ledger.cpu_hours(), 2),
+                "steps": ledger.steps(),
+                "cycles": len(cycle_dirs(folder)),
+                "machines": sorted({s["machine"] for s in ledger.segments}),
+                "shipped": dt.date.today().isoformat(),
+            }
+            context = card_context(model_entry, model, staging, checkpoint_path, folder)
+            (staging / model["card"]).write_text(render(model_entry.card.read_text(), context, model_entry.card))
+            if model_entry.readme_row:
+                row = render(model_entry.readme_row, context, "readme_row")
+                readme_text = replace_readme_row(readme_text, model_entry.name, row)
         manifest_path = weights / "manifest.json"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": []}
-        manifest["models"] = sorted([m for m in manifest["models"] if m["name"] != entry.name] + [model], key=lambda m: m["name"])
+        names = {model["name"] for _, model in candidates}
+        manifest["models"] = sorted(
+            [m for m in manifest["models"] if m["name"] not in names] + [model for _, model in candidates],
+            key=lambda m: m["name"],
+        )
         for path in staging.iterdir():
             os.replace(path, weights / path.name)
         write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
         write_text_atomic(readme, readme_text)
-    return value
+    return values
 
 
 def evaluate(entry: Entry, onnx: Path, checkpoint: Path, staging: Path) -> dict[str, Any]:
@@ -734,7 +811,14 @@ def evaluate(entry: Entry, onnx: Path, checkpoint: Path, staging: Path) -> dict[
         if not isinstance(table, dict) or part not in table:
             fail(f"{entry.name}: the evaluation's JSON has no {entry.evaluate_key}")
         table = table[part]
-    return {key: round(value, 4) if isinstance(value, float) else value for key, value in table.items()}
+    return rounded(table)
+
+
+def rounded(node: Any) -> Any:
+    """Floats rounded to 4 decimals, in nested tables too: what the manifest keeps."""
+    if isinstance(node, dict):
+        return {key: rounded(value) for key, value in node.items()}
+    return round(node, 4) if isinstance(node, float) else node
 
 
 def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_path: Path, folder: Path) -> dict[str, Any]:

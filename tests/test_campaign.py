@@ -222,3 +222,59 @@ def test_start_runs_in_the_background_at_low_priority_and_stop_checkpoints(photo
     assert "stopped" in campaign(paths, "stop").stdout
     segment, = ledger(paths)
     assert segment["exit_status"] == 0 and segment["to_step"] == torch.load(last, weights_only=False)["step"] > 0
+
+
+def test_ship_gate_refuses_a_candidate_that_misses_it_and_writes_nothing(deadline_run, tmp_path):
+    gated = dict(deadline_run, queue=tmp_path / "queue.toml")
+    gated["queue"].write_text(deadline_run["queue"].read_text() + 'ship_gate = ["psnr_y_gain >= 99"]\n')
+    before = {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}, deadline_run["readme"].read_text()
+    result = campaign(gated, "ship", "tiny-x2", check=False)
+    assert result.returncode == 1 and "ship gate: psnr_y_gain >= 99 (it has" in result.stdout
+    assert ({p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}, deadline_run["readme"].read_text()) == before
+
+
+def with_companion(paths: dict[str, Path], folder: Path, companion_gain: float) -> dict[str, Path]:
+    """The tiny entry with a companion model `tiny-x2-twin` shipped at `companion_gain` (as
+    CycleGAN's F ships beside G from one run)."""
+    twin = dict(paths, queue=folder / "queue.toml")
+    twin["queue"].write_text(
+        paths["queue"].read_text()
+        + '[entry.companion]\nname = "tiny-x2-twin"\nreadme_row = "| {{name}} | twin {{metrics.psnr_y:.2f}} dB |"\n'
+    )
+    manifest = json.loads((paths["weights"] / "manifest.json").read_text())
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != "tiny-x2-twin"]
+    manifest["models"].append({"name": "tiny-x2-twin", "task": "superres", "file": "tiny-x2-twin.onnx",
+                               "card": "tiny-x2-twin.md", "metrics": {"psnr_y_gain": companion_gain}})
+    (paths["weights"] / "manifest.json").write_text(json.dumps(manifest))
+    paths["readme"].write_text(paths["readme"].read_text() + "| tiny-x2-twin | old |\n")
+    return twin
+
+
+def test_a_companion_ships_with_its_entry_only_when_both_beat_their_shipped_figures(deadline_run, tmp_path):
+    manifest = json.loads((deadline_run["weights"] / "manifest.json").read_text())
+    manifest["models"][0]["metrics"]["psnr_y_gain"] = -99.0
+    (deadline_run["weights"] / "manifest.json").write_text(json.dumps(manifest))
+    twin = with_companion(deadline_run, tmp_path, companion_gain=99.0)
+    status = campaign(twin, "status").stdout
+    assert "| tiny-x2-twin (trains with tiny-x2) |" in status
+
+    before = {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}
+    refused = campaign(twin, "ship", "tiny-x2-twin", check=False)  # a companion's name ships its entry
+    assert refused.returncode == 1 and "tiny-x2-twin psnr_y_gain" in refused.stdout
+    assert {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()} == before
+
+    twin = with_companion(deadline_run, tmp_path, companion_gain=-99.0)
+    campaign(twin, "ship", "tiny-x2")
+    models = {m["name"]: m for m in json.loads((deadline_run["weights"] / "manifest.json").read_text())["models"]}
+    assert models["tiny-x2-twin"]["metrics"]["psnr_y_gain"] == models["tiny-x2"]["metrics"]["psnr_y_gain"] > -99
+    assert (deadline_run["weights"] / "tiny-x2-twin.onnx").is_file()
+    assert "# tiny-x2-twin" in (deadline_run["weights"] / "tiny-x2-twin.md").read_text()
+    readme = deadline_run["readme"].read_text()
+    assert f"| tiny-x2-twin | twin {models['tiny-x2']['metrics']['psnr_y']:.2f} dB |" in readme
+
+
+def test_queue_refuses_a_companion_that_would_train_differently(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=4)
+    paths["queue"].write_text(paths["queue"].read_text() + '[entry.companion]\nname = "b"\nrecipe = "other.toml"\n')
+    result = campaign(paths, "status", check=False)
+    assert result.returncode == 2 and "companion key recipe" in result.stderr

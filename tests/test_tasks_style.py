@@ -138,6 +138,8 @@ def test_adain_step_logs_content_and_style_terms_and_validates_every_pair(folder
     validation = json.loads((tmp_path / "run" / "validation_log.jsonl").read_text().splitlines()[-1])
     # Two held-out photos, each with the one held-out style.
     assert validation["pairs"] == 2
+    # alpha 0 is scored against the photo itself: an untrained decoder is far from it.
+    assert 0.05 < validation["alpha0_error"] <= 1.0
     # Only the decoder trains; the encoder is still the ImageNet VGG19.
     net = trainer.G
     reference = VGG19Features(layers=["relu4_1"])
@@ -209,3 +211,22 @@ def test_adain_losses_are_zero_on_matching_statistics_and_blind_to_each_layers_s
     assert float(content_feature_loss(3 * target + 1, 3 * target)) == pytest.approx(
         float(content_feature_loss(target + 1 / 3, target)), rel=1e-5
     )
+
+
+def test_adain_alpha0_error_is_zero_for_a_decoder_that_inverts_the_encoder(folders):
+    task = AdaINStyle(adain_config(folders), torch.device("cpu"))
+
+    class Inverting:
+        def encode(self, images):
+            return {"relu4_1": images * 2.0}
+
+        def decode(self, features):
+            return features / 2.0
+
+    class Darkening(Inverting):
+        def decode(self, features):
+            return features / 2.0 - 0.1
+
+    photos = [torch.full((3, 8, 8), 0.5), torch.full((3, 8, 8), 0.25)]
+    assert task.alpha0_error(Inverting(), photos) == 0.0
+    assert abs(task.alpha0_error(Darkening(), photos) - 0.1) < 1e-6

@@ -237,7 +237,24 @@ class AdaINStyle(Task):
         metrics = {name: total / count for name, total in sums.items()}
         metrics["neg_loss"] = -metrics["loss"]
         metrics["pairs"] = float(count)
+        metrics["alpha0_error"] = self.alpha0_error(generator_net, [photo for _, photo in photos])
         return metrics
+
+    @torch.no_grad()
+    def alpha0_error(self, generator_net: AdaINNet, photos: list[torch.Tensor]) -> float:
+        """Mean absolute error in [0, 1] of the photos given back at alpha 0 (the decoder applied
+        to the photo's own relu4_1 features, as the exported model computes it): a user who
+        turns the style down to nothing expects the photo itself.
+
+        Args:
+            photos: held-out (3, S, S) images in [0, 1].
+        """
+        total = 0.0
+        for start in range(0, len(photos), max(1, self.config.engine.batch_size)):
+            content = torch.stack(photos[start : start + self.config.engine.batch_size]).to(self.device)
+            restored = generator_net.decode(generator_net.encode(content)["relu4_1"]).clamp(0.0, 1.0)
+            total += float((restored - content).abs().mean(dim=(1, 2, 3)).sum())
+        return total / len(photos)
 
     @torch.no_grad()
     def sample_images(self, generator_net: AdaINNet) -> torch.Tensor:

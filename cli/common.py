@@ -1,7 +1,9 @@
 """What every command shares: turning user errors into one line and exit code 2."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -65,3 +67,13 @@ def parse_tile(text: str) -> int | str | None:
     if size < 0:
         raise Img2ImgError(f"--tile must be 'auto', 0 or a positive size in pixels, got {size}")
     return size or None
+
+
+def default_folder_output(source: Path, suffix: str) -> Path:
+    """The output folder beside input folder `source` when -o is not given: `photos/` ->
+    `photos_x4/`. `.`, `./` and `a/..` name the folder they stand for; a folder without a name
+    (the file system's root) cannot have a sibling, so it needs -o."""
+    folder = Path(os.path.normpath(source.absolute()))
+    if not folder.name:
+        raise Img2ImgError(f"{source} has no name to derive the output folder from; pass -o OUTPUT_FOLDER")
+    return folder.with_name(folder.name + suffix)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import parse_tile, train_extra_errors, user_errors
+from cli.common import default_folder_output, parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
 from cli.faces import faces_app
 from img2img.errors import Img2ImgError, ModelError
@@ -137,7 +137,7 @@ def superres(
         suffix = f"_x{net.info.scale}"
         limit = max_pixels or None
         if source.is_dir():
-            outdir = output or source.with_name(source.name + suffix)
+            outdir = output or default_folder_output(source, suffix)
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
             )
@@ -180,7 +180,8 @@ def _run_file(
         label = f"{int(mask.sum()):,} pixels filled"
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    write_output(image, result, output, quality=quality)
+    for warning in write_output(image, result, output, quality=quality):
+        typer.echo(f"warning: {warning}", err=True)
     seconds = time.perf_counter() - start
     height, width = result.pixels.shape[:2]
     typer.echo(f"wrote {output} ({width}x{height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
@@ -298,7 +299,7 @@ def translate(
         suffix = "_" + re.sub(r"[^\w.-]+", "-", net.info.name)
         limit = max_pixels or None
         if source.is_dir():
-            outdir = output or source.with_name(source.name + suffix)
+            outdir = output or default_folder_output(source, suffix)
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
             )
@@ -417,7 +418,7 @@ def inpaint(
             )
         limit = max_pixels or None
         if folder:
-            outdir = output or source.with_name(source.name + "_inpainted")
+            outdir = output or default_folder_output(source, "_inpainted")
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit, masks=mask
             )
@@ -563,7 +564,7 @@ def style(
         suffix = "_" + re.sub(r"[^\w.-]+", "-", label)
         limit = max_pixels or None
         if source.is_dir():
-            outdir = output or source.with_name(source.name + suffix)
+            outdir = output or default_folder_output(source, suffix)
             options = _batch_options(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
             )

@@ -455,12 +455,13 @@ def test_pipeline_keeps_order_overlaps_io_and_bounds_memory(
             io_threads.add(threading.current_thread() is threading.main_thread())
         return image
 
-    def slow_write(*args: object, **kwargs: object) -> None:
+    def slow_write(*args: object, **kwargs: object) -> tuple[str, ...]:
         time.sleep(0.01)
-        write(*args, **kwargs)
+        warnings = write(*args, **kwargs)
         with lock:
             written_count[0] += 1
             io_threads.add(threading.current_thread() is threading.main_thread())
+        return warnings
 
     def processor(image: LoadedImage) -> ProcessedImage:
         order.append(level(image))

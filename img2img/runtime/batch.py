@@ -25,7 +25,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -51,6 +50,8 @@ from img2img.runtime.image_io import (
     load_image,
     save_image,
     temp_file_pattern,
+    temp_key,
+    write_atomically,
 )
 from img2img.runtime.inpaint import check_mask, read_mask
 
@@ -328,7 +329,25 @@ class BatchReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        """UTF-8 JSON; a file name whose bytes are not UTF-8 appears in its escaped form
+        (`caf\\xe9.png`), see `printable_name`."""
+        return json.dumps(_printable(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
+
+
+def printable_name(name: str | os.PathLike[str]) -> str:
+    """A path as text that any UTF-8 stream takes: the bytes of a name that is not UTF-8 (the
+    OS gives them as surrogate escapes) shown as `\\xNN`, e.g. b"caf\\xe9.png" -> "caf\\xe9.png"."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _printable(node: Any) -> Any:
+    if isinstance(node, str):
+        return printable_name(node)
+    if isinstance(node, dict):
+        return {key: _printable(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_printable(value) for value in node]
+    return node
 
 
 def shard_of(relative_posix_path: str, n: int) -> int:
@@ -338,7 +357,8 @@ def shard_of(relative_posix_path: str, n: int) -> int:
     hash() is salted per process). The path is NFC-normalised first: macOS spells accented names
     decomposed, and a shared folder must split alike from either side.
     """
-    key = unicodedata.normalize("NFC", relative_posix_path).encode("utf-8")
+    # surrogateescape: a name that is not UTF-8 hashes as its own bytes.
+    key = unicodedata.normalize("NFC", relative_posix_path).encode("utf-8", "surrogateescape")
     return int.from_bytes(hashlib.sha1(key).digest()[:8], "big") % n
 
 
@@ -393,8 +413,9 @@ def write_output(
     *,
     quality: int = 95,
     remove_stale: bool = True,
-) -> None:
-    """Save `result` atomically the way `image` was stored.
+) -> tuple[str, ...]:
+    """Save `result` atomically the way `image` was stored; returns warnings about what the
+    output format could not keep (see `save_image`).
 
     Keeps the source's bit depth (16 bits survive only in PNG; JPEG and WebP get 8), grayscale,
     colour profile and EXIF. Integer pixels keep their own depth (uint8: 8 bits, uint16: 16); float
@@ -416,7 +437,7 @@ def write_output(
         bit_depth = 8
     else:
         bit_depth = image.bit_depth
-    save_image(
+    return save_image(
         pixels,
         path,
         alpha=result.alpha,
@@ -474,7 +495,7 @@ def run_batch(
             "and could replace them: pass another output folder"
         )
     if options.masks is not None:
-        _check_mask_dir(options.masks, root)
+        _check_mask_dir(options.masks, root, output_dir)
     report = BatchReport(
         input_dir=root.absolute(),
         output_dir=output_dir.absolute(),
@@ -483,6 +504,7 @@ def run_batch(
     )
     records: dict[int, FileRecord] = {}
     plan, listing_failures = _plan(root, options, records)
+    _check_report_path(options, plan)
     if not plan and not listing_failures:
         log(f"no images to process in {root} ({' '.join(IMAGE_SUFFIXES)}, after include/exclude/shard)")
 
@@ -523,10 +545,10 @@ def run_batch(
     report.seconds = time.perf_counter() - clock
     try:
         _write_text_atomically(options.report_path, report.to_json())
-    except OSError as error:
+    except (OSError, OutputError) as error:
         _log_outcome(report, log)
         raise OutputError(
-            f"cannot write the report {options.report_path}: {error.strerror or error}; "
+            f"cannot write the report {options.report_path}: {getattr(error, 'strerror', None) or error}; "
             "the images are written, pass another report path"
         ) from None
     report.report_path = options.report_path
@@ -543,7 +565,7 @@ class _Item:
     mask: Path | None = None  # its mask file, with a mask folder
 
 
-def _check_mask_dir(masks: Path, root: Path) -> None:
+def _check_mask_dir(masks: Path, root: Path, output_dir: Path) -> None:
     if not masks.is_dir():
         what = "is a file" if masks.exists() else "does not exist"
         raise ImageReadError(
@@ -555,6 +577,28 @@ def _check_mask_dir(masks: Path, root: Path) -> None:
             f"the mask folder {masks} is the input folder, so every image would be its own mask; "
             "keep the masks in a folder of their own"
         )
+    # Results written into the mask tree would replace masks (photo.png's result is the mask
+    # photo.png's name); an output folder holding the mask folder is checked file by file.
+    if output_dir.resolve().is_relative_to(masks.resolve()):
+        raise OutputError(
+            f"the output folder {output_dir} is inside the mask folder {masks}; results would replace "
+            "the masks: pass another output folder"
+        )
+
+
+def _check_report_path(options: BatchOptions, plan: list[_Item]) -> None:
+    """Refuses a report path that would replace a file this run reads or writes: an input, a
+    mask or an output (where a later `skip_existing` run would take the report for a result)."""
+    path = options.report_path
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise OutputError(f"the report {path} has an image suffix; the report is JSON: name it .json")
+    real = path.parent.resolve() / path.name
+    for item in plan:
+        for role, other in (("input", item.source), ("mask", item.mask), ("output", item.output)):
+            if other is not None and other.parent.resolve() / other.name == real:
+                raise OutputError(
+                    f"the report {path} would replace the {role} {other}; pass another report path"
+                )
 
 
 def _check_input_dir(input_dir: str | os.PathLike[str]) -> Path:
@@ -646,6 +690,7 @@ def _plan(
     # Outputs may only land inside the input tree when the output folder itself lies inside it
     # (that folder is never scanned); otherwise such an output could replace an input.
     outputs_may_land_in_input_tree = real_output_root.is_relative_to(real_input_root)
+    real_mask_root = options.masks.resolve() if options.masks is not None else None
     real_folders: dict[Path, Path] = {}
 
     items: list[_Item] = []
@@ -666,6 +711,11 @@ def _plan(
         elif not outputs_may_land_in_input_tree and real.is_relative_to(real_input_root):
             refused = (
                 f"its output {output} lies inside the input folder {root} and could replace an input; "
+                "pass an output folder outside it"
+            )
+        elif real_mask_root is not None and real.is_relative_to(real_mask_root):
+            refused = (
+                f"its output {output} lies inside the mask folder {options.masks} and could replace a mask; "
                 "pass an output folder outside it"
             )
         elif real in first_claim:
@@ -736,18 +786,18 @@ def _remove_stale_temps(paths: list[Path]) -> None:
     Each folder is listed once (save_image's own clean-up lists it per file), which keeps a rerun
     over a large folder with `skip_existing` fast.
     """
-    by_folder: dict[Path, set[str]] = {}
+    by_folder: dict[Path, dict[str, str]] = {}
     for path in paths:
-        by_folder.setdefault(path.parent, set()).add(path.name)
-    for folder, names in by_folder.items():
+        by_folder.setdefault(path.parent, {})[temp_key(path.name)] = path.name
+    for folder, destinations in by_folder.items():
         try:
             temps = [entry.name for entry in os.scandir(folder) if entry.name.endswith(TEMP_SUFFIX)]
         except OSError:
             continue
         for name in temps:
-            # ".<destination>.<random>.img2img.tmp", where the random part has no dot.
-            destination = name[1 : -len(TEMP_SUFFIX)].rpartition(".")[0]
-            if destination in names and fnmatch.fnmatchcase(name, temp_file_pattern(destination)):
+            # ".<key>.<random>.img2img.tmp", where the random part has no dot.
+            destination = destinations.get(name[1 : -len(TEMP_SUFFIX)].rpartition(".")[0])
+            if destination is not None and fnmatch.fnmatchcase(name, temp_file_pattern(destination)):
                 try:
                     (folder / name).unlink()
                 except OSError:
@@ -757,18 +807,7 @@ def _remove_stale_temps(paths: list[Path]) -> None:
 
 def _write_text_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Named like save_image's temporary files, so a leftover is cleaned up the same way.
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
-    try:
-        # O_EXCL: never write through a file or link someone else put there; 0o666 lets the umask
-        # give the report the permissions any new file gets.
-        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def _reason(error: Exception) -> str:
@@ -797,7 +836,7 @@ def _pipeline(
     pending: Iterator[int] = iter(todo)
     decoding: deque[tuple[int, Future[tuple[LoadedImage, np.ndarray | None]]]] = deque()
     # (index, write, warnings, processor seconds)
-    encoding: deque[tuple[int, Future[None], tuple[str, ...], float]] = deque()
+    encoding: deque[tuple[int, Future[tuple[str, ...]], tuple[str, ...], float]] = deque()
 
     def refill() -> None:
         while len(decoding) < lookahead:
@@ -811,7 +850,7 @@ def _pipeline(
         index, future, warnings, seconds = encoding[0]
         item = plan[index]
         try:
-            future.result()
+            warnings += future.result()
         except Exception as error:
             status, reason = "failed", _reason(error)
         else:
@@ -820,9 +859,9 @@ def _pipeline(
         encoding.popleft()
         meter.update(written=status == "written", name=item.relative)
 
-    def write(image: LoadedImage, result: ProcessedImage, output: Path) -> None:
+    def write(image: LoadedImage, result: ProcessedImage, output: Path) -> tuple[str, ...]:
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_output(image, result, output, quality=options.quality, remove_stale=False)
+        return write_output(image, result, output, quality=options.quality, remove_stale=False)
 
     pool = ThreadPoolExecutor(max_workers=options.io_threads, thread_name_prefix="img2img-io")
     try:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import secrets
 import struct
@@ -51,6 +52,10 @@ _PNG_COMPRESS_LEVEL = 1
 # run killed mid-write leaves one behind, and the next write of the same name removes it.
 TEMP_SUFFIX = ".img2img.tmp"
 _TEMP_TOKEN_BYTES = 8
+# The longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes or UTF-16 units).
+NAME_MAX_BYTES = 255
+# What a temporary name adds to its destination's: two dots, the random token and TEMP_SUFFIX.
+_TEMP_OVERHEAD_BYTES = 2 + 2 * _TEMP_TOKEN_BYTES + len(TEMP_SUFFIX)
 
 # Modes holding one integer channel wider than 8 bits (16-bit PNG and TIFF, 32-bit TIFF).
 _WIDE_INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -87,6 +92,9 @@ _SIGNATURES = {
 }
 
 _EXIF_PREFIX = b"Exif\x00\x00"
+# A JPEG APP1 segment holds at most 65,535 bytes, two of them its length: the EXIF block (with
+# its "Exif\0\0" prefix) must fit in the rest.
+_JPEG_MAX_EXIF_BYTES = 65_533
 _ORIENTATION_TAG = 0x0112
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type per number of channels (gray, gray + alpha, RGB, RGB + alpha).
@@ -531,7 +539,7 @@ def save_image(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     remove_stale: bool = True,
-) -> None:
+) -> tuple[str, ...]:
     """Write an image atomically: either the complete file appears at `path` or nothing changes.
 
     The image is written to `.<name>.<random>.img2img.tmp` in the same folder and renamed over
@@ -554,6 +562,10 @@ def save_image(
         icc_profile: colour profile to embed (an RGB one, or a gray one when `grayscale`).
         exif: EXIF block to embed, with or without the leading "Exif\\0\\0".
         remove_stale: delete leftover temporary files of `path` first.
+
+    Returns:
+        Warnings about what the format could not keep (an EXIF block over JPEG's 64 KB limit is
+        left out rather than failing the write).
 
     Raises:
         OutputError: unknown suffix, missing folder, an image too large for the format, a bad
@@ -579,6 +591,13 @@ def save_image(
 
     if exif and not exif.startswith(_EXIF_PREFIX):
         exif = _EXIF_PREFIX + exif
+    warnings: tuple[str, ...] = ()
+    if exif and fmt == "JPEG" and len(exif) > _JPEG_MAX_EXIF_BYTES:
+        warnings += (
+            f"its EXIF metadata ({len(exif):,} bytes) is over JPEG's limit of {_JPEG_MAX_EXIF_BYTES:,} and was "
+            "left out; write .png or .webp to keep it",
+        )
+        exif = None
     keep_alpha = alpha is not None and fmt in _ALPHA_FORMATS
     flatten = alpha is not None and not keep_alpha
     if fmt == "PNG" and bit_depth == 16:
@@ -605,6 +624,7 @@ def save_image(
             image.save(temp, format=fmt, **options)
 
     write_atomically(path, write, remove_stale=remove_stale)
+    return warnings
 
 
 def to_pil(pixels: np.ndarray, *, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
@@ -672,7 +692,7 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, remove_stale:
         remove_stale_temp_files(path)
     # The temporary file sits in the destination folder so os.replace is a same-filesystem
     # rename, which is atomic: readers never see a half-written image.
-    temp = folder / f".{path.name}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}{TEMP_SUFFIX}"
+    temp = folder / f".{temp_key(path.name)}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}{TEMP_SUFFIX}"
     try:
         # O_EXCL: the name is ours alone. Mode 0o666 less the umask, like any new file.
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -691,13 +711,30 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, remove_stale:
         raise
 
 
+def temp_key(name: str) -> str:
+    """The part of a temporary file's name that stands for its destination `name`.
+
+    The name itself where `.<name>.<16 hex digits>.img2img.tmp` fits in NAME_MAX_BYTES; a longer
+    name (any name up to the limit is legal for the destination) is cut and given 12 hex digits
+    of its SHA-1, so the temporary file fits wherever the destination does and still belongs to
+    exactly one destination.
+    """
+    encoded = os.fsencode(name)
+    if len(encoded) + _TEMP_OVERHEAD_BYTES <= NAME_MAX_BYTES:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:12]
+    keep = NAME_MAX_BYTES - _TEMP_OVERHEAD_BYTES - len(digest) - 1
+    # surrogateescape decodes any byte cut: a split UTF-8 sequence becomes escaped bytes.
+    return os.fsdecode(encoded[:keep]) + "~" + digest
+
+
 def temp_file_pattern(path: str | os.PathLike[str]) -> str:
     """The glob pattern (relative to its folder) matching temporary files of writes to `path`.
 
-    It matches `.<name>.<16 hex digits>.img2img.tmp` for exactly this name, never the temporary
-    files of another destination in the same folder.
+    It matches `.<key>.<16 hex digits>.img2img.tmp` (see `temp_key`) for exactly this name,
+    never the temporary files of another destination in the same folder.
     """
-    return f".{glob.escape(Path(path).name)}.{'[0-9a-f]' * 2 * _TEMP_TOKEN_BYTES}{TEMP_SUFFIX}"
+    return f".{glob.escape(temp_key(Path(path).name))}.{'[0-9a-f]' * 2 * _TEMP_TOKEN_BYTES}{TEMP_SUFFIX}"
 
 
 def stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:

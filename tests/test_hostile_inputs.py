@@ -1,0 +1,218 @@
+"""Hostile and careless input to the command line: nothing the run reads is ever overwritten,
+file names are taken as the OS gives them, and every refusal is one `error:` line (or a report
+entry in a folder run), never a traceback.
+
+Each case runs the CLI in its own process, as a user would, on tiny models and images.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import random_rgb
+from inpaint_fixture import blob_image, blob_mask, ship_inpainter
+from test_cli_superres import assert_one_line_error, img2img
+
+# The longest name ext4, XFS, APFS and NTFS take.
+NAME_MAX = 255
+
+
+def photo_folder(folder: Path, *names: str | bytes) -> Path:
+    """`folder` with a small random PNG under each name (bytes names may be any bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        path = os.path.join(os.fsencode(folder), os.fsencode(name))
+        Image.fromarray(random_rgb(12, 10, seed=index)).save(path, format="PNG")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def no_traceback(result) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+# ----------------------------------------------------------------------------- nothing read is overwritten
+
+
+def test_report_onto_an_input_is_refused_before_anything_is_written(weights: Path, tmp_path: Path) -> None:
+    source = photo_folder(tmp_path / "in", "a.png", "b.png")
+    before = snapshot(source)
+    result = img2img("superres", source, "-o", tmp_path / "out", "--report", source / "b.png", weights=weights)
+    assert_one_line_error(result, "report", "b.png")
+    assert snapshot(source) == before and not (tmp_path / "out").exists()
+
+
+def test_report_with_a_json_name_inside_the_input_tree_that_is_an_input_is_refused(weights: Path, tmp_path: Path) -> None:
+    # A .json name is not an image suffix, so only the input rule can catch it, when it is one.
+    source = photo_folder(tmp_path / "in", "a.png")
+    (source / "notes.json").write_text("{}")
+    result = img2img("superres", source, "-o", tmp_path / "out", "--report", source / "notes.json", weights=weights)
+    assert result.returncode == 0, result.stderr  # not an input: the user asked for it there
+    assert json.loads((source / "notes.json").read_text())["counts"]["written"] == 1
+
+
+def test_report_onto_an_output_is_refused(weights: Path, tmp_path: Path) -> None:
+    # Else a later --skip-existing run would take the JSON for a finished image.
+    source = photo_folder(tmp_path / "in", "a.png", "b.png")
+    result = img2img(
+        "superres", source, "-o", tmp_path / "out", "--report", tmp_path / "out" / "b.json", "--ext", "png",
+        weights=weights,
+    )
+    assert result.returncode == 0, result.stderr
+    clash = img2img("superres", source, "-o", tmp_path / "out2", "--report", tmp_path / "out2" / "a.png", weights=weights)
+    assert_one_line_error(clash, "report", "a.png")
+    assert not (tmp_path / "out2" / "a.png").exists()
+
+
+@pytest.mark.parametrize("report_name", ["report.png", "REPORT.JPG", "r.webp"])
+def test_report_with_an_image_suffix_is_refused(weights: Path, tmp_path: Path, report_name: str) -> None:
+    source = photo_folder(tmp_path / "in", "a.png")
+    result = img2img("superres", source, "-o", tmp_path / "out", "--report", tmp_path / report_name, weights=weights)
+    assert_one_line_error(result, "image suffix", ".json")
+
+
+def inpaint_folders(tmp_path: Path) -> tuple[Path, Path]:
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(blob_image(24, 24, top=8, left=8)).save(photos / f"{name}.png")
+        Image.fromarray(blob_mask(24, 24, top=8, left=8)).save(masks / f"{name}.png")
+    return photos, masks
+
+
+@pytest.mark.parametrize("where", ["masks", "masks/sub"])
+def test_inpaint_folder_results_never_replace_the_masks(weights: Path, tmp_path: Path, where: str) -> None:
+    ship_inpainter(weights)
+    photos, masks = inpaint_folders(tmp_path)
+    before = snapshot(masks)
+    result = img2img("inpaint", photos, "--mask", masks, "-o", tmp_path / where, weights=weights)
+    assert_one_line_error(result, "mask folder", "replace the masks")
+    assert snapshot(masks) == before
+
+
+def test_inpaint_outputs_that_would_land_in_a_mask_folder_inside_the_output_are_refused(weights: Path, tmp_path: Path) -> None:
+    ship_inpainter(weights)
+    photos, _ = inpaint_folders(tmp_path)
+    out = tmp_path / "out"
+    # The masks live in out/masks, and the photos have a masks/ subfolder whose results go there.
+    (photos / "masks").mkdir()
+    Image.fromarray(blob_image(24, 24, top=8, left=8)).save(photos / "masks" / "a.png")
+    (out / "masks" / "masks").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(blob_mask(24, 24, top=8, left=8)).save(out / "masks" / f"{name}.png")
+    Image.fromarray(blob_mask(24, 24, top=8, left=8)).save(out / "masks" / "masks" / "a.png")
+    before = snapshot(out / "masks")
+    result = img2img("inpaint", photos, "--mask", out / "masks", "-o", out, weights=weights)
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "masks/a.png" in result.stderr and "could replace a mask" in result.stderr
+    assert snapshot(out / "masks") == before
+    assert (out / "a.png").is_file() and (out / "b.png").is_file()
+
+
+# ----------------------------------------------------------------------------- names as the OS gives them
+
+
+def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(weights: Path, tmp_path: Path) -> None:
+    source = photo_folder(tmp_path / "in", b"caf\xe9.png", "ok.png")
+    result = img2img("superres", source, "-o", tmp_path / "out", weights=weights)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "img2img-report.json").read_text(encoding="utf-8"))
+    assert sorted(entry["input"] for entry in report["files"]) == ["caf\\xe9.png", "ok.png"]
+    assert os.path.exists(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png"))
+
+
+def test_a_name_that_is_not_utf8_can_be_sharded(weights: Path, tmp_path: Path) -> None:
+    source = photo_folder(tmp_path / "in", b"caf\xe9.png", "ok.png", "z.png")
+    written = 0
+    for shard in ("0/2", "1/2"):
+        result = img2img("superres", source, "-o", tmp_path / "out", "--shard", shard, weights=weights)
+        assert result.returncode == 0, result.stderr
+        written += json.loads(next((tmp_path / "out").glob(f"*shard-{shard[0]}-of-2.json")).read_text())["counts"]["written"]
+    assert written == 3
+
+
+@pytest.mark.parametrize("spelling", [".", "./", "sub/.."])
+def test_the_current_folder_as_input_writes_beside_it(weights: Path, tmp_path: Path, spelling: str) -> None:
+    source = photo_folder(tmp_path / "photos", "a.png")
+    (source / "sub").mkdir()
+    result = img2img("superres", spelling, weights=weights, cwd=source)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "photos_x4" / "a.png").is_file()
+
+
+def test_the_root_folder_without_an_output_is_one_error_line(weights: Path) -> None:
+    result = img2img("superres", "/", "--dry-run", weights=weights)
+    assert_one_line_error(result, "-o")
+
+
+def test_names_up_to_the_file_system_limit_are_written(weights: Path, tmp_path: Path) -> None:
+    # The temporary file of each write must fit wherever its final name fits.
+    longest = "a" * (NAME_MAX - len(".png")) + ".png"
+    source = photo_folder(tmp_path / "in", longest, "b" * 236 + ".png")
+    result = img2img("superres", source, "-o", tmp_path / "out", weights=weights)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / longest).is_file() and (tmp_path / "out" / ("b" * 236 + ".png")).is_file()
+    # A single file whose default output name (`<stem>_x4.png`) is exactly the limit.
+    single = photo_folder(tmp_path / "single", "c" * (NAME_MAX - len("_x4.png")) + ".png")
+    result = img2img("superres", next(single.iterdir()), weights=weights)
+    assert result.returncode == 0, result.stderr
+    assert (single / ("c" * (NAME_MAX - len("_x4.png")) + "_x4.png")).is_file()
+    assert not [path for path in tmp_path.rglob("*.tmp")]
+
+
+# ----------------------------------------------------------------------------- metadata the format cannot hold
+
+
+def big_exif_png(path: Path, size: int = 70_000) -> Path:
+    exif = Image.Exif()
+    exif[0x010E] = "x" * size  # ImageDescription
+    Image.fromarray(random_rgb(12, 10)).save(path, exif=exif.tobytes())
+    return path
+
+
+def test_exif_over_the_jpeg_limit_is_left_out_with_a_warning(weights: Path, tmp_path: Path) -> None:
+    source = big_exif_png(tmp_path / "big.png")
+    result = img2img("superres", source, "-o", tmp_path / "big_x4.jpg", weights=weights)
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "EXIF" in result.stderr and "JPEG" in result.stderr
+    with Image.open(tmp_path / "big_x4.jpg") as written:
+        assert written.size == (40, 48) and "exif" not in written.info
+    # PNG keeps it.
+    result = img2img("superres", source, "-o", tmp_path / "big_x4.png", weights=weights)
+    assert result.returncode == 0 and "warning" not in result.stderr
+    with Image.open(tmp_path / "big_x4.png") as written:
+        assert len(written.info["exif"]) > 65_533
+
+
+def test_a_folder_to_jpeg_reports_the_dropped_exif_per_file(weights: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    big_exif_png(tmp_path / "in" / "big.png")
+    result = img2img("superres", tmp_path / "in", "-o", tmp_path / "out", "--ext", "jpg", weights=weights)
+    assert result.returncode == 0, result.stderr
+    entry, = json.loads((tmp_path / "out" / "img2img-report.json").read_text())["files"]
+    assert entry["status"] == "written" and any("EXIF" in warning for warning in entry["warnings"])
+
+
+def test_temporary_names_fit_and_belong_to_one_destination() -> None:
+    from img2img.runtime.image_io import temp_file_pattern, temp_key
+
+    short = "photo.png"
+    assert temp_key(short) == short
+    long_a, long_b = "a" * 250 + "1.png", "a" * 250 + "2.png"
+    assert temp_key(long_a) != temp_key(long_b)
+    temp = f".{temp_key(long_a)}.{'0' * 16}.img2img.tmp"
+    assert len(os.fsencode(temp)) <= NAME_MAX
+    import fnmatch
+
+    assert fnmatch.fnmatchcase(temp, temp_file_pattern(long_a)) and not fnmatch.fnmatchcase(temp, temp_file_pattern(long_b))
+    # A multi-byte name cut mid-character still makes a valid name.
+    assert len(os.fsencode(f".{temp_key('é' * 127)}.{'0' * 16}.img2img.tmp")) <= NAME_MAX

@@ -826,16 +826,19 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
     net's parameter count, data counts and the validation history."""
     import torch
 
+    from img2img.nets.registry import rebuild_net
+
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    state = checkpoint["generator"]["state_dict"]
+    record = checkpoint["generator"]
     context: dict[str, Any] = {
         "name": entry.name,
         "metrics": model["metrics"],
         "campaign": model["campaign"],
         "config": checkpoint["config"],
-        "net": checkpoint["generator"]["arch"],
-        "hparams": checkpoint["generator"]["hparams"],
-        "parameters": sum(tensor.numel() for tensor in state.values()),
+        "net": record["arch"],
+        "hparams": record["hparams"],
+        # Learned parameters only: not norm statistics or spectral-norm vectors, which are buffers.
+        "parameters": sum(p.numel() for p in rebuild_net(record["arch"], record["hparams"]).parameters()),
         "file_kb": (staging / model["file"]).stat().st_size / 1024,
         "fp16_kb": (staging / model["fp16_file"]).stat().st_size / 1024 if "fp16_file" in model else 0,
         "recipe": (entry.recipe.relative_to(REPO) if entry.recipe.is_relative_to(REPO) else entry.recipe).as_posix(),

@@ -216,3 +216,36 @@ def test_temporary_names_fit_and_belong_to_one_destination() -> None:
     assert fnmatch.fnmatchcase(temp, temp_file_pattern(long_a)) and not fnmatch.fnmatchcase(temp, temp_file_pattern(long_b))
     # A multi-byte name cut mid-character still makes a valid name.
     assert len(os.fsencode(f".{temp_key('é' * 127)}.{'0' * 16}.img2img.tmp")) <= NAME_MAX
+
+
+# ----------------------------------------------------------------------------- images that lie
+
+
+def jpeg_claiming(path: Path, width: int, height: int, keep_bytes: int, *, end_marker: bool) -> Path:
+    """A real small JPEG whose frame header is patched to claim width x height, cut to
+    `keep_bytes`, with an end-of-image marker appended or not."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(random_rgb(64, 64)).save(buffer, format="JPEG", quality=90)
+    data = bytearray(buffer.getvalue())
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data[:keep_bytes]) + (b"\xff\xd9" if end_marker else b""))
+    return path
+
+
+@pytest.mark.parametrize("end_marker", [False, True])
+def test_a_small_jpeg_claiming_a_huge_size_is_refused_without_decoding(weights: Path, tmp_path: Path, end_marker: bool) -> None:
+    # With an end marker libjpeg fills the missing rows with gray and only warns.
+    bomb = jpeg_claiming(tmp_path / "bomb.jpg", 13000, 13000, 3000, end_marker=end_marker)
+    result = img2img("superres", bomb, "--max-pixels", "200000000", weights=weights)
+    assert_one_line_error(result, "truncated or corrupt", "13000x13000")
+    assert not (tmp_path / "bomb_x4.png").exists()
+
+
+def test_a_large_flat_jpeg_is_not_taken_for_a_truncated_one(tmp_path: Path) -> None:
+    from img2img.runtime import load_image
+
+    Image.new("L", (3000, 2000), 0).save(tmp_path / "black.jpg", quality=1)
+    assert load_image(tmp_path / "black.jpg").rgb.shape == (2000, 3000, 3)

@@ -189,6 +189,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
                     f"{path} is {width}x{height} ({width * height:,} pixels), more than the limit of "
                     f"{max_pixels:,}; if you trust the file, pass a larger --max-pixels"
                 )
+            if opened.format in ("JPEG", "MPO"):
+                _check_jpeg_can_hold(path, width, height)
             warnings = []
             frames = getattr(opened, "n_frames", 1)
             # MPO (camera JPEG) frames are previews and depth maps of the first, not animation.
@@ -241,6 +243,45 @@ def from_pil(image: Image.Image) -> LoadedImage:
     """
     image.load()
     return _loaded(_decode_loaded(image, "the image"), orientation=1, exif=None, warnings=())
+
+
+def _check_jpeg_can_hold(path: Path, width: int, height: int) -> None:
+    """Refuses a JPEG too short for the size its header claims.
+
+    Its data may end early (a cut download) or the header may lie (a small file claiming
+    13000x13000); libjpeg then fills the missing rows with gray and only warns, so the decode
+    would allocate the whole claimed size and hand a gray image on. A Huffman-coded JPEG spends
+    at least one bit on every 8x8 luma block (the shortest code of its DC difference), which
+    gives a floor on its size. Arithmetic-coded JPEGs (rare) can go below it and are not checked.
+    """
+    blocks = -(-width // 8) * -(-height // 8)
+    least = blocks // 8
+    size = path.stat().st_size
+    if size < least and not _jpeg_arithmetic_coded(path):
+        raise ImageReadError(
+            f"{path} is truncated or corrupt: its {size:,} bytes cannot hold the {width}x{height} pixels "
+            f"its header claims (a JPEG that size takes at least {least:,}); save or download it again"
+        )
+
+
+def _jpeg_arithmetic_coded(path: Path) -> bool:
+    """Whether the JPEG's frame header (SOF) is one of the arithmetic-coded kinds (SOF9 to SOF15)."""
+    with path.open("rb") as file:
+        if file.read(2) != b"\xff\xd8":
+            return False
+        while True:
+            marker = file.read(2)
+            if len(marker) < 2 or marker[0] != 0xFF:
+                return False
+            kind = marker[1]
+            if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # a SOF (not DHT, JPG, DAC)
+                return kind >= 0xC9
+            if kind == 0xDA:  # start of scan: no frame header before it
+                return False
+            length = file.read(2)
+            if len(length) < 2:
+                return False
+            file.seek(struct.unpack(">H", length)[0] - 2, os.SEEK_CUR)
 
 
 def _loaded(decoded: _Decoded, *, orientation: int, exif: bytes | None, warnings: tuple[str, ...]) -> LoadedImage:

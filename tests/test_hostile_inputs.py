@@ -249,3 +249,64 @@ def test_a_large_flat_jpeg_is_not_taken_for_a_truncated_one(tmp_path: Path) -> N
 
     Image.new("L", (3000, 2000), 0).save(tmp_path / "black.jpg", quality=1)
     assert load_image(tmp_path / "black.jpg").rgb.shape == (2000, 3000, 3)
+
+
+# ----------------------------------------------------------------------------- models that lie
+
+
+def one_channel_upscaler(path: Path) -> Path:
+    """An x2 model with honest metadata except that its graph returns one channel, not RGB."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["input"], ["gray"], axes=[1], keepdims=1),
+            helper.make_node("Resize", ["gray", "", "scales"], ["output"], mode="nearest"),
+        ],
+        "gray_upscaler",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1, "h", "w"])],
+        initializer=[helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 2.0, 2.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"task": "superres", "name": "gray", "scale": "2", "range": "0,1"})
+    onnx.save(model, path)
+    return path
+
+
+def lying_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    from conftest import build_upscaler
+
+    return {
+        "says x4, computes x2": (
+            build_upscaler(tmp_path / "liar.onnx", scale=2, name="liar", metadata={"scale": "4"}), "does not match its graph"
+        ),
+        "one output channel": (one_channel_upscaler(tmp_path / "gray.onnx"), "does not match its graph"),
+        "all NaN": (build_upscaler(tmp_path / "nan.onnx", scale=2, name="nan", nan_above=-1.0), "NaN"),
+        "scale 1000": (
+            build_upscaler(tmp_path / "huge.onnx", scale=2, name="huge", metadata={"scale": "1000"}), "expected 1 to 16"
+        ),
+        "multiple_of a million": (
+            build_upscaler(tmp_path / "pad.onnx", scale=2, name="pad", metadata={"multiple_of": "1000000"}), "expected 1 to 1,024"
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["says x4, computes x2", "one output channel", "all NaN", "scale 1000", "multiple_of a million"])
+def test_a_model_that_lies_is_refused_and_writes_nothing(weights: Path, tmp_path: Path, case: str) -> None:
+    model, says = lying_models(tmp_path)[case]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(random_rgb(16, 16)).save(photo)
+    result = img2img("superres", photo, "--model", model, "-o", tmp_path / "out.png", weights=weights)
+    assert_one_line_error(result, says)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_folder_run_with_a_lying_model_writes_no_image(weights: Path, tmp_path: Path) -> None:
+    model, _ = lying_models(tmp_path)["says x4, computes x2"]
+    source = photo_folder(tmp_path / "in", "a.png", "b.png")
+    result = img2img("superres", source, "--model", model, "-o", tmp_path / "out", weights=weights)
+    no_traceback(result)
+    assert result.returncode != 0 and "does not match its graph" in result.stderr
+    assert not list((tmp_path / "out").glob("*.png"))

@@ -90,7 +90,10 @@ def test_missing_and_non_onnx_files_raise_model_error(tmp_path: Path) -> None:
     ("metadata", "says"),
     [
         ({"scale": "two"}, "whole number"),
-        ({"multiple_of": "0"}, "at least 1"),
+        ({"multiple_of": "0"}, "expected 1 to 1,024"),
+        ({"multiple_of": "1000000"}, "expected 1 to 1,024"),
+        ({"min_size": "99999999"}, "expected 1 to 4,096"),
+        ({"scale": "1000"}, "expected 1 to 16"),
         ({"range": "-1,1"}, "range"),
         ({"config": "{not json"}, "JSON"),
     ],

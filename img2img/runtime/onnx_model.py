@@ -58,6 +58,19 @@ _OUT_OF_MEMORY_MARKERS = (
 )
 
 
+# The largest value each size-giving metadata field may take; beyond them a file is broken or
+# hostile (no real upscaler is x64, no net needs inputs padded to a multiple of 4096).
+METADATA_LIMITS = {
+    "scale": 16,
+    "channels": 4,
+    "multiple_of": 1024,
+    "min_size": 4096,
+    "resolution": 8192,
+    "style_size": 4096,
+    "latent_dim": 16384,
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What an exported model declares about itself in its ONNX metadata_props.
@@ -136,9 +149,10 @@ class ModelInfo:
                 raise ModelError(
                     f"{source}: metadata {key!r} is {text!r}, expected a whole number; re-export the model"
                 ) from None
-            if value < 1:
+            # Bounded: these values size buffers and padding, so a file may not make them huge.
+            if not 1 <= value <= METADATA_LIMITS[key]:
                 raise ModelError(
-                    f"{source}: metadata {key!r} is {value}, expected at least 1; re-export the model"
+                    f"{source}: metadata {key!r} is {value}, expected 1 to {METADATA_LIMITS[key]:,}; re-export the model"
                 )
             return value
 
@@ -479,11 +493,29 @@ class OnnxModel:
                 "try a smaller --tile or --device cpu"
             ) from None
         scale = self.info.scale
+        self._check_output(result, len(images), size)
         result = result.transpose(0, 2, 3, 1)[:, : height * scale, : width * scale]
         if self.precision == "fp16":
             result = self._retry_non_finite(result, images, masks)
+        elif not np.isfinite(result).all():
+            raise ModelError(
+                f"{self.info.name} produced NaN or inf on a {width}x{height} input; the model is broken "
+                "(re-export or retrain it), nothing was written"
+            )
         # In place: onnxruntime's output buffer is ours, and outputs can be large.
         return np.clip(result, 0.0, 1.0, out=result)
+
+    def _check_output(self, result: np.ndarray, count: int, size: tuple[int, int]) -> None:
+        """The graph's output must be what the metadata promises for a (count, C, *size) input:
+        (count, 3, H * scale, W * scale). A model whose metadata lies (says x4, computes x2) or whose
+        graph returns another layout is refused before any of its pixels are used."""
+        expected = (count, 3, size[0] * self.info.scale, size[1] * self.info.scale)
+        if result.shape != expected:
+            raise ModelError(
+                f"{self.path.name}'s metadata says x{self.info.scale} RGB, so a {size[1]}x{size[0]} input should give "
+                f"an output of shape {expected}, but its graph returned {tuple(result.shape)}; the file's "
+                "metadata does not match its graph: re-export it with `img2img export`"
+            )
 
     def _retry_non_finite(
         self, result: np.ndarray, images: np.ndarray, masks: np.ndarray | None

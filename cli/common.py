@@ -37,6 +37,13 @@ def user_errors() -> Iterator[None]:
         message = " ".join(line.strip() for line in str(error).splitlines())
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(code=2) from None
+    except MemoryError:
+        # The runtime refuses what its estimate says cannot fit; this is what the estimate missed.
+        typer.echo(
+            "error: ran out of memory; nothing was written. Shrink the image, use a smaller --scale or "
+            "--tile, or free memory", err=True,
+        )
+        raise typer.Exit(code=2) from None
 
 
 def require_train_extra(error: ModuleNotFoundError, doing: str) -> None:

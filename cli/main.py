@@ -10,6 +10,7 @@ touch torch.
 
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -172,12 +173,18 @@ def _run_file(
     for warning in image.warnings:
         typer.echo(f"warning: {warning}", err=True)
     start = time.perf_counter()
-    if masking is None:
-        result = net.process(image)
-    else:
-        mask = masking(image)
-        result = net.process(image, mask=mask)
-        label = f"{int(mask.sum()):,} pixels filled"
+    # A large image takes minutes: on a terminal, show how far it got.
+    progress = _TileProgress(source.name) if sys.stderr.isatty() else None
+    try:
+        if masking is None:
+            result = net.process(image, on_tile=progress)
+        else:
+            mask = masking(image)
+            result = net.process(image, mask=mask, on_tile=progress)
+            label = f"{int(mask.sum()):,} pixels filled"
+    finally:
+        if progress is not None:
+            progress.close()
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     for warning in write_output(image, result, output, quality=quality):
@@ -185,6 +192,24 @@ def _run_file(
     seconds = time.perf_counter() - start
     height, width = result.pixels.shape[:2]
     typer.echo(f"wrote {output} ({width}x{height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
+
+
+class _TileProgress:
+    """`on_tile` callback drawing `name: tiles 12/48` on stderr, for images of several tiles."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.shown = name, False
+
+    def __call__(self, done: int, total: int) -> None:
+        if total > 1:
+            sys.stderr.write(f"\r{self.name}: tiles {done}/{total}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _batch_options(

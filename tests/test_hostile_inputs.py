@@ -310,3 +310,76 @@ def test_a_folder_run_with_a_lying_model_writes_no_image(weights: Path, tmp_path
     no_traceback(result)
     assert result.returncode != 0 and "does not match its graph" in result.stderr
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_a_result_too_large_for_memory_is_refused_before_the_model_runs(tiny_x2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import img2img
+    from img2img.errors import InferenceMemoryError
+    from img2img.runtime import memory
+    from img2img.runtime.image_io import from_pil
+
+    model = img2img.load(str(tiny_x2))
+    calls = []
+    monkeypatch.setattr(model.onnx, "run_batch", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 400 << 20)
+    image = from_pil(Image.fromarray(random_rgb(4000, 3000)))
+    with pytest.raises(InferenceMemoryError, match=r"3000x4000 image at x2 .* needs about .* GiB of memory, but 0.4 GiB is free"):
+        model.process(image)
+    assert not calls
+
+
+def test_the_memory_estimate_grows_with_the_result_and_counts_sixteen_bits_and_alpha() -> None:
+    from img2img.runtime.memory import bytes_needed
+
+    small, large = bytes_needed(100, 100, scale=4), bytes_needed(1000, 1000, scale=4)
+    # Per output pixel: the 3-byte buffer and the encoder's 4-byte copy at least.
+    assert large - small >= (4000 * 4000 - 400 * 400) * 7
+    assert bytes_needed(1000, 1000, scale=4, alpha=True) > large
+    # 16 bits: a 6-byte buffer; the 16-bit PNG encoder writes it strip by strip, without a copy.
+    assert bytes_needed(1000, 1000, scale=4, bit_depth=16) - bytes_needed(100, 100, scale=4, bit_depth=16) >= (
+        4000 * 4000 - 400 * 400
+    ) * 6
+
+
+def test_an_address_space_cap_below_what_decoding_needs_is_one_error_line(weights: Path, tmp_path: Path) -> None:
+    # `ulimit -v` below what the decode needs: one line, not numpy's MemoryError traceback.
+    import resource
+    import subprocess
+    import sys
+
+    Image.new("RGB", (6000, 6000), (20, 120, 200)).save(tmp_path / "big.png")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "IMG2IMG_WEIGHTS": str(weights)}
+    script = (
+        "import resource, runpy, sys\n"
+        "import onnxruntime, numpy, PIL.Image\n"  # mapped before the cap
+        "mapped = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (mapped + (300 << 20), resource.RLIM_INFINITY))\n"
+        "sys.argv = ['img2img', 'superres', sys.argv[1], '--scale', '2']\n"
+        "runpy.run_module('cli', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "big.png")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert_one_line_error(result, "memory")
+    assert not (tmp_path / "big_x2.png").exists()
+    assert resource  # the cap is POSIX-only, like the CI machines
+
+
+def test_a_memory_error_the_estimate_missed_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from cli.common import user_errors
+
+    with pytest.raises(typer.Exit) as stopped, user_errors():
+        raise MemoryError()
+    assert stopped.value.exit_code == 2
+    assert capsys.readouterr().err.startswith("error: ran out of memory; nothing was written")
+
+
+def test_a_folder_run_reports_a_memory_error_and_goes_on() -> None:
+    from img2img.runtime.batch import _reason
+
+    assert _reason(MemoryError()).startswith("ran out of memory")

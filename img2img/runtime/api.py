@@ -37,6 +37,7 @@ from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color, square_style
+from img2img.runtime.memory import check_fits
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
 
 ALPHA_MODES = ("bicubic", "model", "drop")
@@ -225,6 +226,15 @@ class Model:
         warnings: list[str] = []
         retries = self.onnx.fp32_retries
         out_dtype = np.uint16 if image.bit_depth == 16 else np.uint8
+        height, width = image.rgb.shape[:2]
+        scale = self.info.scale
+        # One row of tiles in float32 at output resolution (auto tiles keep it within 2 GiB).
+        rows = height if self.tile is None else min(height, self.tile if isinstance(self.tile, int) else 512)
+        check_fits(
+            height, width, scale=scale, bit_depth=16 if out_dtype == np.uint16 else 8,
+            alpha=image.alpha is not None and self.alpha != "drop",
+            strip_bytes=min(rows * scale * width * scale * 3 * 4, 2 << 30),
+        )
         if self.fills_holes:
             mask = self._require_mask(mask, image.rgb)
             box, filled = self._fill(image.rgb, image.alpha, mask, warnings.append, on_tile)

@@ -815,6 +815,8 @@ def _reason(error: Exception) -> str:
     text = " ".join(line.strip() for line in str(error).splitlines())
     if isinstance(error, Img2ImgError):
         return text
+    if isinstance(error, MemoryError):
+        return "ran out of memory; nothing was written for it: shrink the image or free memory"
     kind = f"unexpected {type(error).__name__}"
     return f"{kind}: {text}" if text else kind
 

@@ -61,10 +61,16 @@ def generate(
 ) -> None:
     """Generate faces from seeds into a grid image or a folder of files."""
     with user_errors():
-        from img2img.runtime.faces import parse_seeds, write_samples
+        from img2img.runtime.faces import MAX_SEED, check_sample_count, parse_seeds, write_samples
 
         try:
+            if seeds is None:
+                check_sample_count(count)
+                if seed + count - 1 > MAX_SEED:
+                    raise ValueError(f"seeds {seed} to {seed + count - 1} go past the largest seed, {MAX_SEED}")
             chosen = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + count))
+            if columns is not None and columns > len(chosen):
+                raise ValueError(f"{columns:,} grid columns for {len(chosen)} faces; use 1 to {len(chosen)}")
             generator = _open(model, device)
             images = generator.generate(generator.latents(chosen, truncation), generator.labels_for(chosen, label))
         except ValueError as error:
@@ -90,10 +96,11 @@ def interpolate(
     with user_errors():
         import numpy as np
 
-        from img2img.runtime.faces import interpolation_path, parse_seeds, save_frames_gif
+        from img2img.runtime.faces import check_sample_count, interpolation_path, parse_seeds, save_frames_gif
 
         try:
             keyframes = parse_seeds(seeds)
+            check_sample_count((len(keyframes) - 1) * steps + 1, "frames")
             generator = _open(model, device)
             path = interpolation_path(generator.latents(keyframes, truncation), steps)
             labels = generator.labels_for(keyframes, label)

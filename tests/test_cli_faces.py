@@ -62,6 +62,12 @@ def test_interpolate_writes_one_gif_frame_per_step(face_weights, tmp_path):
         (["--truncation", "2"], ["truncation must be between 0"]),
         (["--seeds", "x"], ["cannot read seeds"]),
         (["--model", "superres-x4"], ["unknown model 'superres-x4'"]),
+        # Counts that size the work are bounded before anything is allocated.
+        (["-n", "100000000"], ["100,000,000 faces asked", "1 to 10,000"]),
+        (["--seeds", "0-99999999999"], ["100,000,000,000 seeds asked"]),
+        (["--seeds", "0-9000,9001-20000"], ["seeds asked", "1 to 10,000"]),
+        (["--seed", str(2**64), "-n", "2"], ["past the largest seed"]),
+        (["-n", "2", "--columns", "999999999"], ["999,999,999 grid columns for 2 faces"]),
     ],
 )
 def test_bad_requests_fail_in_one_line_and_write_nothing(face_weights, tmp_path, args, fragments):

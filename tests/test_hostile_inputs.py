@@ -383,3 +383,40 @@ def test_a_folder_run_reports_a_memory_error_and_goes_on() -> None:
     from img2img.runtime.batch import _reason
 
     assert _reason(MemoryError()).startswith("ran out of memory")
+
+
+
+# ----------------------------------------------------------------------------- options that size work
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--threads", "100000", "threads must be 1 to 1024"),  # once: 100,000 threads were started
+        ("--threads", "-3", "threads must be 1 to 1024"),  # once: taken silently
+        ("--tile-overlap", "99999999", "tile overlap must be 0 to 1024"),
+        ("--tile", "99999999999", "at most 16,384"),
+        ("--max-pixels", "-5", "pass a positive number"),
+        ("--quality", "101", "quality must be between 1 and 100"),
+    ],
+)
+def test_options_that_size_work_are_bounded(weights: Path, tmp_path: Path, option: str, value: str, says: str) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(random_rgb(16, 16)).save(photo)
+    result = img2img("superres", photo, "-o", tmp_path / "out.png", option, value, weights=weights)
+    assert_one_line_error(result, says)
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("weights_given", "says"),
+    [(["nan"], "must be finite"), (["inf"], "must be finite"), (["-1"], "0 or more"), (["0"], "not all 0")],
+)
+def test_style_weights_must_be_finite_and_not_negative(weights_given: list[str], says: str) -> None:
+    from img2img.errors import ModelError
+    from img2img.runtime.onnx_model import OnnxModel
+
+    model = OnnxModel.__new__(OnnxModel)  # only the checks of set_styles run
+    model.info = type("Info", (), {"inputs": ("image", "style", "style_weights", "alpha"), "name": "adain"})()
+    with pytest.raises(ModelError, match=says):
+        model.set_styles(np.zeros((1, 8, 8, 3), np.float32), np.array([float(w) for w in weights_given]), 1.0)

@@ -38,6 +38,14 @@ from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color, square_style
 from img2img.runtime.memory import check_fits
+
+# Bounds of the options that size work: a side no tile needs to exceed, an overlap far beyond any
+# net's receptive field, and more threads than any machine has cores.
+MAX_TILE = 16_384
+MAX_TILE_OVERLAP = 1_024
+MAX_THREADS = 1_024
+# Styles in one mix: each is decoded and run through the encoder at style_size.
+MAX_STYLES = 16
 from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
 
 ALPHA_MODES = ("bicubic", "model", "drop")
@@ -108,8 +116,14 @@ class Model:
             raise ModelError(f"unknown alpha mode {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
         if isinstance(tile, int) and tile < 1 or isinstance(tile, str) and tile != "auto":
             raise ModelError(f"tile must be a positive number of pixels or 'auto', got {tile!r}")
-        if tile_overlap < 0:
-            raise ModelError(f"tile overlap must be 0 or more pixels, got {tile_overlap}")
+        if isinstance(tile, int) and tile > MAX_TILE:
+            raise ModelError(f"tile {tile:,} is larger than any image needs; use at most {MAX_TILE:,}, 0 or 'auto'")
+        if not 0 <= tile_overlap <= MAX_TILE_OVERLAP:
+            raise ModelError(f"tile overlap must be 0 to {MAX_TILE_OVERLAP} pixels, got {tile_overlap:,}")
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise ModelError(
+                f"threads must be 1 to {MAX_THREADS}, got {threads:,}; leave it out to use every core"
+            )
         if isinstance(tile, int) and tile <= 2 * tile_overlap:
             raise ModelError(
                 f"tile {tile} must be more than twice the tile overlap {tile_overlap}; "
@@ -158,6 +172,8 @@ class Model:
             return
         if not style:
             raise ModelError(f"{name} renders the style images it is given; pass at least one (--style-image PATH)")
+        if len(style) > MAX_STYLES:
+            raise ModelError(f"{len(style)} style images given; a mix takes 1 to {MAX_STYLES}")
         if weights is not None and len(weights) != len(style):
             raise ModelError(f"got {len(weights)} style weights for {len(style)} style images; give one weight per image")
         size = self.info.style_size or 256

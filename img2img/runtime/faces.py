@@ -125,12 +125,25 @@ class FaceGenerator:
 
 # --------------------------------------------------------------- around the model
 
+# Faces (or frames) one command makes: 10,000 64 px faces are 500 MB of float pixels, and a grid
+# of them a 6,500-pixel-wide image; more is a typo, not a request.
+MAX_SAMPLES = 10_000
+# Seeds are numpy's: any non-negative integer works, but below 2**63 they are also portable.
+MAX_SEED = 2**63 - 1
+
+
+def check_sample_count(count: int, what: str = "faces") -> None:
+    """Raises ValueError when `count` is not 1 to MAX_SAMPLES."""
+    if not 1 <= count <= MAX_SAMPLES:
+        raise ValueError(f"{count:,} {what} asked; one run makes 1 to {MAX_SAMPLES:,}, run several for more")
+
 
 def parse_seeds(text: str) -> list[int]:
-    """"1,2,3" or "0-7" or a mix ("0-3,9") -> seeds in order.
+    """"1,2,3" or "0-7" or a mix ("0-3,9") -> seeds in order, each 0 to MAX_SEED, at most
+    MAX_SAMPLES of them.
 
     Raises:
-        ValueError: anything else, with the accepted forms.
+        ValueError: anything else, with the accepted forms and bounds.
     """
     seeds: list[int] = []
     for part in text.split(","):
@@ -141,11 +154,15 @@ def parse_seeds(text: str) -> list[int]:
                 first, last = int(low), int(high)
                 if last < first:
                     raise ValueError
-                seeds.extend(range(first, last + 1))
             else:
-                seeds.append(int(part))
+                first = last = int(part)
         except ValueError:
             raise ValueError(f"cannot read seeds {text!r}; write them as 1,2,3 or 0-7 (or both: 0-3,9)") from None
+        if last > MAX_SEED:
+            raise ValueError(f"seed {last} is too large; seeds go from 0 to {MAX_SEED}")
+        # Counted before the range is built: "0-99999999999" must not fill memory first.
+        check_sample_count(len(seeds) + last - first + 1, "seeds")
+        seeds.extend(range(first, last + 1))
     return seeds
 
 
@@ -174,6 +191,8 @@ def image_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
     """(N, H, W, 3) images in [0, 1] as one (rows, columns) grid image on white, with
     GRID_PADDING pixels between and around cells; columns default to ceil(sqrt(N))."""
     count, height, width, _ = images.shape
+    if columns is not None and not 1 <= columns <= max(count, 1):
+        raise ValueError(f"{columns:,} grid columns for {count} images; use 1 to {count}")
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     pad = GRID_PADDING

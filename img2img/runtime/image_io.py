@@ -173,6 +173,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
             truncated or larger than `max_pixels`.
     """
     path = Path(path)
+    if max_pixels is not None and max_pixels < 1:
+        raise ImageReadError(f"the pixel limit is {max_pixels:,}; pass a positive number (or 0 on the command line: no limit)")
     if not path.exists():
         raise ImageReadError(f"{path}: no such file; check the path")
     if path.is_dir():

@@ -390,8 +390,10 @@ class OnnxModel:
         weights = np.asarray(weights, np.float32).reshape(-1)
         if styles.ndim != 4 or styles.shape[3] != 3 or len(weights) != len(styles):
             raise ValueError(f"expected (K, S, S, 3) styles and K weights, got {styles.shape} and {weights.shape}")
-        if (weights < 0).any() or not weights.sum() > 0:
-            raise ModelError(f"style weights must be 0 or more and not all 0, got {weights.tolist()}")
+        if not np.isfinite(weights).all() or (weights < 0).any() or not weights.sum() > 0:
+            raise ModelError(f"style weights must be finite, 0 or more and not all 0, got {weights.tolist()}")
+        if not np.isfinite(alpha):
+            raise ModelError(f"alpha must be between 0 (content) and 1 (full style), got {alpha}")
         if not 0.0 <= alpha <= 1.0:
             raise ModelError(f"alpha must be between 0 (content) and 1 (full style), got {alpha}")
         self.conditioning = {

@@ -1,6 +1,8 @@
 """What every command shares: turning user errors into one line and exit code 2."""
 
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,3 +86,16 @@ def default_folder_output(source: Path, suffix: str) -> Path:
     if not folder.name:
         raise Img2ImgError(f"{source} has no name to derive the output folder from; pass -o OUTPUT_FOLDER")
     return folder.with_name(folder.name + suffix)
+
+
+def one_line_warnings() -> None:
+    """Python warnings from libraries (Pillow's, numpy's) print as one `warning: ...` line, like
+    the tool's own, instead of two lines naming a library's source file. Pillow's corrupt-EXIF
+    warning is dropped: the runtime reports that file by name itself."""
+    warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+        text = " ".join(str(message).split())
+        print(f"warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show

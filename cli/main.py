@@ -17,10 +17,12 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import default_folder_output, parse_tile, train_extra_errors, user_errors
+from cli.common import default_folder_output, one_line_warnings, parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
 from cli.faces import faces_app
 from img2img.errors import Img2ImgError, ModelError
+
+one_line_warnings()
 
 app = typer.Typer(
     name="img2img",

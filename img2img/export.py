@@ -260,7 +260,9 @@ def export_onnx(
 def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int = 2) -> float:
     """Max abs difference between PyTorch and onnxruntime (CPU) on one random batch (with the
     wrapper's other inputs: a random hole mask, random styles)."""
-    import onnxruntime
+    from img2img.runtime.onnx_model import import_onnxruntime
+
+    onnxruntime = import_onnxruntime()
 
     generator = torch.Generator().manual_seed(0)
     inputs = wrapper.example_inputs(torch.rand(batch, 3, *size, generator=generator), generator)

@@ -420,3 +420,48 @@ def test_style_weights_must_be_finite_and_not_negative(weights_given: list[str],
     model.info = type("Info", (), {"inputs": ("image", "style", "style_weights", "alpha"), "name": "adain"})()
     with pytest.raises(ModelError, match=says):
         model.set_styles(np.zeros((1, 8, 8, 3), np.float32), np.array([float(w) for w in weights_given]), 1.0)
+
+
+# ----------------------------------------------------------------------------- nothing extra on the terminal
+
+
+def test_an_unwritable_home_prints_nothing_extra(tmp_path: Path) -> None:
+    # onnxruntime records a telemetry device ID under $HOME on import, and warns where it cannot.
+    from conftest import build_upscaler
+    import subprocess
+    import sys
+
+    build_upscaler(tmp_path / "x2.onnx", scale=2, name="x2")
+    Image.fromarray(random_rgb(8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "home").write_text("a file, so nothing can be created under it")
+    env = {key: value for key, value in os.environ.items() if key not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env |= {"HOME": str(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "superres", str(tmp_path / "a.png"), "--model", str(tmp_path / "x2.onnx")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("wrote ")
+
+
+def test_a_library_warning_is_one_line_and_a_corrupt_exif_is_said_once(weights: Path, tmp_path: Path) -> None:
+    # Pillow warns "Corrupt EXIF data" (two lines, naming its own source file); the runtime
+    # already says it, by file name.
+    Image.fromarray(random_rgb(12, 12)).save(tmp_path / "bad.jpg", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff")
+    result = img2img("superres", tmp_path / "bad.jpg", "-o", tmp_path / "out.png", weights=weights)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["warning: bad.jpg: its EXIF block is malformed and is not copied to the output"]
+
+
+def test_python_warnings_print_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from cli.common import one_line_warnings
+
+    saved = warnings.showwarning, list(warnings.filters)
+    try:
+        one_line_warnings()
+        warnings.warn_explicit("two\nlines", UserWarning, "somewhere.py", 1)
+    finally:
+        warnings.showwarning, warnings.filters[:] = saved
+    assert capsys.readouterr().err == "warning: two lines\n"

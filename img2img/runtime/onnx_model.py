@@ -540,11 +540,22 @@ class OnnxModel:
         return result
 
 
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, imported with its telemetry off unless the user set
+    ORT_DISABLE_TELEMETRY: on import it records a device ID under $HOME (or $XDG_CACHE_HOME), and
+    where that is read-only it prints a warning on every run. A local tool has no business
+    writing either."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 def open_session(path: Path, *, device: str, threads: int | None, precision: str) -> Any:
     """An onnxruntime InferenceSession with tuned options for `device`."""
     # Imported here, not at module level, so `import img2img.runtime` (image I/O, the model list)
     # stays fast for commands that never run a model.
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     providers: list[Any] = select_providers(device, ort.get_available_providers())
     if providers[0] == "TensorrtExecutionProvider":

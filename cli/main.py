@@ -179,10 +179,10 @@ def _run_file(
     progress = _TileProgress(source.name) if sys.stderr.isatty() else None
     try:
         if masking is None:
-            result = net.process(image, on_tile=progress)
+            result = net.process(image, on_tile=progress, output_format=output_format(output))
         else:
             mask = masking(image)
-            result = net.process(image, mask=mask, on_tile=progress)
+            result = net.process(image, mask=mask, on_tile=progress, output_format=output_format(output))
             label = f"{int(mask.sum()):,} pixels filled"
     finally:
         if progress is not None:
@@ -247,8 +247,13 @@ def _batch_options(
 def _run_folder(source: Path, processor: Any, options: Any, progress: bool | None) -> int:
     """A whole folder through `processor` (run_batch prints failures and the summary); returns
     the exit code: 0, 1 if any file failed, 130 if interrupted."""
+    from functools import partial
+
+    from img2img.runtime import output_format
     from img2img.runtime.batch import run_batch
 
+    # The memory check counts what this output format's encoder holds.
+    processor = partial(processor, output_format=output_format(f"out.{options.ext}"))
     return run_batch(source, processor, options, progress=progress).exit_code
 
 
@@ -450,8 +455,8 @@ def inpaint(
                 outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit, masks=mask
             )
 
-            def from_alpha(image: Any) -> Any:
-                return net.process(image, mask=alpha_hole(image.alpha))
+            def from_alpha(image: Any, **options: Any) -> Any:
+                return net.process(image, mask=alpha_hole(image.alpha), **options)
 
             exit_code = _run_folder(source, net.process if mask is not None else from_alpha, options, progress)
         else:

@@ -465,3 +465,11 @@ def test_python_warnings_print_as_one_line(capsys: pytest.CaptureFixture[str]) -
     finally:
         warnings.showwarning, warnings.filters[:] = saved
     assert capsys.readouterr().err == "warning: two lines\n"
+
+
+def test_a_png_result_is_counted_without_the_encoders_copy() -> None:
+    from img2img.runtime.memory import bytes_needed
+
+    png, jpeg = (bytes_needed(3000, 4000, scale=4, output_format=fmt) for fmt in ("PNG", "JPEG"))
+    assert jpeg - png == 12000 * 16000 * 4
+    assert bytes_needed(3000, 4000, scale=4) == jpeg  # unknown: the costliest

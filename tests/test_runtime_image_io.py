@@ -873,3 +873,28 @@ def test_sixteen_bit_pixels_in_any_memory_layout_are_written(tmp_path: Path) -> 
     save_image(pixels, tmp_path / "deep.png", bit_depth=16)
     loaded = load_image(tmp_path / "deep.png")
     np.testing.assert_array_equal(np.rint(loaded.rgb * 65535).astype(np.uint16), pixels)
+
+
+@pytest.mark.parametrize("kind", ["rgb", "rgba", "gray", "gray+alpha"])
+def test_large_8bit_pngs_are_encoded_band_by_band_with_the_same_pixels(tmp_path, monkeypatch, kind) -> None:
+    # Pillow would copy the whole image (4 bytes a pixel) before encoding; above the threshold
+    # the writer streams bands from the caller's buffer instead. Same file contract either way.
+    from img2img.runtime import image_io
+
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (37, 53), dtype=np.uint8) if kind in ("rgba", "gray+alpha") else None
+    gray = kind.startswith("gray")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "out.png"
+    image_io.save_image(pixels, path, alpha=alpha, grayscale=gray, icc_profile=None if gray else icc, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00")
+    with Image.open(path) as written:
+        assert written.mode == {"rgb": "RGB", "rgba": "RGBA", "gray": "L", "gray+alpha": "LA"}[kind]
+        assert written.info.get("icc_profile") == (None if gray else icc) and "exif" in written.info
+        decoded = np.asarray(written)
+    reference = tmp_path / "pillow.png"
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 10**12)
+    image_io.save_image(pixels, reference, alpha=alpha, grayscale=gray)
+    with Image.open(reference) as expected:
+        assert np.array_equal(decoded, np.asarray(expected))

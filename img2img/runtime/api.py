@@ -228,6 +228,7 @@ class Model:
         *,
         mask: np.ndarray | None = None,
         on_tile: Callable[[int, int], None] | None = None,
+        output_format: str | None = None,
     ) -> ProcessedImage:
         """Run the model on a decoded image file; the batch runner's processor.
 
@@ -236,8 +237,12 @@ class Model:
         has one) before the net; the output's transparency is what `alpha` says. An inpainting
         model needs `mask`, (H, W) float32 in {0, 1} with 1 = fill, and changes only its pixels.
 
+        `output_format` ("PNG", "JPEG", "WEBP"), where the caller knows it, makes the memory check
+        count what that encoder holds; without it, the costliest.
+
         Raises:
             ImageReadError: the mask's size differs from the image's, or it marks no pixel.
+            InferenceMemoryError: the result cannot fit in the memory there is (checked first).
         """
         warnings: list[str] = []
         retries = self.onnx.fp32_retries
@@ -249,7 +254,7 @@ class Model:
         check_fits(
             height, width, scale=scale, bit_depth=16 if out_dtype == np.uint16 else 8,
             alpha=image.alpha is not None and self.alpha != "drop",
-            strip_bytes=min(rows * scale * width * scale * 3 * 4, 2 << 30),
+            strip_bytes=min(rows * scale * width * scale * 3 * 4, 2 << 30), output_format=output_format,
         )
         if self.fills_holes:
             mask = self._require_mask(mask, image.rgb)

@@ -103,6 +103,9 @@ _PILLOW_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _IDAT_BYTES = 1 << 20
 # Outputs are converted a band of rows at a time, so that no full-size float copy is made.
 _STRIP_ELEMENTS = 1 << 20
+# 8-bit PNGs of at least this many pixels are encoded band by band (see save_image); smaller ones
+# by Pillow, whose adaptive row filters compress a little better.
+STREAMED_PNG_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -643,15 +646,20 @@ def save_image(
         exif = None
     keep_alpha = alpha is not None and fmt in _ALPHA_FORMATS
     flatten = alpha is not None and not keep_alpha
-    if fmt == "PNG" and bit_depth == 16:
+    # Pillow has no 16-bit colour mode, and its 8-bit image is a full copy of the pixels (4 bytes
+    # a pixel): a 16-bit PNG, or a large 8-bit one, is encoded band by band from `pixels` instead.
+    if fmt == "PNG" and (bit_depth == 16 or height * width >= STREAMED_PNG_PIXELS):
         strips = _output_strips(
-            pixels, alpha, bit_depth=16, grayscale=grayscale, keep_alpha=keep_alpha, flatten=flatten
+            pixels, alpha, bit_depth=bit_depth, grayscale=grayscale, keep_alpha=keep_alpha, flatten=flatten
         )
         channels = (1 if grayscale else 3) + keep_alpha
 
         def write(temp: Path) -> None:
             with temp.open("wb") as file:
-                _write_png16(file, strips, width=width, height=height, channels=channels, icc_profile=icc_profile, exif=exif)
+                _write_png_stream(
+                    file, strips, width=width, height=height, channels=channels, bit_depth=bit_depth,
+                    icc_profile=icc_profile, exif=exif,
+                )
 
     else:
         image = _pillow_image(pixels, alpha, bit_depth=8, grayscale=grayscale, keep_alpha=keep_alpha, flatten=flatten)
@@ -868,34 +876,40 @@ def _luma(samples: np.ndarray) -> np.ndarray:
     return (luma >> 16).astype(samples.dtype)[:, :, None]
 
 
-def _write_png16(
+def _write_png_stream(
     file: BinaryIO,
     strips: Iterator[tuple[int, np.ndarray]],
     *,
     width: int,
     height: int,
     channels: int,
+    bit_depth: int,
     icc_profile: bytes | None,
     exif: bytes | None,
 ) -> None:
-    """Stream a 16-bit PNG (gray, gray + alpha, RGB or RGBA), which Pillow cannot write.
+    """Stream an 8- or 16-bit PNG (gray, gray + alpha, RGB or RGBA) from bands of rows, holding
+    one band at a time (Pillow cannot write 16-bit colour, and copies the whole image for 8).
 
     Every row uses the "Up" filter (each byte minus the one above it), which numpy computes for
     a whole band at once and which shrinks smooth images well.
     """
     file.write(_PNG_SIGNATURE)
-    _write_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, 16, _PNG_COLOUR_TYPES[channels], 0, 0, 0))
+    _write_chunk(
+        file, b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    )
     if icc_profile:
         # Profile name, NUL, compression method 0 (zlib), compressed profile.
         _write_chunk(file, b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
         _write_chunk(file, b"eXIf", exif.removeprefix(_EXIF_PREFIX))
     compressor = zlib.compressobj(_PNG_COMPRESS_LEVEL)
-    row_bytes = width * channels * 2
+    row_bytes = width * channels * bit_depth // 8
     above = np.zeros(row_bytes, np.uint8)
     pending = bytearray()
     for _, strip in strips:
-        rows = strip.astype(">u2", order="C").view(np.uint8).reshape(-1, row_bytes)
+        # PNG samples are big-endian.
+        samples = strip.astype(">u2", order="C") if bit_depth == 16 else np.ascontiguousarray(strip, np.uint8)
+        rows = samples.view(np.uint8).reshape(-1, row_bytes)
         filtered = np.empty((rows.shape[0], row_bytes + 1), np.uint8)
         filtered[:, 0] = 2  # filter type Up
         np.subtract(rows[0], above, out=filtered[0, 1:])

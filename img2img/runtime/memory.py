@@ -20,23 +20,28 @@ except ImportError:  # Windows: no address-space limit to read
 from img2img.errors import InferenceMemoryError
 
 # Host bytes per output pixel, measured with benchmarks/peak_memory.py (see benchmarks/RESULTS.md):
-# the output buffer (3 samples), its copy in the encoder (Pillow holds RGB as 4 bytes a pixel)
-# and the quantising and blending copies of one tile row.
+# the output buffer (3 samples), and for JPEG and WebP its copy in the encoder (Pillow holds RGB
+# as 4 bytes a pixel; PNG is encoded band by band from the buffer).
 _BYTES_PER_OUTPUT_SAMPLE = {8: 1, 16: 2}
-_ENCODER_BYTES_PER_PIXEL = {8: 4, 16: 0}  # the 16-bit PNG encoder writes the buffer strip by strip
+_ENCODER_BYTES_PER_PIXEL = {8: 4, 16: 0}  # JPEG and WebP are 8-bit: 16-bit buffers only go to PNG
 # Host bytes per input pixel: the float32 RGB (and opacity) image the net reads.
 _BYTES_PER_INPUT_PIXEL = 3 * 4 + 4
 # What onnxruntime, numpy and the interpreter take besides (measured on a tiny image).
 _BASELINE_BYTES = 300 << 20
 
 
-def bytes_needed(height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0) -> int:
+def bytes_needed(
+    height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0,
+    output_format: str | None = None,
+) -> int:
     """Estimated peak host bytes for running an x`scale` model on a (height, width) image and
-    writing the result: input floats, output buffer (and alpha plane), the encoder's copy, and
-    `strip_bytes` of tiling working set."""
+    writing the result as `output_format` ("PNG", "JPEG", "WEBP"; None: the costliest): input
+    floats, output buffer (and alpha plane), the encoder's copy (none for PNG, which is encoded
+    band by band from the buffer), and `strip_bytes` of tiling working set."""
     output_pixels = height * scale * width * scale
     samples = 3 + (1 if alpha else 0)
-    output = output_pixels * (samples * _BYTES_PER_OUTPUT_SAMPLE[bit_depth] + _ENCODER_BYTES_PER_PIXEL[bit_depth])
+    copy = 0 if output_format == "PNG" else _ENCODER_BYTES_PER_PIXEL[bit_depth]
+    output = output_pixels * (samples * _BYTES_PER_OUTPUT_SAMPLE[bit_depth] + copy)
     return _BASELINE_BYTES + height * width * _BYTES_PER_INPUT_PIXEL + output + strip_bytes
 
 
@@ -62,21 +67,26 @@ def available_bytes() -> int:
     return max(0, min(limits)) if limits else 4 << 30
 
 
-def check_fits(height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0) -> None:
+def check_fits(
+    height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0,
+    output_format: str | None = None,
+) -> None:
     """Raises before any work when the run of `bytes_needed` cannot fit in `available_bytes`.
 
     Raises:
         InferenceMemoryError: with both figures and what to do.
     """
-    needed = bytes_needed(height, width, scale=scale, bit_depth=bit_depth, alpha=alpha, strip_bytes=strip_bytes)
+    needed = bytes_needed(
+        height, width, scale=scale, bit_depth=bit_depth, alpha=alpha, strip_bytes=strip_bytes, output_format=output_format
+    )
     free = available_bytes()
     if needed > free:
         out_h, out_w = height * scale, width * scale
         raise InferenceMemoryError(
             f"a {width}x{height} image at x{scale} makes a {out_w}x{out_h} result ({out_w * out_h / 1e6:,.0f} "
             f"megapixels) and needs about {_gib(needed)} of memory, but {_gib(free)} is free; shrink the "
-            "image first, use a smaller --scale, or free memory (a smaller --tile does not help: the "
-            "result itself is what does not fit)"
+            "image first, use a smaller --scale, write .png (encoded without a copy of the result), or "
+            "free memory (a smaller --tile does not help: the result itself is what does not fit)"
         )
 
 

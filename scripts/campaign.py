@@ -740,11 +740,27 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
         staging = Path(staging)
         candidates, values = [], {}
         for model_entry in entry.models:
+            shipped = lookup(shipped_models.get(model_entry.name, {}).get("metrics", {}), model_entry.metric)
+
+            def refuse_unless_better(value: float) -> None:
+                # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
+                if not model_entry.better(round(value, 4), shipped):
+                    print(
+                        f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) gives {model_entry.name} "
+                        f"{model_entry.metric} {value:.4f}, the shipped model {shipped:.4f} "
+                        f"({'higher' if model_entry.goal == 'max' else 'lower'} is better)"
+                    )
+                    raise SystemExit(1)
+
             model = export_model(
                 checkpoint_path, name=model_entry.name, weights=staging, fp16=model_entry.fp16,
                 direction=model_entry.direction or None, weights_name=model_entry.weights_name or None,
             )
             if model_entry.evaluate:
+                # A figure training measured (inpaint's) can refuse the candidate before the
+                # evaluation, which takes minutes, runs.
+                if (known := lookup(model["metrics"], model_entry.metric)) is not None:
+                    refuse_unless_better(known)
                 old = shipped_models.get(model_entry.name, {}).get("metrics", {})
                 # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
                 model["metrics"] |= {key: value for key, value in old.items() if isinstance(value, dict)}
@@ -752,15 +768,7 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             value = lookup(model["metrics"], model_entry.metric)
             if value is None:
                 fail(f"{model_entry.name}: the candidate's metrics have no {model_entry.metric}")
-            shipped = shipped_figure(model_entry, weights)
-            # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
-            if not model_entry.better(round(value, 4), shipped):
-                print(
-                    f"not shipped: the best checkpoint of {entry.name} ({checkpoint_path}) gives {model_entry.name} "
-                    f"{model_entry.metric} {value:.4f}, the shipped model {shipped:.4f} "
-                    f"({'higher' if model_entry.goal == 'max' else 'lower'} is better)"
-                )
-                raise SystemExit(1)
+            refuse_unless_better(value)
             failures = gate_failures(model_entry.ship_gate, model["metrics"])
             if failures:
                 print(f"not shipped: {model_entry.name} from {checkpoint_path} fails its ship gate: {'; '.join(failures)}")

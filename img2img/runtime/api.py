@@ -34,11 +34,13 @@ from img2img.runtime.batch import ProcessedImage
 from img2img.runtime.faces import FaceGenerator
 from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
+from img2img.runtime.memory import check_fits
 from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color, square_style
-from img2img.runtime.memory import check_fits
+from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
 
+ALPHA_MODES = ("bicubic", "model", "drop")
 # Bounds of the options that size work: a side no tile needs to exceed, an overlap far beyond any
 # net's receptive field, and more threads than any machine has cores.
 MAX_TILE = 16_384
@@ -46,9 +48,6 @@ MAX_TILE_OVERLAP = 1_024
 MAX_THREADS = 1_024
 # Styles in one mix: each is decoded and run through the encoder at style_size.
 MAX_STYLES = 16
-from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
-
-ALPHA_MODES = ("bicubic", "model", "drop")
 
 
 class Model:

@@ -593,9 +593,10 @@ def _check_report_path(options: BatchOptions, plan: list[_Item]) -> None:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise OutputError(f"the report {path} has an image suffix; the report is JSON: name it .json")
     real = path.parent.resolve() / path.name
+    # Only files of the report's name can be it: the folders of the others are never resolved.
     for item in plan:
         for role, other in (("input", item.source), ("mask", item.mask), ("output", item.output)):
-            if other is not None and other.parent.resolve() / other.name == real:
+            if other is not None and other.name == path.name and other.parent.resolve() / other.name == real:
                 raise OutputError(
                     f"the report {path} would replace the {role} {other}; pass another report path"
                 )

@@ -19,7 +19,7 @@ except ImportError:  # Windows: no address-space limit to read
 
 from img2img.errors import InferenceMemoryError
 
-# Host bytes per output pixel, measured with benchmarks/peak_memory.py (see benchmarks/RESULTS.md):
+# Host bytes per output pixel, measured with benchmarks/tiling_memory.py (see benchmarks/RESULTS.md):
 # the output buffer (3 samples), and for JPEG and WebP its copy in the encoder (Pillow holds RGB
 # as 4 bytes a pixel; PNG is encoded band by band from the buffer).
 _BYTES_PER_OUTPUT_SAMPLE = {8: 1, 16: 2}

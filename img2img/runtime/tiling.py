@@ -30,6 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from img2img.errors import InferenceMemoryError, ModelError
+from img2img.runtime.memory import available_bytes
 from img2img.runtime.onnx_model import ModelInfo
 
 DEFAULT_OVERLAP = 16
@@ -323,12 +324,12 @@ def auto_tile(
 
     A tile costs device memory for the net's activations and float32 output, and host memory for
     the float32 strip of one tile row across the whole output width. The budgets default to a
-    quarter of what is free (host RAM from /proc/meminfo, capped at 2 GiB; the GPU's free memory
-    from nvidia-smi), leaving room for decoding, encoding and the output buffer. On the CPU both
-    costs come out of the one host budget.
+    quarter of what is free (host RAM as `memory.available_bytes` finds it, capped at 2 GiB; the
+    GPU's free memory from nvidia-smi), leaving room for decoding, encoding and the output buffer.
+    On the CPU both costs come out of the one host budget.
     """
     if host_budget is None:
-        host_budget = min(_available_host_memory() // 4, 2 << 30)
+        host_budget = min(available_bytes() // 4, 2 << 30)
     if device_budget is None:
         device_budget = _free_gpu_memory() // 4 if on_gpu else host_budget
     scale = info.scale
@@ -346,18 +347,6 @@ def auto_tile(
     while tile > MIN_TILE and not fits(tile, tile, tiled=True):
         tile //= 2
     return _align(tile, info.multiple_of)
-
-
-def _available_host_memory() -> int:
-    """MemAvailable from /proc/meminfo in bytes; 4 GiB where it cannot be read (not Linux)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 def _free_gpu_memory() -> int:

@@ -167,7 +167,6 @@ def _run_file(
     default: the model's scale, "x4"). For an inpainting model, `masking(image)` gives the
     image's mask, and the line counts the pixels filled."""
     from img2img.runtime import check_output_path, load_image, output_format
-    from img2img.runtime.batch import write_output
 
     output_format(output)
     check_output_path(source, output)
@@ -179,21 +178,18 @@ def _run_file(
     progress = _TileProgress(source.name) if sys.stderr.isatty() else None
     try:
         if masking is None:
-            result = net.process(image, on_tile=progress, output_format=output_format(output))
+            saved = net.save(image, output, quality=quality, on_tile=progress)
         else:
             mask = masking(image)
-            result = net.process(image, mask=mask, on_tile=progress, output_format=output_format(output))
+            saved = net.save(image, output, mask=mask, quality=quality, on_tile=progress)
             label = f"{int(mask.sum()):,} pixels filled"
     finally:
         if progress is not None:
             progress.close()
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    for warning in write_output(image, result, output, quality=quality):
+    for warning in saved.warnings:
         typer.echo(f"warning: {warning}", err=True)
     seconds = time.perf_counter() - start
-    height, width = result.pixels.shape[:2]
-    typer.echo(f"wrote {output} ({width}x{height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
+    typer.echo(f"wrote {output} ({saved.width}x{saved.height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
 
 
 class _TileProgress:

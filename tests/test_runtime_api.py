@@ -154,3 +154,125 @@ def test_info_describes_a_model(weights: Path) -> None:
     described = img2img.runtime.api.describe(weights / "superres-x4.onnx")
     assert described["task"] == "superres" and described["scale"] == 4 and described["inputs"] == "image"
     assert json.dumps(described)  # plain values only
+
+
+# ----------------------------------------------------------------------------- saving, streamed
+
+
+def stored_png(path: Path, kind: str, height: int, width: int) -> Path:
+    """A noise PNG: 8-bit RGB ("rgb8") or 16-bit gray ("gray16")."""
+    rng = np.random.default_rng(7)
+    if kind == "rgb8":
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    else:
+        Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16)).save(path)
+    return path
+
+
+def decoded(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+@pytest.mark.parametrize("kind", ["rgb8", "gray16"])
+def test_a_large_png_result_is_written_as_the_tiles_make_it_never_held_whole(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # A 12000x12000 photo at x4 is a 6.9 GB result: written to PNG band by band as tile rows are
+    # final, it needs one row of tiles. numpy reports its buffers to tracemalloc, so the peak
+    # shows whether the result ever existed whole.
+    import tracemalloc
+
+    from img2img.runtime import image_io
+
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    image = load_image(stored_png(tmp_path / "tall.png", kind, 4096, 128))
+    net = img2img.load("superres-x2", tile=64, tile_overlap=8)
+    expected = net.process(image).pixels  # (8192, 256, 3)
+    result_bytes = expected.nbytes if kind == "rgb8" else expected.nbytes // 3
+
+    tracemalloc.start()
+    try:
+        saved = net.save(image, tmp_path / "streamed.png")
+        streamed_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 10**12)  # 8 bits: Pillow, from the whole result
+        net.save(image, tmp_path / "whole.png")
+        whole_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert (saved.width, saved.height) == (256, 8192)
+    written = decoded(tmp_path / "streamed.png")
+    np.testing.assert_array_equal(written, expected if kind == "rgb8" else expected[:, :, 0])
+    assert streamed_peak < result_bytes / 2, (streamed_peak, result_bytes)
+    if kind == "rgb8":
+        assert whole_peak > result_bytes  # the measurement can tell the two apart
+        np.testing.assert_array_equal(decoded(tmp_path / "whole.png"), written)
+
+
+def test_running_out_of_memory_mid_stream_restarts_the_file_with_smaller_tiles(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from img2img.errors import InferenceMemoryError
+    from img2img.runtime import image_io
+
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    image = load_image(stored_png(tmp_path / "in.png", "rgb8", 400, 140))
+    net = img2img.load("superres-x2", tile=128, tile_overlap=8)
+    expected = net.process(image).pixels
+    out = tmp_path / "out"
+    out.mkdir()
+    run_batch, calls = net.onnx.run_batch, []
+
+    def fails_once_mid_image(images, masks=None):
+        calls.append(images.shape)
+        if len(calls) == 4:  # the first row of tiles is already in the file by then
+            raise InferenceMemoryError("out of memory")
+        return run_batch(images, masks)
+
+    monkeypatch.setattr(net.onnx, "run_batch", fails_once_mid_image)
+    saved = net.save(image, out / "result.png")
+    assert any("retrying with tile 64" in warning for warning in saved.warnings), saved.warnings
+    np.testing.assert_array_equal(decoded(out / "result.png"), expected)
+    assert sorted(path.name for path in out.iterdir()) == ["result.png"]  # no temporary file left
+
+
+def test_a_failure_mid_stream_leaves_the_previous_file_untouched(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from img2img.runtime import image_io
+
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    image = load_image(stored_png(tmp_path / "in.png", "rgb8", 96, 40))
+    net = img2img.load("superres-x2", tile=32, tile_overlap=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "result.png").write_bytes(b"the previous result")
+    run_batch, calls = net.onnx.run_batch, []
+
+    def breaks_mid_image(images, masks=None):
+        calls.append(1)
+        if len(calls) == 4:
+            raise ModelError("the model produced NaN")
+        return run_batch(images, masks)
+
+    monkeypatch.setattr(net.onnx, "run_batch", breaks_mid_image)
+    with pytest.raises(ModelError, match="NaN"):
+        net.save(image, out / "result.png")
+    assert (out / "result.png").read_bytes() == b"the previous result"
+    assert sorted(path.name for path in out.iterdir()) == ["result.png"]
+
+
+def test_results_that_need_the_input_or_keep_opacity_are_saved_whole_and_alike(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kept opacity is a second plane the stream does not carry: the file must still hold it.
+    from img2img.runtime import image_io
+
+    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    rgba = np.random.default_rng(2).integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    saved = img2img.load("superres-x2", tile=16, tile_overlap=4).save(load_image(tmp_path / "rgba.png"), tmp_path / "out.png")
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.mode == "RGBA" and written.size == (saved.width, saved.height) == (48, 40)

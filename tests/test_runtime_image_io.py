@@ -898,3 +898,42 @@ def test_large_8bit_pngs_are_encoded_band_by_band_with_the_same_pixels(tmp_path,
     image_io.save_image(pixels, reference, alpha=alpha, grayscale=gray)
     with Image.open(reference) as expected:
         assert np.array_equal(decoded, np.asarray(expected))
+
+
+@pytest.mark.parametrize(("depth", "gray"), [(8, False), (16, False), (8, True), (16, True)])
+def test_pngs_written_from_bands_as_they_come_match_the_whole_image_writer(tmp_path, depth, gray) -> None:
+    dtype = np.uint8 if depth == 8 else np.uint16
+    pixels = np.random.default_rng(4).integers(0, np.iinfo(dtype).max + 1, (45, 31, 3), dtype=dtype)
+    icc = None if gray else ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = b"II*\x00\x08\x00\x00\x00\x00\x00"
+    uneven = [(0, pixels[:7]), (7, pixels[7:8]), (8, pixels[8:45])]
+    image_io.save_png_bands(
+        tmp_path / "bands.png", iter(uneven), height=45, width=31, bit_depth=depth, grayscale=gray,
+        icc_profile=icc, exif=exif,
+    )
+    image_io.save_image(pixels, tmp_path / "whole.png", bit_depth=depth, grayscale=gray, icc_profile=icc, exif=exif)
+    with Image.open(tmp_path / "bands.png") as streamed, Image.open(tmp_path / "whole.png") as whole:
+        assert streamed.mode == whole.mode and streamed.info.get("icc_profile") == icc and "exif" in streamed.info
+        np.testing.assert_array_equal(np.asarray(streamed), np.asarray(whole))
+
+
+@pytest.mark.parametrize(
+    "bands",
+    [
+        [(0, np.zeros((4, 8, 3), np.uint8)), (5, np.zeros((5, 8, 3), np.uint8))],  # a gap
+        [(0, np.zeros((4, 8, 3), np.uint8))],  # ends early
+        [(0, np.zeros((10, 9, 3), np.uint8))],  # wrong width
+        [(0, np.zeros((10, 8, 3), np.uint16))],  # wrong depth
+    ],
+)
+def test_bands_that_do_not_make_the_image_write_nothing(tmp_path, bands) -> None:
+    target = tmp_path / "out.png"
+    target.write_bytes(b"earlier")
+    with pytest.raises(ValueError, match="row"):
+        image_io.save_png_bands(target, iter(bands), height=10, width=8, bit_depth=8)
+    assert target.read_bytes() == b"earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_only_png_is_written_from_bands(tmp_path) -> None:
+    with pytest.raises(OutputError, match="only .png"):
+        image_io.save_png_bands(tmp_path / "out.jpg", iter([]), height=1, width=1, bit_depth=8)

@@ -23,22 +23,24 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from img2img.errors import ModelError
-from img2img.runtime.batch import ProcessedImage
+from img2img.runtime.batch import ProcessedImage, write_output
 from img2img.runtime.faces import FaceGenerator
-from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, to_pil
+from img2img.runtime import image_io
+from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, save_png_bands, streams_png, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.memory import check_fits
 from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color, square_style
-from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback
+from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback, stream_with_fallback
 
 ALPHA_MODES = ("bicubic", "model", "drop")
 # Bounds of the options that size work: a side no tile needs to exceed, an overlap far beyond any
@@ -48,6 +50,15 @@ MAX_TILE_OVERLAP = 1_024
 MAX_THREADS = 1_024
 # Styles in one mix: each is decoded and run through the encoder at style_size.
 MAX_STYLES = 16
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    """What `Model.save` wrote: the result's size in pixels, and notes for the user."""
+
+    width: int
+    height: int
+    warnings: tuple[str, ...] = ()
 
 
 class Model:
@@ -246,15 +257,7 @@ class Model:
         warnings: list[str] = []
         retries = self.onnx.fp32_retries
         out_dtype = np.uint16 if image.bit_depth == 16 else np.uint8
-        height, width = image.rgb.shape[:2]
-        scale = self.info.scale
-        # One row of tiles in float32 at output resolution (auto tiles keep it within 2 GiB).
-        rows = height if self.tile is None else min(height, self.tile if isinstance(self.tile, int) else 512)
-        check_fits(
-            height, width, scale=scale, bit_depth=16 if out_dtype == np.uint16 else 8,
-            alpha=image.alpha is not None and self.alpha != "drop",
-            strip_bytes=min(rows * scale * width * scale * 3 * 4, 2 << 30), output_format=output_format,
-        )
+        self._check_memory(image, output_format=output_format, streamed=False)
         if self.fills_holes:
             mask = self._require_mask(mask, image.rgb)
             box, filled = self._fill(image.rgb, image.alpha, mask, warnings.append, on_tile)
@@ -273,12 +276,89 @@ class Model:
         alpha = None
         if image.alpha is not None and self.alpha != "drop":
             alpha = self._resize_alpha(image.alpha, pixels.shape[:2], out_dtype, warnings.append)
-        if self.onnx.fp32_retries > retries:
-            warnings.append(
-                f"{self.onnx.fp32_retries - retries} tile(s) overflowed in fp16 and were rerun in fp32"
-            )
+        self._note_fp32_retries(retries, warnings)
         # The opacity plane may go through the net too and would repeat a tiling warning.
         return ProcessedImage(pixels=pixels, alpha=alpha, warnings=tuple(dict.fromkeys(warnings)))
+
+    def save(
+        self,
+        image: LoadedImage,
+        path: str | os.PathLike[str],
+        *,
+        mask: np.ndarray | None = None,
+        quality: int = 95,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> SavedImage:
+        """Run the model on a decoded image file and write the result to `path` atomically, as
+        `write_output` writes what `process` returns (bit depth, gray, colour profile, EXIF).
+
+        A PNG that would be encoded band by band anyway (16-bit, or STREAMED_PNG_PIXELS and
+        more) is encoded here as the tiles make it, so the result is never held whole: a
+        12000x12000 photo at x4 needs its input and one row of tiles, not a 6.9 GB buffer. That
+        holds wherever the net's output goes straight to the file; inpainting and
+        `preserve_color` combine it with the input, and kept opacity is a second plane, so those
+        results are made whole first.
+
+        Raises:
+            ImageReadError: the mask's size differs from the image's, or it marks no pixel.
+            InferenceMemoryError: the run cannot fit in the memory there is (checked first).
+            OutputError: the file cannot be written (nothing is left at `path`).
+        """
+        height, width = image.rgb.shape[:2]
+        scale, bit_depth = self.info.scale, 16 if image.bit_depth == 16 else 8
+        kept_alpha = image.alpha is not None and self.alpha != "drop"
+        streamed = (
+            mask is None and not (self.fills_holes or self.preserve_color or kept_alpha)
+            and streams_png(path, height * scale, width * scale, bit_depth)
+        )
+        if not streamed:
+            result = self.process(image, mask=mask, on_tile=on_tile, output_format=image_io.output_format(Path(path)))
+            written = write_output(image, result, path, quality=quality)
+            out_height, out_width = result.pixels.shape[:2]
+            return SavedImage(out_width, out_height, tuple(dict.fromkeys(result.warnings + written)))
+
+        self._check_memory(image, output_format="PNG", streamed=True)
+        warnings: list[str] = []
+        retries = self.onnx.fp32_retries
+
+        def encode(bands: Iterator[tuple[int, np.ndarray]]) -> None:
+            save_png_bands(
+                path, bands, height=height * scale, width=width * scale, bit_depth=bit_depth,
+                grayscale=image.grayscale, icc_profile=image.icc_profile, exif=image.exif,
+            )
+
+        stream_with_fallback(
+            self.onnx,
+            self._composited(image.rgb, image.alpha),
+            encode,
+            tile=self._tile_for(height, width, warnings.append),
+            overlap=self.tile_overlap,
+            batch_size=self.batch_size,
+            out_dtype=np.uint16 if bit_depth == 16 else np.uint8,
+            on_gpu=self.onnx.on_gpu,
+            warn=warnings.append,
+            on_tile=on_tile,
+        )
+        self._note_fp32_retries(retries, warnings)
+        return SavedImage(width * scale, height * scale, tuple(dict.fromkeys(warnings)))
+
+    def _check_memory(self, image: LoadedImage, *, output_format: str | None, streamed: bool) -> None:
+        """`memory.check_fits` for running this model on `image` (see `process` and `save`)."""
+        height, width = image.rgb.shape[:2]
+        scale = self.info.scale
+        # One row of tiles in float32 at output resolution (auto tiles keep it within 2 GiB).
+        rows = height if self.tile is None else min(height, self.tile if isinstance(self.tile, int) else 512)
+        check_fits(
+            height, width, scale=scale, bit_depth=16 if image.bit_depth == 16 else 8,
+            alpha=image.alpha is not None and self.alpha != "drop",
+            strip_bytes=min(rows * scale * width * scale * 3 * 4, 2 << 30), output_format=output_format,
+            streamed=streamed,
+        )
+
+    def _note_fp32_retries(self, before: int, warnings: list[str]) -> None:
+        """Warn when tiles were rerun in fp32 since the session's count was `before`."""
+        if self.onnx.fp32_retries > before:
+            warnings.append(f"{self.onnx.fp32_retries - before} tile(s) overflowed in fp16 and were rerun in fp32")
 
     def _require_mask(self, mask: np.ndarray | None, rgb: np.ndarray) -> np.ndarray:
         """The (H, W) float32 {0, 1} mask an inpainting model runs with (nonzero = 1), checked

@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
@@ -100,7 +100,6 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type per number of channels (gray, gray + alpha, RGB, RGB + alpha).
 _PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 _PILLOW_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-_IDAT_BYTES = 1 << 20
 # Outputs are converted a band of rows at a time, so that no full-size float copy is made.
 _STRIP_ELEMENTS = 1 << 20
 # 8-bit PNGs of at least this many pixels are encoded band by band (see save_image); smaller ones
@@ -624,16 +623,8 @@ def save_image(
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if not 1 <= quality <= 100:
         raise OutputError(f"quality must be between 1 and 100, got {quality}")
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; pass an image file name such as {path / 'out.png'}")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     height, width = pixels.shape[:2]
-    if max(width, height) > _MAX_SIDE.get(fmt, 2**31 - 1):
-        raise OutputError(
-            f"cannot write {path}: {width}x{height} is larger than {fmt} allows "
-            f"({_MAX_SIDE[fmt]} pixels per side); write a .png instead"
-        )
+    _check_destination(path, fmt, height, width)
 
     if exif and not exif.startswith(_EXIF_PREFIX):
         exif = _EXIF_PREFIX + exif
@@ -648,7 +639,7 @@ def save_image(
     flatten = alpha is not None and not keep_alpha
     # Pillow has no 16-bit colour mode, and its 8-bit image is a full copy of the pixels (4 bytes
     # a pixel): a 16-bit PNG, or a large 8-bit one, is encoded band by band from `pixels` instead.
-    if fmt == "PNG" and (bit_depth == 16 or height * width >= STREAMED_PNG_PIXELS):
+    if streams_png(path, height, width, bit_depth):
         strips = _output_strips(
             pixels, alpha, bit_depth=bit_depth, grayscale=grayscale, keep_alpha=keep_alpha, flatten=flatten
         )
@@ -676,6 +667,89 @@ def save_image(
 
     write_atomically(path, write, remove_stale=remove_stale)
     return warnings
+
+
+def streams_png(path: str | os.PathLike[str], height: int, width: int, bit_depth: int) -> bool:
+    """Whether a (height, width) result of `bit_depth` bits written to `path` is a PNG encoded
+    band by band (by `save_image` from its pixels, or by `save_png_bands` as they are made)."""
+    return output_format(Path(path)) == "PNG" and (bit_depth == 16 or height * width >= STREAMED_PNG_PIXELS)
+
+
+def save_png_bands(
+    path: str | os.PathLike[str],
+    bands: Iterable[tuple[int, np.ndarray]],
+    *,
+    height: int,
+    width: int,
+    bit_depth: int,
+    grayscale: bool = False,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    remove_stale: bool = True,
+) -> None:
+    """Write a PNG atomically from bands of rows as they are made, so the whole image is never
+    held: the peak is one band and its encoding copies.
+
+    Args:
+        path: a .png output file.
+        bands: (top row, (rows, width, 3) RGB band) pairs, top to bottom, covering `height`
+            rows once; uint8 for 8 bits, uint16 for 16 (`tiling.tiled_bands` makes them).
+        height, width: the image's size.
+        bit_depth: 8 or 16, the bands' depth.
+        grayscale, icc_profile, exif, remove_stale: as for `save_image`.
+
+    Raises:
+        OutputError: not a .png path, a missing folder, or the file cannot be written.
+        ValueError: the bands do not cover the image in order, or do not match its depth.
+        Whatever `bands` raises while it is consumed (the temporary file is removed).
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt != "PNG":
+        raise OutputError(f"cannot stream {path} as {fmt}: only .png is written band by band")
+    _check_destination(path, fmt, height, width)
+    if exif and not exif.startswith(_EXIF_PREFIX):
+        exif = _EXIF_PREFIX + exif
+    sample = np.uint8 if bit_depth == 8 else np.uint16
+
+    def checked() -> Iterator[tuple[int, np.ndarray]]:
+        expected = 0
+        for top, band in bands:
+            if top != expected or band.shape[1:] != (width, 3) or band.dtype != sample:
+                raise ValueError(
+                    f"band at row {top} of shape {band.shape} and dtype {band.dtype} does not continue a "
+                    f"{width}x{height} {bit_depth}-bit RGB image at row {expected}"
+                )
+            # Short bands keep the encoder's big-endian and filtered copies small.
+            rows = max(1, _STRIP_ELEMENTS // (width * 3))
+            for start in range(0, band.shape[0], rows):
+                part = band[start : start + rows]
+                yield top + start, _luma(part) if grayscale else part
+            expected = top + band.shape[0]
+        if expected != height:
+            raise ValueError(f"bands ended at row {expected} of {height}")
+
+    def write(temp: Path) -> None:
+        with temp.open("wb") as file:
+            _write_png_stream(
+                file, checked(), width=width, height=height, channels=1 if grayscale else 3, bit_depth=bit_depth,
+                icc_profile=icc_profile, exif=exif,
+            )
+
+    write_atomically(path, write, remove_stale=remove_stale)
+
+
+def _check_destination(path: Path, fmt: str, height: int, width: int) -> None:
+    """Refuse a folder, a missing parent folder, or a size the format cannot hold."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; pass an image file name such as {path / 'out.png'}")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    if max(width, height) > _MAX_SIDE.get(fmt, 2**31 - 1):
+        raise OutputError(
+            f"cannot write {path}: {width}x{height} is larger than {fmt} allows "
+            f"({_MAX_SIDE[fmt]} pixels per side); write a .png instead"
+        )
 
 
 def to_pil(pixels: np.ndarray, *, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
@@ -905,7 +979,6 @@ def _write_png_stream(
     compressor = zlib.compressobj(_PNG_COMPRESS_LEVEL)
     row_bytes = width * channels * bit_depth // 8
     above = np.zeros(row_bytes, np.uint8)
-    pending = bytearray()
     for _, strip in strips:
         # PNG samples are big-endian.
         samples = strip.astype(">u2", order="C") if bit_depth == 16 else np.ascontiguousarray(strip, np.uint8)
@@ -915,12 +988,12 @@ def _write_png_stream(
         np.subtract(rows[0], above, out=filtered[0, 1:])
         np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
         above = rows[-1].copy()
-        pending += compressor.compress(filtered)
-        while len(pending) >= _IDAT_BYTES:
-            _write_chunk(file, b"IDAT", bytes(pending[:_IDAT_BYTES]))
-            del pending[:_IDAT_BYTES]
-    pending += compressor.flush()
-    _write_chunk(file, b"IDAT", bytes(pending))
+        # Each piece zlib hands back is its own IDAT chunk (readers join them), so no compressed
+        # data is buffered here.
+        compressed = compressor.compress(filtered)
+        if compressed:
+            _write_chunk(file, b"IDAT", compressed)
+    _write_chunk(file, b"IDAT", compressor.flush())
     _write_chunk(file, b"IEND", b"")
 
 

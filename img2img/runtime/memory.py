@@ -1,7 +1,8 @@
 """How much host memory running a model on an image takes, and whether the machine has it.
 
 An x4 model turns a 12000x12000 photo into 2.3 gigapixels: its 8-bit output alone is 6.9 GB,
-and the encoder's own copy and the tile row in float32 come on top. Running into the limit
+and the encoder's own copy and the tile row in float32 come on top (a PNG written as the tiles
+make it holds only the tile row). Running into the limit
 half-way ends in a MemoryError (or the kernel's OOM killer) after minutes of work, so the
 runtime estimates the peak before it starts and refuses, with the figures, what cannot fit.
 
@@ -32,12 +33,15 @@ _BASELINE_BYTES = 300 << 20
 
 def bytes_needed(
     height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0,
-    output_format: str | None = None,
+    output_format: str | None = None, streamed: bool = False,
 ) -> int:
     """Estimated peak host bytes for running an x`scale` model on a (height, width) image and
     writing the result as `output_format` ("PNG", "JPEG", "WEBP"; None: the costliest): input
     floats, output buffer (and alpha plane), the encoder's copy (none for PNG, which is encoded
-    band by band from the buffer), and `strip_bytes` of tiling working set."""
+    band by band from the buffer), and `strip_bytes` of tiling working set. A `streamed` result
+    goes to the PNG encoder band by band as the tiles make it, so it has no buffer at all."""
+    if streamed:
+        return _BASELINE_BYTES + height * width * _BYTES_PER_INPUT_PIXEL + strip_bytes
     output_pixels = height * scale * width * scale
     samples = 3 + (1 if alpha else 0)
     copy = 0 if output_format == "PNG" else _ENCODER_BYTES_PER_PIXEL[bit_depth]
@@ -69,7 +73,7 @@ def available_bytes() -> int:
 
 def check_fits(
     height: int, width: int, *, scale: int, bit_depth: int = 8, alpha: bool = False, strip_bytes: int = 0,
-    output_format: str | None = None,
+    output_format: str | None = None, streamed: bool = False,
 ) -> None:
     """Raises before any work when the run of `bytes_needed` cannot fit in `available_bytes`.
 
@@ -77,16 +81,23 @@ def check_fits(
         InferenceMemoryError: with both figures and what to do.
     """
     needed = bytes_needed(
-        height, width, scale=scale, bit_depth=bit_depth, alpha=alpha, strip_bytes=strip_bytes, output_format=output_format
+        height, width, scale=scale, bit_depth=bit_depth, alpha=alpha, strip_bytes=strip_bytes,
+        output_format=output_format, streamed=streamed,
     )
     free = available_bytes()
     if needed > free:
         out_h, out_w = height * scale, width * scale
+        advice = (
+            "use a smaller --tile (one row of tiles at the output size is held), shrink the image first, or "
+            "free memory"
+            if streamed
+            else "shrink the image first, use a smaller --scale, write .png (encoded as it is made, without "
+            "holding the result), or free memory (a smaller --tile does not help: the result itself is what "
+            "does not fit)"
+        )
         raise InferenceMemoryError(
             f"a {width}x{height} image at x{scale} makes a {out_w}x{out_h} result ({out_w * out_h / 1e6:,.0f} "
-            f"megapixels) and needs about {_gib(needed)} of memory, but {_gib(free)} is free; shrink the "
-            "image first, use a smaller --scale, write .png (encoded without a copy of the result), or "
-            "free memory (a smaller --tile does not help: the result itself is what does not fit)"
+            f"megapixels) and needs about {_gib(needed)} of memory, but {_gib(free)} is free; {advice}"
         )
 
 

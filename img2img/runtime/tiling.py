@@ -9,10 +9,11 @@ to 1 across the middle half, 1 beyond. The blend is the weighted mean. The weigh
 sum to one normalises the 2-D weights too: tiles are simply added into the output, and only
 their ramp bands are multiplied at all.
 
-Memory: the input stays whole on the host; the output is written row of tiles by row of tiles
-into the final (integer) buffer, and only one row of tiles is ever held in float32. Upscaling a
+Memory: the input stays whole on the host; the output comes out row of tiles by row of tiles
+as final (integer) bands, and only one row of tiles is ever held in float32. Upscaling a
 4000x3000 photo x4 into uint8 needs the 576 MB result plus one float strip, not a 2.3 GB float
-image.
+image; a consumer that encodes each band as it comes (`tiled_bands` into a PNG writer) needs
+only the strip.
 
 Example:
     >>> model = OnnxModel("weights/superres-x4.onnx")
@@ -25,7 +26,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -44,6 +45,8 @@ _BYTES_PER_INPUT_PIXEL = 1024
 _BYTES_PER_OUTPUT_PIXEL = 3 * 4 * 3
 # Host bytes per output pixel of a tile row: float32 RGB sums, their weight, one quantising copy.
 _STRIP_BYTES_PER_PIXEL = 3 * 4 + 4 + 3 * 4
+
+T = TypeVar("T")
 
 
 class TileModel(Protocol):
@@ -184,7 +187,36 @@ def run_tiled(
     out_dtype: type[np.generic] = np.float32,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Run `model` on `image` tile by tile and blend the results.
+    """Run `model` on `image` tile by tile and blend the results into one array.
+
+    Takes the arguments of `tiled_bands`.
+
+    Returns:
+        (H * scale, W * scale, C_out) C-contiguous array of `out_dtype`.
+
+    Raises:
+        InferenceMemoryError: a model call ran out of memory (retry with a smaller tile).
+    """
+    height, width = image.shape[:2]
+    bands = tiled_bands(
+        model, image, tile=tile, overlap=overlap, mask=mask, batch_size=batch_size, out_dtype=out_dtype,
+        on_tile=on_tile,
+    )
+    return assemble(bands, height * model.info.scale, width * model.info.scale)
+
+
+def tiled_bands(
+    model: TileModel,
+    image: np.ndarray,
+    *,
+    tile: int | None,
+    overlap: int = DEFAULT_OVERLAP,
+    mask: np.ndarray | None = None,
+    batch_size: int = 1,
+    out_dtype: type[np.generic] = np.float32,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Run `model` on `image` tile by tile and yield the blended output as it becomes final.
 
     Args:
         model: an OnnxModel (or anything with `info` and a `run_batch` returning [0, 1] floats).
@@ -196,8 +228,11 @@ def run_tiled(
         out_dtype: np.uint8 (0-255), np.uint16 (0-65535) or np.float32 ([0, 1]) output.
         on_tile: called as on_tile(tiles_done, tiles_total) after each model call.
 
-    Returns:
-        (H * scale, W * scale, C_out) C-contiguous array of `out_dtype`.
+    Yields:
+        (top output row, (rows, W * scale, C_out) C-contiguous `out_dtype` band) pairs, top to
+        bottom, covering the H * scale output rows once: one band per row of tiles (the rows
+        above the next tile row's top, which no later tile touches), one band for a whole image.
+        A consumer that writes each band away (a PNG encoder) never holds the whole output.
 
     Raises:
         InferenceMemoryError: a model call ran out of memory (retry with a smaller tile).
@@ -212,7 +247,8 @@ def run_tiled(
         result = model.run_batch(image[None], None if mask is None else mask[None])[0]
         if on_tile is not None:
             on_tile(1, 1)
-        return _quantize(result, out_dtype)
+        yield 0, _quantize(result, out_dtype)
+        return
 
     plan = TilePlan.for_image(height, width, tile=tile, overlap=overlap, fit=not on_gpu)
     tile_h, tile_w = plan.tile_height, plan.tile_width
@@ -220,7 +256,6 @@ def run_tiled(
         model.warm_up(tile_h, tile_w, batch=min(batch_size, len(plan.starts_x)))
     bands_y = [_ramp_bands(weight) for weight in edge_weights(plan.starts_y, tile_h, overlap, scale)]
     bands_x = [_ramp_bands(weight) for weight in edge_weights(plan.starts_x, tile_w, overlap, scale)]
-    output: np.ndarray | None = None
     # One row of tiles, summed in float32 at output resolution.
     strip: np.ndarray | None = None
     done = 0
@@ -233,7 +268,6 @@ def run_tiled(
             results = model.run_batch(crops, masks)
             if strip is None:
                 strip = np.zeros((tile_h * scale, width * scale, results.shape[3]), np.float32)
-                output = np.empty((height * scale, width * scale, results.shape[3]), out_dtype)
             for (column, left), result in zip(batch, results, strict=True):
                 for band, weight in bands_y[row]:
                     result[band] *= weight[:, None, None]
@@ -245,16 +279,30 @@ def run_tiled(
                 on_tile(done, plan.count)
 
         # Output rows above the next tile row's top are final: no later tile touches them.
-        assert strip is not None and output is not None
+        assert strip is not None
         is_last = row == len(plan.starts_y) - 1
         final = tile_h * scale if is_last else (plan.starts_y[row + 1] - top) * scale
-        output[top * scale : top * scale + final] = _quantize(strip[:final], out_dtype)
+        band = _quantize(strip[:final], out_dtype)
+        # A float32 band is a view of the strip, which the next row of tiles overwrites.
+        yield top * scale, band.copy() if np.shares_memory(band, strip) else band
         if not is_last:
             # Keep the rows the next tile row overlaps, at the top of the strip.
             carry = tile_h * scale - final
             strip[:carry] = strip[final:]
             strip[carry:] = 0.0
-    assert output is not None
+
+
+def assemble(bands: Iterator[tuple[int, np.ndarray]], height: int, width: int) -> np.ndarray:
+    """The (height, width, C) array that `tiled_bands`' bands cover (a single band covering it
+    all is returned as it is, without a copy)."""
+    output: np.ndarray | None = None
+    for top, band in bands:
+        if output is None:
+            if top == 0 and band.shape[:2] == (height, width):
+                return band
+            output = np.empty((height, width, band.shape[2]), band.dtype)
+        output[top : top + band.shape[0]] = band
+    assert output is not None, "no bands"
     return output
 
 
@@ -271,10 +319,35 @@ def run_with_fallback(
     warn: Callable[[str], None] | None = None,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """`run_tiled` with `tile="auto"` resolved and out-of-memory recovery.
+    """`run_tiled` with `tile="auto"` resolved and out-of-memory recovery (see
+    `stream_with_fallback`); returns the (H * scale, W * scale, C_out) `out_dtype` output."""
+    height, width = image.shape[:2]
+    scale = model.info.scale
+    return stream_with_fallback(
+        model, image, lambda bands: assemble(bands, height * scale, width * scale), tile=tile, overlap=overlap,
+        mask=mask, batch_size=batch_size, out_dtype=out_dtype, on_gpu=on_gpu, warn=warn, on_tile=on_tile,
+    )
+
+
+def stream_with_fallback(
+    model: TileModel,
+    image: np.ndarray,
+    consume: Callable[[Iterator[tuple[int, np.ndarray]]], T],
+    *,
+    tile: int | str | None,
+    overlap: int = DEFAULT_OVERLAP,
+    mask: np.ndarray | None = None,
+    batch_size: int = 1,
+    out_dtype: type[np.generic] = np.float32,
+    on_gpu: bool = False,
+    warn: Callable[[str], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> T:
+    """`consume(tiled_bands(...))`, with `tile="auto"` resolved and out-of-memory recovery.
 
     On InferenceMemoryError the batch is cut to one tile, then the tile is halved (down to
-    MIN_TILE), and the image is run again; `warn` hears about each retry.
+    MIN_TILE), and `consume` is called again on a new run from the top, so it must start afresh
+    each time (a writer into a new temporary file); `warn` hears about each retry.
 
     Raises:
         InferenceMemoryError: even MIN_TILE tiles one at a time do not fit.
@@ -286,15 +359,17 @@ def run_with_fallback(
         raise ModelError(f"tile must be a number of pixels, 'auto' or None, got {tile!r}")
     while True:
         try:
-            return run_tiled(
-                model,
-                image,
-                tile=tile,
-                overlap=overlap,
-                mask=mask,
-                batch_size=batch_size,
-                out_dtype=out_dtype,
-                on_tile=on_tile,
+            return consume(
+                tiled_bands(
+                    model,
+                    image,
+                    tile=tile,
+                    overlap=overlap,
+                    mask=mask,
+                    batch_size=batch_size,
+                    out_dtype=out_dtype,
+                    on_tile=on_tile,
+                )
             )
         except InferenceMemoryError:
             if batch_size > 1:

@@ -236,8 +236,16 @@ def superres(
     report: ReportOption = None,
     sheet: SheetOption = None,
     count: CountOption = 4,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="How LR is made: 'clean' (bicubic downscale) or 'degraded' (blur, resize, noise, JPEG; "
+            "seeded by each image's name, the same in every run).",
+        ),
+    ] = "clean",
 ) -> None:
-    """Degrade HR images (bicubic), upscale them with MODEL and with bicubic, score both.
+    """Degrade HR images (bicubic, or --protocol degraded), upscale them with MODEL and with
+    bicubic, score both.
 
     Exits with 1 if any image could not be scored.
     """
@@ -261,6 +269,7 @@ def superres(
             max_size=max_size,
             sheet_count=count if wants_pictures else 0,
             on_image=_progress("upscaling and scoring"),
+            protocol=protocol,
         )
         _print(table, as_json)
         sheet_image = superres_sheet(examples) if examples else None

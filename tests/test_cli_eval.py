@@ -113,6 +113,21 @@ def test_superres_scores_the_model_beside_bicubic(tmp_path, make_upscaler):
     assert "bicubic" in text.stdout and "model" in text.stdout and "PSNR-Y dB" in text.stdout
 
 
+def test_superres_degraded_protocol_is_harder_and_the_same_every_run(tmp_path, make_upscaler):
+    hr = write_folder(tmp_path / "hr", [waves(48, 40, seed) for seed in range(3)])
+    model = make_upscaler(scale=2)
+    runs = [
+        json.loads(invoke("eval", "superres", model, hr, "--no-perceptual", "--json", "--device", "cpu", *extra).stdout)
+        for extra in ((), ("--protocol", "degraded"), ("--protocol", "degraded"))
+    ]
+    clean, degraded, again = runs
+    assert degraded["settings"]["protocol"] == "degraded" and "seeded" in degraded["settings"]["degradation"]
+    assert degraded["summary"]["bicubic"]["psnr_y"] < clean["summary"]["bicubic"]["psnr_y"]
+    assert degraded["summary"] == again["summary"]
+    result = invoke("eval", "superres", model, hr, "--no-perceptual", "--protocol", "jpeg")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "clean, degraded" in result.stderr
+
+
 def test_superres_scale_mismatch_is_a_one_line_error(tmp_path, make_upscaler):
     hr = write_folder(tmp_path / "hr", [waves(32, 32, 0)])
     result = invoke("eval", "superres", make_upscaler(scale=2), hr, "--scale", "4", "--no-perceptual")

@@ -108,6 +108,19 @@ def test_realworld_degrades_more_than_bicubic():
     assert psnr(bicubic_upscale(lr, 4), hr).mean() < baseline - 1.0
 
 
+def test_second_order_degrades_further_keeps_the_size_and_is_seeded():
+    # A re-saved, re-shared photo: the second pass must cost detail on top of the first.
+    hr = textured_batch(batch=6)
+    first = RealWorldDegradation(scale=4)
+    both = RealWorldDegradation(scale=4, second_order_prob=1.0)
+    once = first(hr, torch.Generator().manual_seed(0))
+    twice = both(hr, torch.Generator().manual_seed(0))
+    assert twice.shape == once.shape == (6, 3, 16, 16)
+    assert torch.allclose(twice * 255, (twice * 255).round(), atol=1e-4) and 0 <= twice.min() and twice.max() <= 1
+    assert psnr(bicubic_upscale(twice, 4), hr).mean() < psnr(bicubic_upscale(once, 4), hr).mean()
+    assert torch.equal(twice, both(hr, torch.Generator().manual_seed(0)))
+
+
 def test_realworld_with_every_step_off_is_an_area_downscale():
     hr = textured_batch(batch=2, size=32)
     lr = RealWorldDegradation(scale=2, **NO_STEPS)(hr, torch.Generator().manual_seed(0))
@@ -123,8 +136,9 @@ def test_realworld_with_every_step_off_is_an_area_downscale():
         {"noise_prob": 1.0, "poisson_prob": 1.0},
         {"jpeg_prob": 1.0, "jpeg_quality": (30.0, 40.0)},
         {"intermediate_prob": 1.0, "intermediate_range": (0.5, 0.6)},
+        {"second_order_prob": 1.0, "second_resize_range": (0.3, 0.4)},
     ],
-    ids=["blur", "gaussian-noise", "poisson-noise", "jpeg", "intermediate-resize"],
+    ids=["blur", "gaussian-noise", "poisson-noise", "jpeg", "intermediate-resize", "second-order"],
 )
 def test_each_step_moves_the_output_away_from_the_clean_one(step):
     hr = textured_batch(batch=4)
@@ -152,6 +166,8 @@ def test_gray_noise_is_shared_by_the_channels_and_colour_noise_is_not(poisson_pr
         {"resize_modes": ("lanczos",)},
         {"kernel_size": 20},
         {"jpeg_quality": (50.0, 30.0)},
+        {"second_order_prob": -0.1},
+        {"second_resize_range": (0.0, 1.2)},
     ],
 )
 def test_realworld_rejects_bad_options(bad):

@@ -295,3 +295,30 @@ def test_compiled_nets_train_like_eager_ones_and_checkpoint_plain_weights(photo_
             torch.testing.assert_close(compiled_state[key], value, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
     reloaded = load_generator(tmp_path / "compiled" / "checkpoints" / "last.pt").net
     assert reloaded.state_dict().keys() == eager.G_ema.module.state_dict().keys()
+
+
+def test_validation_scores_the_real_world_protocol_and_vgg_distance(photo_folder):
+    # The real-world model is chosen on degraded inputs; the protocol must be the same in every
+    # validation (seeded by image name) and harder than bicubic.
+    config = tiny_config(
+        photo_folder, "degradation=realworld", "degradation_options={second_order_prob=0.5}", "val_degraded=true",
+        "val_vgg=true",
+    )
+    task = SuperResolution(config, torch.device("cpu"))
+    assert task.degrade.second_order_prob == 0.5
+    net = task.build_generator().eval()
+    metrics = task.validate(net)
+    for key in ("vgg_distance", "bicubic_vgg_distance", "degraded_psnr_y", "degraded_bicubic_vgg_distance",
+                "degraded_psnr_y_gain", "psnr_y_gain"):
+        assert key in metrics, key
+    assert metrics["degraded_bicubic_psnr_y"] < metrics["bicubic_psnr_y"]
+    assert metrics["degraded_bicubic_vgg_distance"] > metrics["bicubic_vgg_distance"]
+    assert task.validate(net) == metrics
+
+
+def test_unknown_degradation_options_are_a_config_error(photo_folder):
+    from img2img.errors import ConfigError
+
+    config = tiny_config(photo_folder, "degradation=realworld", "degradation_options={blur_probability=0.5}")
+    with pytest.raises(ConfigError, match="degradation_options for realworld"):
+        SuperResolution(config, torch.device("cpu"))

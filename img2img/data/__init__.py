@@ -9,6 +9,7 @@ from img2img.data.degradations import (
     bicubic_downscale,
     bicubic_upscale,
     build_degradation,
+    protocol_lr,
 )
 from img2img.data.folder import IMAGE_EXTENSIONS, HRCropDataset, ValidationImages, list_images
 from img2img.data.masks import MASK_KINDS, MaskSettings, random_mask, square_crop, validation_masks, validation_set
@@ -39,6 +40,7 @@ __all__ = [
     "bicubic_upscale",
     "build_degradation",
     "list_images",
+    "protocol_lr",
     "load_domain_image",
     "parse_background",
     "random_mask",

@@ -4,9 +4,10 @@ They run on the batch, on whatever device it is on, after the data loader: a (B,
 batch in [0, 1] becomes (B, 3, H/scale, W/scale) in [0, 1].
 
 - ``bicubic``: the classic super-resolution benchmark degradation (``bicubic_downscale``).
-- ``realworld``: a first-order version of the Real-ESRGAN pipeline (Wang et al., "Real-ESRGAN:
-  Training Real-World Blind Super-Resolution with Pure Synthetic Data", ICCVW 2021): blur,
-  resize, noise, JPEG, each with its own random parameters for every sample.
+- ``realworld``: the Real-ESRGAN pipeline (Wang et al., "Real-ESRGAN: Training Real-World Blind
+  Super-Resolution with Pure Synthetic Data", ICCVW 2021): blur, resize, noise, JPEG, each with
+  its own random parameters for every sample, and with ``second_order_prob`` a second pass of
+  the same kinds (an image that was saved, shared and saved again).
 
 Both ``bicubic_downscale`` and ``bicubic_upscale`` are
 ``torch.nn.functional.interpolate(mode="bicubic", antialias=True, align_corners=False)``.
@@ -20,6 +21,7 @@ within one 8-bit level on smooth images. The "bicubic" validation baseline upsca
 from __future__ import annotations
 
 import math
+import zlib
 
 import kornia
 import torch
@@ -159,7 +161,8 @@ class BicubicDegradation:
 
 
 class RealWorldDegradation:
-    """A first-order Real-ESRGAN-like degradation: blur, resize, noise, JPEG, 8-bit rounding.
+    """A Real-ESRGAN-like degradation: blur, resize, noise, JPEG (twice, for some samples), 8-bit
+    rounding.
 
     Every step is taken or skipped for each sample independently, with its own random
     parameters:
@@ -180,7 +183,12 @@ class RealWorldDegradation:
        ``poisson_scale``.
     4. JPEG (probability ``jpeg_prob``): compression at a quality in ``jpeg_quality`` with
        ``kornia.enhance.jpeg_codec_differentiable``.
-    5. clamp to [0, 1] and round to 8-bit levels, as a saved image would be.
+    5. second order (probability ``second_order_prob``): the image at its final size goes
+       through blur again (sigma in ``second_blur_sigma``, the other blur settings as above),
+       a resize by a factor in ``second_resize_range`` with a random mode, noise as in step 3,
+       then, in random order, JPEG as in step 4 and the resize back to the final size (a
+       photo edited and re-saved, or a thumbnail blown up again).
+    6. clamp to [0, 1] and round to 8-bit levels, as a saved image would be.
 
     Random draws come from the ``generator`` given to ``__call__`` (or torch's global one); a
     generator on the batch's device keeps the noise off the CPU. The same generator state gives
@@ -213,6 +221,9 @@ class RealWorldDegradation:
         gray_noise_prob: float = 0.4,
         jpeg_prob: float = 0.8,
         jpeg_quality: tuple[float, float] = (30.0, 95.0),
+        second_order_prob: float = 0.0,
+        second_blur_sigma: tuple[float, float] = (0.2, 1.5),
+        second_resize_range: tuple[float, float] = (0.3, 1.2),
     ) -> None:
         if scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
@@ -224,6 +235,7 @@ class RealWorldDegradation:
             "poisson_prob": poisson_prob,
             "gray_noise_prob": gray_noise_prob,
             "jpeg_prob": jpeg_prob,
+            "second_order_prob": second_order_prob,
         }
         for name, p in probabilities.items():
             if not 0.0 <= p <= 1.0:
@@ -234,6 +246,8 @@ class RealWorldDegradation:
             "gaussian_noise_sigma": gaussian_noise_sigma,
             "poisson_scale": poisson_scale,
             "jpeg_quality": jpeg_quality,
+            "second_blur_sigma": second_blur_sigma,
+            "second_resize_range": second_resize_range,
         }
         for name, (low, high) in ranges.items():
             if not 0.0 < low <= high:
@@ -264,6 +278,9 @@ class RealWorldDegradation:
         self.gray_noise_prob = gray_noise_prob
         self.jpeg_prob = jpeg_prob
         self.jpeg_quality = tuple(jpeg_quality)
+        self.second_order_prob = second_order_prob
+        self.second_blur_sigma = tuple(second_blur_sigma)
+        self.second_resize_range = tuple(second_resize_range)
         # Every constructor argument, so RealWorldDegradation(**hparams) rebuilds this one.
         self.hparams = {
             "scale": scale,
@@ -277,17 +294,45 @@ class RealWorldDegradation:
     def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_batch(hr, "hr")
         _check_divisible(hr, self.scale)
-        x = self._blur(hr.float(), generator)
+        x = self._blur(hr.float(), generator, self.blur_sigma)
         x = self._resize_down(x, generator)
         x = self._noise(x, generator)
         x = self._jpeg(x, generator)
+        if self.second_order_prob > 0.0:
+            x = self._second_order(x, generator)
         return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
-    def _blur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _second_order(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Step 5 on the samples drawn for it; (B, 3, h, w) -> (B, 3, h, w)."""
+        n, device = x.shape[0], x.device
+        height, width = x.shape[-2:]
+        take = _bernoulli(self.second_order_prob, n, generator, device)
+        factors = _uniform(*self.second_resize_range, n, generator, device).tolist()
+        where = _draw_device(generator, device)
+        modes = torch.randint(len(self.resize_modes), (2, n), generator=generator, device=where).tolist()
+        jpeg_first = _bernoulli(0.5, n, generator, device).tolist()
+        # One filter call for the batch; only the samples taken use it.
+        blurred = self._blur(x, generator, self.second_blur_sigma)
+        if not take.any():
+            return x
+        out = x.clone()
+        for i in torch.nonzero(take).flatten().tolist():
+            size = (max(1, round(height * factors[i])), max(1, round(width * factors[i])))
+            sample = self._noise(_resize(blurred[i : i + 1], size, self.resize_modes[modes[0][i]]), generator)
+            if jpeg_first[i]:
+                sample = _resize(self._jpeg(sample, generator), (height, width), self.resize_modes[modes[1][i]])
+            else:
+                sample = self._jpeg(_resize(sample, (height, width), self.resize_modes[modes[1][i]]), generator)
+            out[i : i + 1] = sample
+        return out
+
+    def _blur(
+        self, x: torch.Tensor, generator: torch.Generator | None, sigma_range: tuple[float, float]
+    ) -> torch.Tensor:
         n, device = x.shape[0], x.device
         take = _bernoulli(self.blur_prob, n, generator, device)
-        sigma_x = _uniform(*self.blur_sigma, n, generator, device)
-        sigma_y = _uniform(*self.blur_sigma, n, generator, device)
+        sigma_x = _uniform(*sigma_range, n, generator, device)
+        sigma_y = _uniform(*sigma_range, n, generator, device)
         angle = _uniform(0.0, math.pi, n, generator, device)
         isotropic = ~_bernoulli(self.anisotropic_prob, n, generator, device)
         sigma_y = torch.where(isotropic, sigma_x, sigma_y)
@@ -349,6 +394,31 @@ class RealWorldDegradation:
         out = x.clamp(0.0, 1.0)
         out[take] = kornia.enhance.jpeg_codec_differentiable(out[take], quality[take].to(x.dtype))
         return out
+
+
+# The real-world evaluation protocol: Real-ESRGAN-like defaults, half the images degraded twice.
+PROTOCOL_SECOND_ORDER_PROB = 0.5
+
+
+def protocol_lr(hr: torch.Tensor, scale: int, name: str) -> torch.Tensor:
+    """The real-world evaluation protocol's LR of one held-out image, the same in every run.
+
+    `RealWorldDegradation` with its defaults and a second pass for half the images
+    (`PROTOCOL_SECOND_ORDER_PROB`), drawn from a generator seeded by the CRC-32 of `name` (the
+    image's relative path), so validation during training, `img2img eval` and the peer
+    benchmark all score the same LR for the same photo.
+
+    Args:
+        hr: (1, 3, H, W) float in [0, 1], H and W multiples of `scale`.
+        scale: the downscaling factor.
+        name: the image's name, which seeds the draws.
+
+    Returns:
+        (1, 3, H / scale, W / scale) float32 in [0, 1], on 8-bit levels, on `hr`'s device.
+    """
+    degrade = RealWorldDegradation(scale=scale, second_order_prob=PROTOCOL_SECOND_ORDER_PROB)
+    generator = torch.Generator().manual_seed(zlib.crc32(name.encode("utf-8", "surrogateescape")))
+    return degrade(hr.cpu(), generator).to(hr.device)
 
 
 @DEGRADATIONS.register("bicubic")

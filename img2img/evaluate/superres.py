@@ -2,7 +2,10 @@
 
 Protocol (that of the SR literature and of this project's training validation):
 1. each HR image is centre-cropped to a multiple of the scale (and to `max_size` if set);
-2. LR = antialiased bicubic downscale, rounded to 8-bit levels as a saved LR file would be;
+2. LR = antialiased bicubic downscale, rounded to 8-bit levels as a saved LR file would be
+   ("clean"); or, for the photos people have, the real-world protocol ("degraded"): blur,
+   resize, noise and JPEG, for half the images twice, drawn from a generator seeded by the
+   image's name (`data.protocol_lr`, the same in training validation);
 3. the ONNX model upscales LR through the runtime (tiling and padding as in production), and
    bicubic upscaling of the same LR is the baseline;
 4. both are scored against HR: PSNR/SSIM on Y and on RGB with `scale` border pixels cropped,
@@ -19,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from img2img.data import bicubic_downscale, bicubic_upscale
+from img2img.data import bicubic_downscale, bicubic_upscale, protocol_lr
+from img2img.data.degradations import PROTOCOL_SECOND_ORDER_PROB
 from img2img.errors import Img2ImgError
 from img2img.evaluate.scoring import (
     METRIC_LABELS,
@@ -32,6 +36,15 @@ from img2img.metrics.folders import image_paths, load_rgb
 from img2img.runtime.batch import IMAGE_SUFFIXES
 
 METHODS = ("bicubic", "model")
+# How LR is made from HR, as the settings record it.
+PROTOCOLS = {
+    "clean": "antialiased bicubic downscale, rounded to 8-bit",
+    "degraded": (
+        "real-world protocol: RealWorldDegradation defaults (blur, resize, noise, JPEG), a second "
+        f"pass with probability {PROTOCOL_SECOND_ORDER_PROB}, seeded by the CRC-32 of each image's "
+        "name; rounded to 8-bit"
+    ),
+}
 SHEET_COLUMNS = ("input (LR)", "bicubic", "model", "target (HR)")
 
 
@@ -75,6 +88,7 @@ def evaluate_superres(
     max_size: int = 0,
     sheet_count: int = 0,
     on_image: Callable[[str], None] | None = None,
+    protocol: str = "clean",
 ) -> tuple[EvalTable, list[SheetExample]]:
     """Scores `upscale` and bicubic upscaling on every image of `hr_dir`.
 
@@ -87,18 +101,22 @@ def evaluate_superres(
         max_size: centre-crop HR images to at most this side first (0: whole images).
         sheet_count: keep the images of the first this many for a comparison sheet.
         on_image: called with each image's relative name before it is scored (progress).
+        protocol: how LR is made from HR, one of `PROTOCOLS` ("clean": bicubic; "degraded":
+            the seeded real-world degradation).
 
     Returns:
         The table (methods "bicubic" and "model") and the kept sheet examples. An image that
         fails (unreadable, smaller than the scale, ...) is listed in `table.failures`.
     """
+    if protocol not in PROTOCOLS:
+        raise Img2ImgError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if max_size and max_size < 4 * scale:
         raise Img2ImgError(f"--max-size {max_size} is too small for x{scale}; use 0 or at least {4 * scale}")
     table = EvalTable(
-        title=f"superres x{scale}: {model_name} on {hr_dir}",
+        title=f"superres x{scale}: {model_name} on {hr_dir}" + (", degraded LR" if protocol == "degraded" else ""),
         methods=list(METHODS),
         metrics=scorer.metrics,
-        settings=settings(model_name, hr_dir, scale, scorer.crop_border, max_size),
+        settings=settings(model_name, hr_dir, scale, scorer.crop_border, max_size, protocol),
     )
     examples: list[SheetExample] = []
     for path in hr_images(hr_dir):
@@ -109,7 +127,8 @@ def evaluate_superres(
             hr = centre_crop(load_rgb(path), scale, max_size)
             if min(hr.shape[-2:]) < scale:
                 raise Img2ImgError(f"smaller than the scale {scale}")
-            lr_pixels = to_uint8(bicubic_downscale(hr, scale))
+            degraded = protocol_lr(hr, scale, name) if protocol == "degraded" else bicubic_downscale(hr, scale)
+            lr_pixels = to_uint8(degraded)
             lr = from_uint8(lr_pixels)
             outputs = {"bicubic": to_uint8(bicubic_upscale(lr, scale)), "model": np.asarray(upscale(lr_pixels))}
             if outputs["model"].shape != (hr.shape[-2], hr.shape[-1], 3) or outputs["model"].dtype != np.uint8:
@@ -130,13 +149,16 @@ def evaluate_superres(
     return table, examples
 
 
-def settings(model_name: str, hr_dir: Path, scale: int, crop_border: int, max_size: int) -> dict[str, Any]:
+def settings(
+    model_name: str, hr_dir: Path, scale: int, crop_border: int, max_size: int, protocol: str = "clean"
+) -> dict[str, Any]:
     """How the numbers of `evaluate_superres` were made, for the JSON output and the report."""
     return {
         "model": model_name,
         "hr_dir": str(hr_dir),
         "scale": scale,
-        "degradation": "antialiased bicubic downscale, rounded to 8-bit",
+        "protocol": protocol,
+        "degradation": PROTOCOLS[protocol],
         "baseline": "antialiased bicubic upscale of the same LR",
         "hr_crop": f"centre, multiple of {scale}" + (f", at most {max_size} px" if max_size else ""),
         "crop_border": crop_border,

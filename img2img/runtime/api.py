@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image
 
 from img2img.errors import ModelError
+from img2img.runtime import image_io
 from img2img.runtime.batch import ProcessedImage, write_output
 from img2img.runtime.faces import FaceGenerator
-from img2img.runtime import image_io
 from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, save_png_bands, streams_png, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.memory import check_fits

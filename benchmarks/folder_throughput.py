@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from img2img.files.listing import image_files
 from img2img.runtime import load_image
 from img2img.runtime.api import Model
-from img2img.runtime.batch import IMAGE_SUFFIXES, BatchOptions, run_batch
+from img2img.runtime.batch import run_batch
+from img2img.runtime.batch_options import BatchOptions
 
 
 class TimedModel:
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument("--ext", default="png")
     args = parser.parse_args()
 
-    photos = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: args.count]
+    photos = image_files(args.data)[: args.count]
     tile = None if args.tile == "0" else args.tile if args.tile == "auto" else int(args.tile)
     model = Model(args.model, device=args.device, tile=tile)
     with tempfile.TemporaryDirectory() as scratch:

@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from img2img.engine.config import config_to_dict, resolve_config
-from img2img.engine.trainer import Trainer, resolve_device
+from img2img.engine.device import resolve_device
+from img2img.engine.trainer import Trainer
 from img2img.tasks import TASKS
 
 

@@ -22,7 +22,7 @@ eval_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DeviceOption = Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, else MPS, if available), cpu, cuda or mps.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ReportOption = Annotated[
     Path | None, typer.Option(help="Also write a self-contained HTML report (table, sheet, settings).")
@@ -60,7 +60,7 @@ def _print(result: Any, as_json: bool) -> None:
 
 def _distribution_source(device: str, batch_size: int, cache: bool):
     from img2img.evaluate.distribution import FeatureSource
-    from img2img.evaluate.scoring import resolve_device
+    from img2img.engine.device import resolve_device
 
     progress = None
     if sys.stderr.isatty():
@@ -68,7 +68,7 @@ def _distribution_source(device: str, batch_size: int, cache: bool):
         def progress(done: int, total: int) -> None:
             typer.echo(f"\rInception features: {done}/{total} images", err=True, nl=done == total)
 
-    return FeatureSource(device=resolve_device(device), batch_size=batch_size, cache=cache, progress=progress)
+    return FeatureSource(device=resolve_device(device, option="--device"), batch_size=batch_size, cache=cache, progress=progress)
 
 
 def _distribution_report(report: Path | None, result: Any) -> None:
@@ -210,9 +210,10 @@ def pair(
     """
     with train_extra_errors("evaluating"):
         from img2img.evaluate.compare import folder_sheet
-        from img2img.evaluate.scoring import PairScorer, evaluate_pairs, resolve_device
+        from img2img.engine.device import resolve_device
+        from img2img.evaluate.scoring import PairScorer, evaluate_pairs
 
-        scorer = PairScorer(crop_border=crop_border, perceptual=perceptual, device=resolve_device(device))
+        scorer = PairScorer(crop_border=crop_border, perceptual=perceptual, device=resolve_device(device, option="--device"))
         table = evaluate_pairs(pred_dir, target_dir, scorer, on_image=_progress("scoring"))
         _print(table, as_json)
         sheet_image = None
@@ -250,11 +251,12 @@ def superres(
     Exits with 1 if any image could not be scored.
     """
     with train_extra_errors("evaluating"):
-        from img2img.evaluate.scoring import PairScorer, resolve_device
+        from img2img.engine.device import resolve_device
+        from img2img.evaluate.scoring import PairScorer
         from img2img.evaluate.superres import evaluate_superres, superres_sheet
         from img2img.runtime.api import Model
 
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, option="--device")
         # The same choice for both: "auto" lets onnxruntime take a GPU provider if it has one.
         net = Model(model, task="superres", scale=scale, device=device, tile=parse_tile(tile))
         factor = net.info.scale
@@ -299,13 +301,14 @@ def compare(
     """
     with train_extra_errors("drawing a comparison sheet"):
         from img2img.evaluate.compare import folder_sheet
-        from img2img.evaluate.scoring import PairScorer, resolve_device
+        from img2img.engine.device import resolve_device
+        from img2img.evaluate.scoring import PairScorer
         from img2img.evaluate.sheets import save_sheet
 
         names = labels.split(",") if labels else [folder.name for folder in columns]
         if len(names) != len(columns):
             raise Img2ImgError(f"--labels gives {len(names)} titles for {len(columns)} folders")
-        scorer = PairScorer(perceptual=True, device=resolve_device(device)) if target is not None else None
+        scorer = PairScorer(perceptual=True, device=resolve_device(device, option="--device")) if target is not None else None
         image = folder_sheet(
             columns, target, labels=names, count=count, scorer=scorer, zoom=zoom, tile_size=tile_size
         )
@@ -318,7 +321,7 @@ def plot(
 ) -> None:
     """Plot a run's training curves (losses, validation metrics) to RUN/plots/*.png."""
     with train_extra_errors("plotting"):
-        from img2img.evaluate.curves import plot_run
+        from img2img.engine.curves import plot_run
 
         for path in plot_run(run):
             typer.echo(f"wrote {path}")

@@ -3,7 +3,7 @@
 Every error a user can act on (`img2img.errors.Img2ImgError`) is printed as one line
 `error: <message>` on stderr with exit code 2 and no traceback. Heavy modules are imported inside
 the commands that need them: onnxruntime for `superres`, `translate`, `inpaint`, `style` and
-`faces` (in `cli/faces.py`), torch (the train extra) for `train`, `export`, `eval`, `compare` and
+`faces` (in `cli/faces.py`), torch (the train extra) for `train`, `export`, `import`, `eval`, `compare` and
 `plot` (in `cli/evaluate.py`), so `img2img --help` and `img2img models` start fast and never
 touch torch.
 """
@@ -223,7 +223,7 @@ def _batch_options(
     max_pixels: int | None,
     masks: Path | None = None,
 ) -> Any:
-    from img2img.runtime.batch import BatchOptions, parse_shard
+    from img2img.runtime.batch_options import BatchOptions, parse_shard
 
     return BatchOptions(
         output_dir=outdir,
@@ -624,7 +624,7 @@ def info(
 ) -> None:
     """Print what a model file says about itself: task, scale, inputs, size rules, license, ..."""
     with user_errors():
-        from img2img.runtime.api import describe
+        from img2img.runtime.describe import describe
         from img2img.runtime.shipped import resolve_model
 
         described = describe(resolve_model(model, task=None, scale=None))
@@ -635,20 +635,20 @@ def info(
 
 @app.command()
 def models() -> None:
-    """List the shipped models: name, task, scale, file and evaluation metrics."""
+    """List the shipped models: name, task, scale, file, what each is for and its evaluation metrics."""
     with user_errors():
         from img2img.runtime.shipped import load_manifest, weights_dir
 
         shipped = load_manifest()
-    rows = [("NAME", "TASK", "SCALE", "FILE", "METRICS")]
+    rows = [("NAME", "TASK", "SCALE", "FILE", "USE FOR", "METRICS")]
     rows += [
-        (entry.name, entry.task, f"x{entry.scale}", entry.path.name, _format_metrics(entry.metrics))
+        (entry.name, entry.task, f"x{entry.scale}", entry.path.name, entry.use_for or "-", _format_metrics(entry.metrics))
         for entry in shipped
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
     for row in rows:
         typer.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4]
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5]
         )
     typer.echo(f"({len(shipped)} models in {weights_dir()})")
 
@@ -749,7 +749,7 @@ def train(
     # The engine imports torch and friends lazily, so a missing package can surface during the
     # call as well as at import.
     with train_extra_errors("training"):
-        from img2img.engine.run import train_command
+        from img2img.train import train_command
 
         train_command(
             task=task,
@@ -784,6 +784,43 @@ def export(
         from img2img.export import export_command
 
         export_command(run=run, output=output, checkpoint=checkpoint, opset=opset, fp16=fp16, direction=direction)
+
+
+@app.command("import")
+def import_model(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="ESRGAN/RRDBNet or Real-ESRGAN compact checkpoint (.pth, .safetensors), or an ncnn .param.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.", show_default=False)],
+    bin_path: Annotated[
+        Path | None,
+        typer.Option("--bin", help="ncnn weights for a .param (default: the .bin beside it).", show_default=False),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name in the metadata (default: the output's stem).")] = None,
+    license_text: Annotated[
+        str, typer.Option("--license", help="The imported model's license, as its authors state it.")
+    ] = "",
+    origin: Annotated[str, typer.Option("--source", help="Where the model comes from, e.g. its release URL.")] = "",
+    opset: Annotated[int, typer.Option(help="ONNX opset version (17 or newer).")] = 18,
+    fp16: Annotated[
+        bool, typer.Option("--fp16/--no-fp16", help="Also write the float16 variant <name>.fp16.onnx.")
+    ] = True,
+) -> None:
+    """Convert a pretrained upscaler from the community into an ONNX model for `superres --model`
+    (needs the train extra). The architecture and its sizes are read from the weights; checkpoints
+    are read as weights only, never run as code; the result is checked against the source net."""
+    with train_extra_errors("importing"):
+        from img2img.importing import import_command
+
+        import_command(
+            source=checkpoint, output=output, bin_path=bin_path, name=name, license=license_text,
+            origin=origin, opset=opset, fp16=fp16,
+        )
 
 
 # Defined in cli/faces.py and cli/evaluate.py; registered last so `img2img --help` lists the

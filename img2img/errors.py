@@ -30,3 +30,10 @@ class OutputError(Img2ImgError):
 
 class TrainingError(Img2ImgError):
     """Training cannot start or continue (no data, non-finite loss, bad resume folder)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (or its type's name): what a one-line message quotes
+    of a library's multi-line errors."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

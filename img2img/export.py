@@ -1,15 +1,12 @@
 """Export a trained generator to ONNX for the inference runtime.
 
-The ONNX graph follows one contract for every task (see `img2img.runtime`):
-input "input" float32 (N, 3, H, W) RGB in [0, 1] (and, for nets that take a hole mask, "mask"
-float32 (N, 1, H, W) in {0, 1}, 1 = fill; for arbitrary style transfer, "style" float32
-(K, 3, h, w) RGB in [0, 1], "style_weights" float32 (K,) summing to 1 and "alpha" float32 (1,)),
-output "output" float32 (N, 3, H*s, W*s) in [0, 1]; a noise-to-image generator (faces) takes
-"z" float32 (N, latent_dim) and, when class-conditional, "label" int64 (N,) instead, and gives
-(N, 3, R, R) in [0, 1];
-batch, height and width are dynamic; mapping to the net's own input range, pasting a fill into
-the hole only, and the final clamp are inside the graph; metadata_props say task, scale,
-channels, multiple_of, range, data, license, version and the resolved training config.
+The ONNX graph and its metadata follow `img2img.contract`. A generator declares the graph's
+input layout (`net.inputs`, one of `contract.INPUT_LAYOUTS`), its `scale`, `multiple_of`,
+`min_size` and `input_range`; the graph takes and gives RGB in [0, 1] whatever the net's own
+range and channels. Batch, height and width are dynamic; mapping to the net's own input range,
+pasting a fill into the hole only, and the final clamp are inside the graph. The metadata
+(`ModelInfo`) takes the net's figures from the net (`describe_net`), and a task adds only its
+own fields (task name, data, license, task-specific keys).
 
 Each model can also be written as a float16 variant (`model.fp16.onnx`): weights and activations
 in float16, the graph's input and output still float32. Where float16 overflows, the variant
@@ -22,6 +19,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,13 @@ import onnx
 import torch
 from torch import nn
 
+from img2img import __version__
+from img2img.contract import IMAGE, IMAGE_MASK, IMAGE_STYLES, LATENT, LATENT_LABEL, ModelInfo, precision_variant
 from img2img.engine.checkpoint import LoadedGenerator, load_generator
 from img2img.errors import ModelError, OutputError
+from img2img.files.atomic import write_atomically
 
 PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-FP16_SUFFIX = ".fp16.onnx"
 
 
 # ITU-R BT.601 luma weights: how an RGB input becomes the input of a gray-domain net.
@@ -46,9 +46,9 @@ class ExportWrapper(nn.Module):
     and clamps, so every exported graph takes and gives RGB in [0, 1].
 
     A net with one input channel gets the BT.601 luma of the input; one with one output channel
-    has its output repeated on R, G and B. A net that `takes_mask` (inpainting) is called as
-    net(image, mask), and its output is used inside the hole only: outside it the graph returns
-    the input itself. With a float16 net the output is float32 again, and any non-finite value
+    has its output repeated on R, G and B. A net whose inputs are IMAGE_MASK (inpainting) is
+    called as net(image, mask), and its output is used inside the hole only: outside it the graph
+    returns the input itself. With a float16 net the output is float32 again, and any non-finite value
     (float16 overflow) is passed on as NaN instead of being clamped into a valid-looking pixel.
     """
 
@@ -59,7 +59,7 @@ class ExportWrapper(nn.Module):
         self.dtype = next(net.parameters()).dtype
         self.gray_in = getattr(net, "in_channels", 3) == 1
         self.gray_out = getattr(net, "out_channels", 3) == 1
-        self.takes_mask = getattr(net, "takes_mask", False)
+        self.takes_mask = net.inputs == IMAGE_MASK
         self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -146,7 +146,7 @@ class LatentExportWrapper(nn.Module):
         super().__init__()
         self.net = net
         self.dtype = next(net.parameters()).dtype
-        self.conditional = net.num_classes > 0
+        self.conditional = net.inputs == LATENT_LABEL
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         output = self.net(z.to(self.dtype), label if self.conditional else None).float()
@@ -173,25 +173,63 @@ def _finish(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(output), output.clamp(0.0, 1.0), torch.nan)
 
 
+# The wrapper that builds each input layout's graph around a net.
+WRAPPERS: dict[tuple[str, ...], type[nn.Module]] = {
+    IMAGE: ExportWrapper,
+    IMAGE_MASK: ExportWrapper,
+    IMAGE_STYLES: StyleExportWrapper,
+    LATENT: LatentExportWrapper,
+    LATENT_LABEL: LatentExportWrapper,
+}
+
+
 def export_wrapper(net: nn.Module) -> ExportWrapper | StyleExportWrapper | LatentExportWrapper:
-    """The wrapper that gives `net` the graph contract of its kind."""
-    if getattr(net, "takes_latent", False):
-        return LatentExportWrapper(net)
-    return StyleExportWrapper(net) if getattr(net, "takes_style", False) else ExportWrapper(net)
+    """The wrapper that gives `net` the graph of the input layout it declares (`net.inputs`).
+
+    Raises:
+        ModelError: the net declares no layout, or one without a graph.
+    """
+    layout = tuple(getattr(net, "inputs", ()))
+    if layout not in WRAPPERS:
+        layouts = ", ".join(repr(",".join(known)) for known in WRAPPERS)
+        raise ModelError(
+            f"{type(net).__name__} declares graph inputs {','.join(layout) or 'none'}; an exported net sets "
+            f"`inputs` to one of {layouts} (img2img.contract)"
+        )
+    return WRAPPERS[layout](net)
+
+
+def describe_net(net: nn.Module, *, config: dict[str, Any] | None = None, **fields: Any) -> ModelInfo:
+    """The descriptor of `net`'s exported graph: its scale, size requirements and input layout as
+    the net declares them, RGB [0, 1] at the graph's edges, this img2img's version and the
+    resolved training `config`; `fields` are the task's own (task, data, license, domains, ...)."""
+    return ModelInfo(
+        scale=int(net.scale),
+        # The graph takes and gives RGB whatever the net's own channels (a gray net sees the luma).
+        channels=3,
+        multiple_of=int(net.multiple_of),
+        min_size=int(net.min_size),
+        inputs=tuple(net.inputs),
+        version=__version__,
+        config=config or {},
+        **fields,
+    )
 
 
 def export_onnx(
     net: nn.Module,
     output: Path,
     *,
-    metadata: dict[str, str],
+    info: ModelInfo,
     opset: int = 18,
     parity_size: tuple[int, int] | None = None,
     precision: str = "fp32",
 ) -> float:
-    """Writes `net` (eval mode, CPU) as ONNX at `output`; returns the parity max abs error.
+    """Writes `net` (eval mode, CPU) as ONNX at `output`, with `info` (see `describe_net`) as its
+    metadata; returns the parity max abs error.
 
-    `precision` "fp16" writes the float16 variant (the net is copied, not changed). The file is
+    `precision` "fp16" writes the float16 variant (the net is copied, not changed), to a file
+    named as `contract.precision_variant` names it. The file is
     checked with onnx.checker and compared with the float32 PyTorch net on a random image whose
     size differs from the traced one; an error above PARITY_TOLERANCE[precision] raises
     ModelError and writes nothing.
@@ -203,13 +241,18 @@ def export_onnx(
         raise OutputError(f"{output} must end in .onnx")
     if precision not in PARITY_TOLERANCE:
         raise ModelError(f"unknown precision {precision!r}; choose fp32 or fp16")
+    if precision_variant(output, precision) != output:
+        # The runtime finds each variant by its name and refuses a file named as the other one.
+        raise OutputError(
+            f"{output} is named as the {'fp32' if precision == 'fp16' else 'fp16'} variant; "
+            "name fp16 models *.fp16.onnx and fp32 ones *.onnx"
+        )
     reference = export_wrapper(net.float().cpu().eval()).eval()
     wrapper = reference if precision == "fp32" else export_wrapper(copy.deepcopy(net).half()).eval()
-    metadata = {**metadata, "precision": precision}
     multiple = int(net.multiple_of)
     # Sizes count in blocks of `multiple` pixels; a net with a larger minimum (reflection padding
     # deep down) gets a traced example and a dynamic range that respect it.
-    min_blocks = max(1, -(-int(getattr(net, "min_size", 1)) // multiple))
+    min_blocks = max(1, -(-int(net.min_size) // multiple))
     if multiple > 1:
         example = torch.rand(1, 3, max(4, min_blocks) * multiple, max(6, min_blocks + 2) * multiple)
     else:
@@ -236,7 +279,7 @@ def export_onnx(
         )
         program.save(str(traced))
         model = onnx.load(str(traced))
-    onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
+    onnx.helper.set_model_props(model, replace(info, precision=precision).to_metadata())
     onnx.checker.check_model(model, full_check=True)
 
     if parity_size is None:
@@ -248,12 +291,7 @@ def export_onnx(
             f"(limit {PARITY_TOLERANCE[precision]}); not written"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.name}.tmp")
-    try:
-        onnx.save(model, str(temp))
-        temp.replace(output)
-    finally:
-        temp.unlink(missing_ok=True)
+    write_atomically(output, lambda temp: onnx.save(model, str(temp)))
     return error
 
 
@@ -275,13 +313,8 @@ def parity_error(wrapper: nn.Module, model_bytes: bytes, size: tuple[int, int], 
     return float(np.abs(actual - expected).max())
 
 
-def fp16_path(output: Path) -> Path:
-    """Where the float16 variant of `output` goes: model.onnx -> model.fp16.onnx."""
-    return output.with_name(output.stem + FP16_SUFFIX)
-
-
-def export_net(generator: LoadedGenerator, direction: str | None = None) -> tuple[nn.Module, dict[str, str]]:
-    """The net an export writes and its task's metadata (without "name").
+def export_net(generator: LoadedGenerator, direction: str | None = None) -> tuple[nn.Module, ModelInfo]:
+    """The net an export writes and its descriptor (without a name).
 
     `direction` picks one net of a two-way run ("a2b" or "b2a" for CycleGAN); one-way tasks
     take None.
@@ -289,7 +322,7 @@ def export_net(generator: LoadedGenerator, direction: str | None = None) -> tupl
     Raises:
         ModelError: the direction is missing, unknown or given to a one-way task.
     """
-    from img2img.engine.config import config_from_dict
+    from img2img.engine.config import config_from_dict, config_to_dict
     from img2img.tasks import TASKS
 
     task = TASKS.get(generator.task)
@@ -303,7 +336,7 @@ def export_net(generator: LoadedGenerator, direction: str | None = None) -> tupl
             + ("pass --direction" if any(nets) else "drop --direction")
         )
     net = nets[key]
-    return net, task.export_metadata(config, net, key)
+    return net, describe_net(net, config=config_to_dict(config), **task.export_fields(config, net, key))
 
 
 def export_generator(
@@ -312,11 +345,12 @@ def export_generator(
     """Exports a rebuilt generator (one direction of a two-way run) with its task's metadata
     (named after the file), and with `fp16` its float16 variant beside it; returns the parity
     error per precision."""
-    net, metadata = export_net(generator, direction)
-    metadata = {"name": output.stem, **metadata}
-    errors = {"fp32": export_onnx(net, output, metadata=metadata, opset=opset)}
+    net, info = export_net(generator, direction)
+    info = replace(info, name=output.stem)
+    errors = {"fp32": export_onnx(net, output, info=info, opset=opset)}
     if fp16:
-        errors["fp16"] = export_onnx(net, fp16_path(output), metadata=metadata, opset=opset, precision="fp16")
+        fp16_output = precision_variant(output, "fp16")
+        errors["fp16"] = export_onnx(net, fp16_output, info=info, opset=opset, precision="fp16")
     return errors
 
 
@@ -337,7 +371,7 @@ def export_command(
     started = time.perf_counter()
     output = Path(output)
     errors = export_generator(load_generator(source), output, opset=opset, fp16=fp16, direction=direction)
-    written = output if not fp16 else f"{output} and {fp16_path(output)}"
+    written = output if not fp16 else f"{output} and {precision_variant(output, 'fp16')}"
     parity = ", ".join(f"{precision} {error:.2e}" for precision, error in errors.items())
     print(f"exported {source} -> {written} (opset {opset}, parity max abs error {parity}, "
           f"{time.perf_counter() - started:.1f} s)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from img2img.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -38,6 +40,12 @@ class Registry(Generic[T]):
         except KeyError:
             valid = ", ".join(sorted(self._entries))
             raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {valid}") from None
+
+    def require(self, name: str, *, key: str) -> None:
+        """Raises ConfigError, naming the config `key`, unless `name` is registered: how a config
+        section refuses an unknown net or loss when it is built rather than when training starts."""
+        if name not in self._entries:
+            raise ConfigError(f"config key {key}: unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
 
     def names(self) -> list[str]:
         return sorted(self._entries)

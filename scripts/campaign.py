@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,9 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any, NoReturn
+
+from img2img.engine.config import condition_holds, parse_condition
+from img2img.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUE = REPO / "scripts" / "campaign.toml"
@@ -91,6 +93,7 @@ class Entry:
     stop_margin_minutes: float = DEFAULT_STOP_MARGIN_MINUTES
     card: Path | None = None  # card template, rendered into weights/NAME.md on ship
     readme_row: str = ""  # README model-table row template, rendered on ship
+    use_for: str = ""  # one line for `img2img models`: what to pick this model for
     # Where the shipped figure comes from an evaluation of its own (FID on 5,000 samples, say)
     # rather than from training's validation: `train_metric` ranks checkpoints during training,
     # and `evaluate` (a command; {onnx}, {checkpoint} and {json} are filled in) measures the
@@ -128,16 +131,16 @@ class Entry:
         return [self] + ([self.companion] if self.companion else [])
 
 
-GATE = re.compile(r"\s*([\w.\-]+)\s*(<=|>=)\s*(-?[\d.]+(?:e-?\d+)?)\s*")
-
-
-def gate_failures(gates: list[str], metrics: dict[str, Any]) -> list[str]:
-    """The `ship_gate` conditions that `metrics` does not meet, each with the value it has."""
+def gate_failures(gates: list[str], metrics: dict[str, Any], *, only_measured: bool = False) -> list[str]:
+    """The `ship_gate` conditions that `metrics` does not meet, each with the value it has; with
+    `only_measured`, conditions on figures that `metrics` lacks are left out rather than failed."""
     failures = []
     for gate in gates:
-        key, operator, bound = GATE.fullmatch(gate).groups()
-        value = lookup(metrics, key)
-        if value is None or not (value <= float(bound) if operator == "<=" else value >= float(bound)):
+        condition = parse_condition(gate)
+        value = lookup(metrics, condition[0])
+        if value is None and only_measured:
+            continue
+        if not condition_holds(condition, value):
             failures.append(f"{gate} (it has {format_value(value)})")
     return failures
 
@@ -186,8 +189,10 @@ def check_entry(path: Path, entry: Entry) -> None:
     if entry.goal not in ("max", "min"):
         fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
     for gate in entry.ship_gate:
-        if not GATE.fullmatch(gate):
-            fail(f"{path}: entry {entry.name}: ship_gate {gate!r} is not 'METRIC <= NUMBER' or 'METRIC >= NUMBER'")
+        try:
+            parse_condition(gate, where=f"{path}: entry {entry.name}: ship_gate")
+        except ConfigError as error:
+            fail(str(error))
     entry.recipe = REPO / entry.recipe
     entry.card = REPO / entry.card if entry.card else None
 
@@ -312,19 +317,27 @@ def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
 
 
 def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
-    """The cycles' best.pt with the best value of the entry's metric, and that value."""
+    """The cycles' best.pt with the best value of the entry's metric, and that value. A
+    checkpoint whose validation already fails one of the ship gates is passed over for one
+    that does not, since it could not ship; where every one fails, the best of them comes
+    back, for `ship` to refuse with the figures."""
     import torch
 
-    best = None
+    best, best_gated = None, None
     for run in cycle_dirs(folder):
         path = run / "checkpoints" / "best.pt"
         if not path.is_file():
             continue
         metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics") or {}
         value = lookup(metrics, entry.ranking_metric)
-        if value is not None and (best is None or entry.better(value, best[1])):
+        if value is None:
+            continue
+        if best is None or entry.better(value, best[1]):
             best = (path, value)
-    return best
+        passes = not gate_failures(entry.ship_gate, metrics, only_measured=True)
+        if passes and (best_gated is None or entry.better(value, best_gated[1])):
+            best_gated = (path, value)
+    return best_gated or best
 
 
 # ----------------------------------------------------------------------------- training
@@ -383,6 +396,17 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     return settings
 
 
+# How checkpoints are ranked changes nothing a cycle has learnt, so a resumed cycle takes these
+# from the recipe as it is now; every other setting stays as the cycle began.
+RANKING_KEYS = ("best_metric", "best_goal", "best_requires")
+
+
+def ranking_settings(entry: Entry) -> list[str]:
+    """--set overrides of the recipe's engine.best_* keys, for resuming a cycle."""
+    engine = tomllib.loads(entry.recipe.read_text()).get("engine", {})
+    return [f"engine.{key}={json.dumps(engine[key])}" for key in RANKING_KEYS if key in engine]
+
+
 def recipe_nets(entry: Entry) -> tuple[Any, Any]:
     """The (G, D) the entry's recipe builds, untrained (D is None without one)."""
     import torch
@@ -438,10 +462,14 @@ class Worker:
     """Trains campaign entries until the deadline, one training process at a time."""
 
     def __init__(
-        self, root: Path, weights: Path, deadline: dt.datetime, threads: int, min_segment_minutes: float = MIN_SEGMENT_MINUTES
+        self, root: Path, weights: Path, deadline: dt.datetime, threads: int, min_segment_minutes: float = MIN_SEGMENT_MINUTES,
+        new_cycle: str | None = None,
     ) -> None:
         self.root, self.weights, self.deadline, self.threads = root, weights, deadline, threads
         self.min_segment_minutes = min_segment_minutes
+        # This entry's next segment ends its unfinished cycle and starts a new one from its
+        # best weights, on the recipe as it is now (a cycle resumes on the config it began with).
+        self.new_cycle = new_cycle
         self.child: subprocess.Popen | None = None
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
@@ -465,12 +493,16 @@ class Worker:
         resume = current is not None and (current / "checkpoints" / "last.pt").is_file()
         if resume and checkpoint_step(current / "checkpoints" / "last.pt") >= recipe_steps(current):
             resume, current = False, None  # that cycle is complete: start the next one
+        if entry.name == self.new_cycle:
+            resume, current, self.new_cycle = False, None, None
         limit = self.minutes_left() - entry.stop_margin_minutes
         data = [f"{key}={json.dumps(str(REPO / folder_))}" for key, folder_ in entry.data.items()]
         command = [sys.executable, "-m", "cli", "train", entry.task]
         if resume:
             run = current
             command += ["--resume", str(run)]
+            for setting in ranking_settings(entry):
+                command += ["--set", setting]
         else:
             run = folder / f"cycle-{(cycle_number(runs[-1]) + 1) if runs else 1:03d}"
             if run.exists():  # a cycle that never wrote a checkpoint: start it again
@@ -575,6 +607,8 @@ def running_worker(root: Path) -> dict[str, Any] | None:
 
 def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
     deadline = deadline_from(args.until)
+    if args.new_cycle and not args.entry:
+        fail("--new-cycle needs --entry NAME: the entry whose cycle to end")
     if args.entry:
         find_entry(entries, args.entry)
     args.root.mkdir(parents=True, exist_ok=True)
@@ -585,6 +619,8 @@ def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
                "--threads", str(args.threads), "--min-segment-minutes", str(args.min_segment_minutes)]
     if args.entry:
         command += ["--entry", args.entry]
+    if args.new_cycle:
+        command += ["--new-cycle"]
     log = (args.root / "campaign.log").open("a")
     # nice 19: tests and editing keep the CPU they need; children inherit the niceness.
     worker = subprocess.Popen(
@@ -600,12 +636,15 @@ def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
 
 def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:
     deadline = deadline_from(args.until)
+    if args.new_cycle and not args.entry:
+        fail("--new-cycle needs --entry NAME: the entry whose cycle to end")
     if args.entry:
         find_entry(entries, args.entry)
     args.root.mkdir(parents=True, exist_ok=True)
-    Worker(args.root, args.weights, deadline, args.threads, args.min_segment_minutes).run(
-        entries, args.entry, args.max_segments
-    )
+    Worker(
+        args.root, args.weights, deadline, args.threads, args.min_segment_minutes,
+        new_cycle=args.entry if args.new_cycle else None,
+    ).run(entries, args.entry, args.max_segments)
 
 
 def command_stop(args: argparse.Namespace, entries: list[Entry]) -> None:
@@ -756,6 +795,8 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
                 checkpoint_path, name=model_entry.name, weights=staging, fp16=model_entry.fp16,
                 direction=model_entry.direction or None, weights_name=model_entry.weights_name or None,
             )
+            if model_entry.use_for:
+                model["use_for"] = model_entry.use_for
             if model_entry.evaluate:
                 # A figure training measured (inpaint's) can refuse the candidate before the
                 # evaluation, which takes minutes, runs.
@@ -865,7 +906,10 @@ def history_table(entry: Entry, folder: Path, rows: int = 8) -> str:
     points = curve(entry, folder)
     if not points:
         return ""
-    picked = [points[round(i * (len(points) - 1) / max(1, rows - 1))] for i in range(min(rows, len(points)))]
+    if len(points) <= rows:
+        picked = points
+    else:
+        picked = [points[round(i * (len(points) - 1) / (rows - 1))] for i in range(rows)]
     lines = [f"| CPU hours | cycle | step | {entry.ranking_metric} |", "|---|---|---|---|"]
     lines += [f"| {hours:.2f} | {cycle} | {step} | {value:.4f} |" for hours, value, cycle, step in dict.fromkeys(picked)]
     return "\n".join(lines)
@@ -914,6 +958,11 @@ def main() -> None:
         command.add_argument(
             "--min-segment-minutes", type=float, default=MIN_SEGMENT_MINUTES,
             help="do not start a segment shorter than this (default: %(default)s)",
+        )
+        command.add_argument(
+            "--new-cycle", action="store_true",
+            help="with --entry: end its unfinished cycle and start the next from its best weights, "
+            "on the recipe as it is now (after a recipe change; a cycle otherwise resumes on its own config)",
         )
     commands.choices["run"].add_argument(
         "--max-segments", type=int, default=0, help="stop after this many training processes (default: none)"

@@ -28,6 +28,7 @@ from PIL import Image
 
 from img2img.data.labelled import LabelledImages, class_names
 from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint
+from img2img.files.pixels import quantize
 from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
 from img2img.metrics.folders import folder_features
 from img2img.runtime.faces import FaceGenerator, image_grid
@@ -121,7 +122,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.sheet:
         sheet = np.concatenate(sheets, axis=0)
-        Image.fromarray((sheet * 255 + 0.5).astype(np.uint8)).save(args.sheet)
+        Image.fromarray(quantize(sheet, np.uint8)).save(args.sheet)
 
 
 if __name__ == "__main__":

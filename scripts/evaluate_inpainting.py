@@ -30,7 +30,8 @@ from img2img.evaluate.inpaint import (
     model_filler,
     opencv_fillers,
 )
-from img2img.evaluate.sheets import save_sheet, write_atomically
+from img2img.evaluate.sheets import save_sheet
+from img2img.files.atomic import write_bytes_atomically
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table.render())
     print(f"{seconds:.0f} s")
     if args.json:
-        write_atomically(args.json, json.dumps(table.to_json(), indent=2).encode())
+        write_bytes_atomically(args.json, json.dumps(table.to_json(), indent=2).encode())
     if args.sheet and examples:
         save_sheet(inpainting_sheet(examples, tile_size=min(args.size, 256)), args.sheet)
     return 1 if table.failures else 0

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from img2img.data.folder import list_images, read_rgb
 from img2img.errors import Img2ImgError
-from img2img.evaluate.sheets import save_sheet, write_atomically
+from img2img.evaluate.sheets import save_sheet
+from img2img.files.atomic import write_bytes_atomically
 from img2img.evaluate.style import (
     PEER,
     default_distance,
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         report["speed_photo"] = list(timed_photo.shape[:2])
         report["seconds"] = time.perf_counter() - started
         if args.json:
-            write_atomically(args.json, (json.dumps(report, indent=2) + "\n").encode())
+            write_bytes_atomically(args.json, (json.dumps(report, indent=2) + "\n").encode())
         print(f"{len(photos)} photos, {len(args.style)} paintings in {report['seconds']:.0f} s")
     except Img2ImgError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint, save_safetensors_generator
-from img2img.export import export_generator, export_net, fp16_path
+from img2img.contract import precision_variant
+from img2img.export import export_generator, export_net
 from img2img.nets import rebuild_net
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -44,7 +45,7 @@ def export_model(
     onnx_path = weights / f"{name}.onnx"
     errors = export_generator(generator, onnx_path, fp16=fp16, direction=direction)
     print(f"exported {source} -> {onnx_path} (parity max abs error {errors})")
-    _, metadata = export_net(generator, direction)
+    _, info = export_net(generator, direction)
     twin = weights_name or name
     save_safetensors_generator(generator.net, weights / f"{twin}.safetensors", task=generator.task, config=generator.config)
     entry_discriminator = {}
@@ -58,14 +59,14 @@ def export_model(
     entry_fp16 = {}
     if fp16:
         entry_fp16 = {
-            "fp16_file": fp16_path(onnx_path).name,
-            "fp16_sha256": hashlib.sha256(fp16_path(onnx_path).read_bytes()).hexdigest(),
+            "fp16_file": precision_variant(onnx_path, "fp16").name,
+            "fp16_sha256": hashlib.sha256(precision_variant(onnx_path, "fp16").read_bytes()).hexdigest(),
         }
     metrics = checkpoint.get("metrics") or {}
     return {
         "name": name,
-        "task": metadata["task"],
-        "scale": int(metadata["scale"]),
+        "task": info.task,
+        "scale": info.scale,
         "file": onnx_path.name,
         "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         "checkpoint": f"{twin}.safetensors",

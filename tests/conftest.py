@@ -212,6 +212,7 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                 "checkpoint": f"{name}.safetensors",
                 "card": f"{name}.md",
+                "use_for": f"clean photos, x{scale}",
                 "metrics": {"div2k-val": {"psnr": 20.0 + scale, "ssim": 0.5}},
             }
         )

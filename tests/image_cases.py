@@ -316,3 +316,30 @@ def write_image_cases(root: Path) -> dict[str, Case]:
     place("notes.txt").write_text("holiday photos, sorted\n")
     cases["notes.txt"] = Case(False, None, {"ignored": True})
     return cases
+
+
+# Helpers the image-file tests share.
+
+ORIENTATION, MAKE = 0x0112, 0x010F
+
+
+def noise(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, channels), dtype=np.uint8)
+
+
+def noise16(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 65536, size=(height, width, channels), dtype=np.uint16)
+
+
+def bgr(values: np.ndarray) -> np.ndarray:
+    """RGB(A) -> OpenCV's BGR(A) order."""
+    order = [2, 1, 0, 3][: values.shape[2]]
+    return np.ascontiguousarray(values[:, :, order])
+
+
+def to8(values: np.ndarray) -> np.ndarray:
+    return np.rint(values * 255).astype(np.uint8)
+
+
+def to16(values: np.ndarray) -> np.ndarray:
+    return np.rint(values * 65535).astype(np.uint16)

@@ -71,6 +71,7 @@ stop_margin_minutes = 0.02
 fp16 = false
 card = "{CARD}"
 readme_row = "| {{{{name}}}} | {{{{metrics.psnr_y:.2f}}}} dB |"
+use_for = "tiny test photos"
 """
     )
     weights = folder / "weights"
@@ -159,6 +160,7 @@ def test_ship_exports_a_better_checkpoint_with_its_card_manifest_and_readme_row(
     best = load_checkpoint(deadline_run["root"] / "tiny-x2" / "cycle-001" / "checkpoints" / "best.pt")
     assert model["metrics"]["psnr_y_gain"] == round(best["metrics"]["psnr_y_gain"], 4)
     assert model["campaign"]["steps"] == ledger(deadline_run)[1]["to_step"]
+    assert model["use_for"] == "tiny test photos"  # what `img2img models` says to pick it for
     card = (weights / "tiny-x2.md").read_text()
     assert f"| tiny-x2 | **{best['metrics']['psnr_y']:.2f} dB** |" in card and "{{" not in card
     assert f"{model['campaign']['steps']} steps in 1 cycle(s)" in card
@@ -202,6 +204,21 @@ def test_finished_cycles_warm_start_the_next_and_a_lost_folder_starts_from_the_s
     paths["root"] = tmp_path / "fresh-root"
     campaign(paths, "run", "--until", until(600), "--max-segments", "1")
     assert run_config(paths["root"] / "tiny-x2" / "cycle-001")["engine"]["init_generator"] == ""
+
+
+def test_new_cycle_ends_an_unfinished_cycle_and_starts_the_changed_recipe_from_its_best(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=100_000, shipped_gain=-99.0)
+    campaign(paths, "run", "--until", until(20), "--min-segment-minutes", "0.05")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("ema_decay = 0.9", "ema_decay = 0.5"))
+    refused = campaign(paths, "run", "--until", until(20), "--new-cycle", check=False)
+    assert refused.returncode != 0 and "--new-cycle needs --entry" in refused.stderr
+    campaign(paths, "run", "--until", until(20), "--min-segment-minutes", "0.05", "--entry", "tiny-x2", "--new-cycle")
+    first, second = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
+    assert run_config(first)["engine"]["ema_decay"] == 0.9  # the ended cycle keeps its config
+    assert run_config(second)["engine"]["ema_decay"] == 0.5
+    assert run_config(second)["engine"]["init_generator"] == str(first / "checkpoints" / "best.pt")
+    assert [(s["cycle"], s["from_step"]) for s in ledger(paths)] == [(1, 0), (2, 0)]
 
 
 def test_start_runs_in_the_background_at_low_priority_and_stop_checkpoints(photos, tmp_path):
@@ -278,3 +295,42 @@ def test_queue_refuses_a_companion_that_would_train_differently(photos, tmp_path
     paths["queue"].write_text(paths["queue"].read_text() + '[entry.companion]\nname = "b"\nrecipe = "other.toml"\n')
     result = campaign(paths, "status", check=False)
     assert result.returncode == 2 and "companion key recipe" in result.stderr
+
+
+def test_ship_picks_the_best_checkpoint_that_meets_the_gates_its_validation_measured(tmp_path, monkeypatch):
+    """Cycle 1 ranks best on the entry's metric but its validation fails a ship gate; cycle 2
+    passes: cycle 2's checkpoint is the one to ship. A gate on a figure only measured at ship
+    time (FID) does not decide."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    validations = {
+        "cycle-001": {"degraded_vgg_distance": 0.85, "vgg_distance": 0.47},
+        "cycle-002": {"degraded_vgg_distance": 0.90, "vgg_distance": 0.37},
+        "cycle-003": {"degraded_vgg_distance": 0.91, "vgg_distance": 0.36},
+    }
+    for cycle, metrics in validations.items():
+        (folder / cycle / "checkpoints").mkdir(parents=True)
+        torch.save({"step": 1000, "metrics": metrics}, folder / cycle / "checkpoints" / "best.pt")
+    entry = campaign_module.Entry(name="real", task="superres", recipe=tmp_path, data={}, metric="degraded_vgg_distance", goal="min",
+                                  ship_gate=["degraded_vgg_distance <= 0.92", "vgg_distance <= 0.43", "fid <= 10"])
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 0.90)
+    entry.ship_gate = ["vgg_distance <= 0.30"]  # none passes: the best by the metric, for ship to refuse
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 0.85)
+
+
+def test_a_resumed_cycle_takes_the_recipe_s_checkpoint_ranking_as_it_is_now(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE.format(steps=4) + 'best_metric = "vgg_distance"\nbest_goal = "min"\nbest_requires = ["psnr_y >= 20"]\n')
+    entry = campaign_module.Entry(name="tiny", task="superres", recipe=recipe, data={}, metric="vgg_distance", goal="min")
+    settings = campaign_module.ranking_settings(entry)
+    assert settings == ['engine.best_metric="vgg_distance"', 'engine.best_goal="min"', 'engine.best_requires=["psnr_y >= 20"]']
+    from img2img.engine.config import resolve_config
+    from img2img.tasks.superres import SuperResConfig
+
+    resumed = resolve_config(SuperResConfig, base={"engine": {"best_metric": ""}}, overrides=settings)
+    assert (resumed.engine.best_metric, resumed.engine.best_goal, resumed.engine.best_requires) == ("vgg_distance", "min", ["psnr_y >= 20"])

@@ -239,7 +239,7 @@ def test_info_shows_the_style_inputs(weights, mixer):
 
 def test_an_incomplete_style_input_list_is_refused_when_the_model_opens():
     from img2img.errors import ModelError
-    from img2img.runtime.onnx_model import ModelInfo
+    from img2img.contract import ModelInfo
 
     with pytest.raises(ModelError, match="image,style,style_weights,alpha"):
         ModelInfo.from_metadata({"scale": "1", "inputs": "image,style"}, source="m.onnx")

@@ -121,9 +121,10 @@ def test_models_lists_the_manifest(weights: Path) -> None:
     result = img2img("models", weights=weights)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "TASK", "SCALE", "FILE", "METRICS"]
+    assert lines[0].split() == ["NAME", "TASK", "SCALE", "FILE", "USE", "FOR", "METRICS"]
     assert lines[1].split()[:4] == ["superres-x4", "superres", "x4", "superres-x4.onnx"]
-    assert "div2k-val.psnr=24" in lines[1]
+    # What each model is for, in its own column, before the metrics.
+    assert lines[1].index("clean photos, x4") == lines[0].index("USE FOR") < lines[1].index("div2k-val.psnr=24")
 
 
 def test_superres_never_imports_torch_or_onnx(weights: Path, rgb_png: Path) -> None:

@@ -121,6 +121,20 @@ def test_second_order_degrades_further_keeps_the_size_and_is_seeded():
     assert torch.equal(twice, both(hr, torch.Generator().manual_seed(0)))
 
 
+def test_clean_share_is_the_bicubic_lr_and_leaves_the_others_as_they_were():
+    # clean_prob keeps clean LR in a real-world model's diet; the other samples and every
+    # earlier recipe (clean_prob 0) must see exactly the LR they saw before.
+    hr = textured_batch(batch=8)
+    plain = RealWorldDegradation(scale=4, second_order_prob=0.5)(hr, torch.Generator().manual_seed(5))
+    mixed = RealWorldDegradation(scale=4, second_order_prob=0.5, clean_prob=0.5)(hr, torch.Generator().manual_seed(5))
+    clean = (bicubic_downscale(hr, 4).clamp(0, 1) * 255).round() / 255
+    is_clean = torch.tensor([torch.equal(mixed[i], clean[i]) for i in range(8)])
+    assert 0 < is_clean.sum() < 8
+    assert torch.equal(mixed[~is_clean], plain[~is_clean])
+    everything_clean = RealWorldDegradation(scale=4, clean_prob=1.0)(hr, torch.Generator().manual_seed(5))
+    assert torch.equal(everything_clean, clean)
+
+
 def test_realworld_with_every_step_off_is_an_area_downscale():
     hr = textured_batch(batch=2, size=32)
     lr = RealWorldDegradation(scale=2, **NO_STEPS)(hr, torch.Generator().manual_seed(0))
@@ -167,6 +181,7 @@ def test_gray_noise_is_shared_by_the_channels_and_colour_noise_is_not(poisson_pr
         {"kernel_size": 20},
         {"jpeg_quality": (50.0, 30.0)},
         {"second_order_prob": -0.1},
+        {"clean_prob": 1.5},
         {"second_resize_range": (0.0, 1.2)},
     ],
 )

@@ -164,3 +164,4 @@ def test_small_sets_are_cached_and_large_ones_decoded_on_access(tmp_path, monkey
     assert large.cache is False
     assert find_window(first, as_uint8(large[0]), transforms=False)  # read from the file on access
     assert HRCropDataset(root=tmp_path, patch_size=16, cache=True).cache is True  # an explicit choice wins
+

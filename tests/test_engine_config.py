@@ -82,3 +82,77 @@ def test_learning_rate_schedules(schedule, expected):
 def test_unknown_schedule_is_a_config_error():
     with pytest.raises(ConfigError, match="choose one of: constant, cosine, linear"):
         lr_factor(ScheduleConfig(kind="exponential"), total_steps=10)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("engine.precision=fp16", "engine.precision: 'fp16' is not one of auto, bf16, fp32"),
+        ("engine.device=tpu", "engine.device: 'tpu' is not one of auto, cuda, mps, cpu"),
+        ("schedule.kind=step", "schedule.kind: 'step' is not one of constant, linear, cosine"),
+        ("stage=adversarial", "stage: 'adversarial' is not one of psnr, gan"),
+        ("scale=8", "scale: 8 is not one of 2, 3, 4"),
+        ("gan.loss=relativistic", "gan.loss: 'relativistic' is not one of"),
+        ("gan.penalty=r2", "gan.penalty: 'r2' is not one of none, wgan-gp, dragan, r1"),
+        ("gan.real_label=0", r"gan.real_label must be in \(0, 1\]"),
+        ("engine.accumulate=0", "engine.accumulate must be at least 1"),
+        ("engine.ema_decay=1.5", r"engine.ema_decay must be in \[0, 1\)"),
+        ("net=srvgg_huge", "config key net: unknown net 'srvgg_huge'; choose one of: .*srvgg_compact"),
+        ("pixel_loss=l3", "config key pixel_loss: unknown pixel loss 'l3'"),
+        ("patch_size=30", "patch_size 30 must be a multiple of scale 4"),
+        ("degradation.kind=jpeg", "degradation.kind: 'jpeg' is not one of bicubic, realworld"),
+    ],
+)
+def test_values_training_would_refuse_are_refused_when_the_config_resolves(override, message):
+    """What `img2img train --dry-run` prints is a config that training accepts."""
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(SuperResConfig, overrides=[override])
+
+
+def test_a_section_given_in_part_keeps_the_task_defaults_for_the_rest():
+    config = resolve_config(SuperResConfig, overrides=["optim_g.weight_decay=0.01", "gan.loss=hinge"])
+    assert config.optim_g.lr == pytest.approx(5e-4)  # SuperResConfig's own, not OptimizerConfig's 2e-4
+    assert (config.gan.loss, config.gan.weight) == ("hinge", pytest.approx(0.1))
+
+    from img2img.tasks.faces import FacesConfig
+
+    faces = resolve_config(FacesConfig, overrides=["gan.loss=lsgan", "engine.steps=10"])
+    assert (faces.gan.penalty, faces.gan.penalty_weight, faces.engine.batch_size) == ("r1", pytest.approx(0.1), 32)
+
+
+def test_configs_saved_with_flat_gan_and_degradation_keys_still_load():
+    """Run folders and checkpoints written before the [gan] and [degradation] sections existed."""
+    saved = {
+        "gan_loss": "hinge", "gan_weight": 0.05, "penalty": "r1", "penalty_weight": 2.0, "wgan_clip": 0.0,
+        "real_label": 0.9, "degradation": "realworld", "degradation_options": {"clean_prob": 0.3},
+    }
+    config = resolve_config(SuperResConfig, base=saved, overrides=["gan.weight=0.2"])
+    assert (config.gan.loss, config.gan.weight, config.gan.penalty, config.gan.penalty_weight) == ("hinge", 0.2, "r1", 2.0)
+    assert config.gan.real_label == pytest.approx(0.9)
+    assert (config.degradation.kind, config.degradation.options) == ("realworld", {"clean_prob": 0.3})
+
+
+def test_the_schedule_menu_names_every_registered_schedule():
+    import typing
+
+    from img2img.engine.schedules import SCHEDULES
+
+    assert sorted(typing.get_args(typing.get_type_hints(ScheduleConfig)["kind"])) == SCHEDULES.names()
+
+
+def test_the_gan_menus_name_every_registered_loss_and_penalty():
+    import typing
+
+    from img2img.engine.config import GanConfig
+    from img2img.losses import ADVERSARIAL_LOSSES, PENALTIES
+
+    hints = typing.get_type_hints(GanConfig)
+    assert sorted(typing.get_args(hints["loss"])) == ADVERSARIAL_LOSSES.names()
+    assert sorted(typing.get_args(hints["penalty"])) == sorted(["none", *PENALTIES.names()])
+
+
+def test_an_override_with_a_flat_gan_key_still_wins_over_the_file(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('stage = "gan"\n[gan]\nloss = "hinge"\nweight = 0.05\n[degradation]\nkind = "realworld"\n')
+    config = resolve_config(SuperResConfig, config_file=recipe, overrides=["gan_weight=0.2", "degradation=bicubic"])
+    assert (config.gan.loss, config.gan.weight, config.degradation.kind) == ("hinge", 0.2, "bicubic")

@@ -73,8 +73,8 @@ def pix2pix_settings(steps: int, batch_size: int) -> list[str]:
         'discriminator_options={norm="instance"}',
         f"load_size={SIZE + 2}",
         f"crop_size={SIZE}",
-        'penalty="r1"',
-        "penalty_weight=1.0",
+        'gan.penalty="r1"',
+        "gan.penalty_weight=1.0",
         "engine.grad_clip=1.0",
         "engine.ema_decay=0.9",
         f"engine.steps={steps}",
@@ -195,7 +195,7 @@ def test_a_failure_on_one_rank_stops_every_rank(faces, tmp_path):
     "recipe",
     [
         ("net_g=resgan_generator_tiny", "net_d=resgan_discriminator_tiny", "ada_target=0.6", "augment_p=0.5"),
-        ("net_g=dcgan_generator_tiny", "net_d=dcgan_discriminator_tiny", 'augment="none"', 'penalty="none"'),
+        ("net_g=dcgan_generator_tiny", "net_d=dcgan_discriminator_tiny", 'augment="none"', 'gan.penalty="none"'),
     ],
     ids=["modern", "dcgan"],
 )
@@ -233,7 +233,7 @@ IMAGE_TASKS = {
     "superres": lambda d: [
         "--data", str(d["photos"]), "--set", "net=srvgg_tiny", "--set", "scale=2", "--set", "patch_size=16",
         "--set", "stage=gan", "--set", "discriminator=patchgan_tiny", "--set", "perceptual_weight=0",
-        "--set", "gan_loss=hinge", "--set", "penalty=r1",
+        "--set", "gan.loss=hinge", "--set", "gan.penalty=r1",
     ],
     "inpaint": lambda d: [
         "--data", str(d["photos"]), "--set", "net=inpaint_unet_tiny", "--set", "discriminator=patchgan_tiny",
@@ -244,7 +244,7 @@ IMAGE_TASKS = {
     "style": lambda d: [
         "--data", str(d["photos"]), "--set", f'style_image="{d["painting"]}"', "--set", "net=resnet_tiny",
         "--set", "net_options={upsample = 'resize'}", "--set", "patch_size=32", "--set", "resolution=32",
-        "--set", "style_size=32", "--set", "scale_range=[0.5, 0.8]", "--set", "gan_weight=0.1",
+        "--set", "style_size=32", "--set", "scale_range=[0.5, 0.8]", "--set", "gan.weight=0.1",
         "--set", "gan_patch=16", "--set", "discriminator=patchgan_tiny",
     ],
     "adain": lambda d: [

@@ -65,9 +65,9 @@ GAN_OVERRIDES = (
     "stage=gan",
     "discriminator=patchgan_tiny",
     "perceptual_weight=0",
-    "gan_loss=hinge",
-    "penalty=r1",
-    "penalty_weight=0.5",
+    "gan.loss=hinge",
+    "gan.penalty=r1",
+    "gan.penalty_weight=0.5",
     "engine.penalty_interval=2",
     "engine.n_critic=2",
     "engine.d_warmup_steps=1",
@@ -125,6 +125,44 @@ def test_run_folder_has_config_logs_samples_and_validation(photo_folder, tmp_pat
     assert list((run_dir / "tensorboard").iterdir())
 
 
+def test_best_checkpoint_must_meet_every_best_requires_condition(photo_folder, tmp_path):
+    """A higher PSNR that fails a condition on another figure does not replace best.pt."""
+    config = tiny_config(photo_folder, 'engine.best_requires=["vgg_distance <= 0.43", "ssim_y >= 0.5"]')
+    trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path, show_progress=False)
+    for step, metrics in (
+        (1, {"psnr_y": 25.0, "vgg_distance": 0.40, "ssim_y": 0.7}),
+        (2, {"psnr_y": 27.0, "vgg_distance": 0.45, "ssim_y": 0.7}),  # fails the VGG condition
+        (3, {"psnr_y": 28.0, "ssim_y": 0.7}),  # no VGG figure: the condition cannot hold
+        (4, {"psnr_y": 26.0, "vgg_distance": 0.42, "ssim_y": 0.6}),
+    ):
+        trainer.step = step
+        trainer.evaluation.keep_if_best(metrics, step)
+    assert trainer.best == {"metric": "psnr_y", "value": 26.0, "step": 4}
+    assert load_checkpoint(trainer.checkpoint_path("best"))["step"] == 4
+
+
+def test_best_metric_and_goal_rank_best_pt_and_a_resume_that_changes_them_ranks_afresh(photo_folder, tmp_path):
+    config = tiny_config(photo_folder, 'engine.best_metric="vgg_distance"', 'engine.best_goal="min"')
+    trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path, show_progress=False)
+    for step, metrics in ((1, {"psnr_y": 29.0, "vgg_distance": 0.40}), (2, {"psnr_y": 27.0, "vgg_distance": 0.35})):
+        trainer.step = step
+        trainer.evaluation.keep_if_best(metrics, step)
+    assert trainer.best == {"metric": "vgg_distance", "value": 0.35, "step": 2}  # PSNR-Y would keep step 1
+    trainer.best = {"metric": "psnr_y", "value": 29.0, "step": 1}  # restored from a run ranked by PSNR-Y
+    assert trainer.best["metric"] == "vgg_distance" and trainer.best["step"] is None
+
+
+def test_best_metric_needs_its_goal(photo_folder):
+    with pytest.raises(ConfigError, match="best_metric and engine.best_goal go together"):
+        tiny_config(photo_folder, 'engine.best_metric="vgg_distance"')
+
+
+@pytest.mark.parametrize("condition", ["vgg_distance < 0.43", "0.43 >= vgg_distance", "vgg_distance <= big"])
+def test_malformed_best_requires_is_a_config_error(photo_folder, condition):
+    with pytest.raises(ConfigError, match="METRIC <= NUMBER"):
+        tiny_config(photo_folder, f'engine.best_requires=["{condition}"]')
+
+
 def test_fid_and_kid_are_measured_logged_and_plotted(photo_folder, tmp_path):
     """engine.fid_every: FID/KID of the EMA net's upscales against the real crops, in the
     validation log, the CSV and the curves drawn at the end of the run."""
@@ -145,9 +183,9 @@ def test_fid_and_kid_are_measured_logged_and_plotted(photo_folder, tmp_path):
 
     # The real crops are the same at every measurement, so only the generated side is rerun.
     calls = []
-    original = trainer._inception.forward
-    trainer._inception.forward = lambda images: calls.append(len(images)) or original(images)
-    trainer._measure_distribution(None)
+    original = trainer.evaluation.inception.forward
+    trainer.evaluation.inception.forward = lambda images: calls.append(len(images)) or original(images)
+    trainer.evaluation.measure_distribution(trainer.eval_generator, trainer.step)
     assert sum(calls) == 4
 
 
@@ -180,7 +218,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(photo_folder, tmp_
 
 
 def test_new_run_refuses_an_existing_run_folder(photo_folder, tmp_path):
-    from img2img.engine.run import train_command
+    from img2img.train import train_command
 
     out = tmp_path / "run"
     train_command(task="superres", data=photo_folder, out=out, overrides=tiny_overrides(), show_progress=False)
@@ -286,7 +324,7 @@ def test_gan_stage_trains_with_perceptual_loss_and_spectral_norm_discriminator(p
 def test_compiled_nets_train_like_eager_ones_and_checkpoint_plain_weights(photo_folder, tmp_path, penalty):
     """engine.compile=true changes the speed, not the math, and its checkpoints load into plain
     nets; with a gradient penalty (a double backward through D) D stays eager."""
-    settings = (*GAN_OVERRIDES, f"penalty={penalty}", "engine.steps=2", "engine.sample_every=0", "engine.validate_every=0")
+    settings = (*GAN_OVERRIDES, f"gan.penalty={penalty}", "engine.steps=2", "engine.sample_every=0", "engine.validate_every=0")
     eager = run(tiny_config(photo_folder, *settings), tmp_path / "eager")
     compiled = run(tiny_config(photo_folder, *settings, "engine.compile=true"), tmp_path / "compiled")
     for name in ("G", "D"):
@@ -301,7 +339,7 @@ def test_validation_scores_the_real_world_protocol_and_vgg_distance(photo_folder
     # The real-world model is chosen on degraded inputs; the protocol must be the same in every
     # validation (seeded by image name) and harder than bicubic.
     config = tiny_config(
-        photo_folder, "degradation=realworld", "degradation_options={second_order_prob=0.5}", "val_degraded=true",
+        photo_folder, "degradation.kind=realworld", "degradation.options={second_order_prob=0.5}", "val_degraded=true",
         "val_vgg=true",
     )
     task = SuperResolution(config, torch.device("cpu"))
@@ -316,9 +354,7 @@ def test_validation_scores_the_real_world_protocol_and_vgg_distance(photo_folder
     assert task.validate(net) == metrics
 
 
-def test_unknown_degradation_options_are_a_config_error(photo_folder):
-    from img2img.errors import ConfigError
+def test_unknown_degradation_options_are_a_config_error_when_the_config_resolves(photo_folder):
+    with pytest.raises(ConfigError, match="degradation.options for realworld"):
+        tiny_config(photo_folder, "degradation.kind=realworld", "degradation.options={blur_probability=0.5}")
 
-    config = tiny_config(photo_folder, "degradation=realworld", "degradation_options={blur_probability=0.5}")
-    with pytest.raises(ConfigError, match="degradation_options for realworld"):
-        SuperResolution(config, torch.device("cpu"))

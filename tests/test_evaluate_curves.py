@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from img2img.errors import Img2ImgError
-from img2img.evaluate.curves import loss_figure, plot_run, read_log, smooth, validation_figure
-from img2img.runtime.image_io import TEMP_SUFFIX
+from img2img.engine.curves import loss_figure, plot_run, read_log, smooth, validation_figure
+from img2img.files.atomic import TEMP_SUFFIX
 
 
 def write_log(path, records, tail=""):

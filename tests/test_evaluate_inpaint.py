@@ -16,9 +16,9 @@ from img2img.evaluate.inpaint import (
     hide_hole,
     inpainting_sheet,
     opencv_fillers,
-    opencv_inpaint,
 )
 from img2img.metrics import hole_metrics, psnr, ssim
+from img2img.metrics.inpaint_baseline import opencv_inpaint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_inpainting.py"
 

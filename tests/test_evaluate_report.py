@@ -10,7 +10,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from img2img.errors import ImageReadError
 from img2img.evaluate.report import ReportTable, format_value, write_html_report
-from img2img.runtime.image_io import TEMP_SUFFIX
+from img2img.files.atomic import TEMP_SUFFIX
 
 DATA_URI = "data:image/png;base64,"
 HOSTILE = "<script>alert('x')</script> & \"co\""

@@ -10,7 +10,7 @@ from img2img.evaluate.sheets import (
     find_detail_box,
     save_sheet,
 )
-from img2img.runtime.image_io import TEMP_SUFFIX
+from img2img.files.atomic import TEMP_SUFFIX
 
 WHITE = np.array(BACKGROUND, dtype=np.uint8)
 # With tile_size 64 the documented sizes are: font 11, line height L = 16, gap g = 4.

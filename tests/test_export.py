@@ -13,7 +13,8 @@ import torch
 
 from img2img.engine.checkpoint import load_generator, load_safetensors_generator, save_safetensors_generator
 from img2img.errors import ModelError, OutputError
-from img2img.export import ExportWrapper, export_command, export_onnx
+from img2img.contract import IMAGE
+from img2img.export import ExportWrapper, describe_net, export_command, export_onnx
 from img2img.nets import build_net
 from img2img.runtime import OnnxModel
 
@@ -84,7 +85,7 @@ def test_fp16_variant_runs_beside_the_fp32_model(trained_run, tmp_path):
 
 def test_fp16_overflow_comes_out_as_nan_not_as_a_valid_pixel():
     class Overflow(torch.nn.Module):
-        input_range, multiple_of = (0.0, 1.0), 1
+        input_range, multiple_of, inputs = (0.0, 1.0), 1, IMAGE
 
         def __init__(self):
             super().__init__()
@@ -104,7 +105,7 @@ def test_tanh_generators_are_mapped_to_unit_range_inside_the_graph(tmp_path):
     net = build_net("unet_tiny").eval()
     assert net.input_range == (-1.0, 1.0)
     output = tmp_path / "unet.onnx"
-    export_onnx(net, output, metadata={"task": "test", "scale": "1", "range": "0,1"}, opset=17)
+    export_onnx(net, output, info=describe_net(net, task="test"), opset=17)
     image = torch.rand(1, 3, 16, 24)
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     (actual,) = session.run(["output"], {"input": image.numpy()})
@@ -118,9 +119,13 @@ def test_tanh_generators_are_mapped_to_unit_range_inside_the_graph(tmp_path):
 def test_export_refuses_old_opsets_and_other_suffixes(tmp_path):
     net = build_net("srvgg_tiny", scale=2)
     with pytest.raises(ModelError, match="opset 16 is too old"):
-        export_onnx(net, tmp_path / "a.onnx", metadata={}, opset=16)
+        export_onnx(net, tmp_path / "a.onnx", info=describe_net(net), opset=16)
     with pytest.raises(OutputError, match="must end in .onnx"):
-        export_onnx(net, tmp_path / "a.pt", metadata={})
+        export_onnx(net, tmp_path / "a.pt", info=describe_net(net))
+    with pytest.raises(OutputError, match="named as the fp16 variant"):
+        export_onnx(net, tmp_path / "a.fp16.onnx", info=describe_net(net))
+    with pytest.raises(OutputError, match="named as the fp32 variant"):
+        export_onnx(net, tmp_path / "a.onnx", info=describe_net(net), precision="fp16")
     with pytest.raises(ModelError, match="no checkpoint at"):
         export_command(run=tmp_path, output=tmp_path / "a.onnx")
     assert not list(tmp_path.iterdir())

@@ -203,7 +203,7 @@ def test_a_folder_to_jpeg_reports_the_dropped_exif_per_file(weights: Path, tmp_p
 
 
 def test_temporary_names_fit_and_belong_to_one_destination() -> None:
-    from img2img.runtime.image_io import temp_file_pattern, temp_key
+    from img2img.files.atomic import temp_file_pattern, temp_key
 
     short = "photo.png"
     assert temp_key(short) == short
@@ -319,7 +319,7 @@ def test_a_result_too_large_for_memory_is_refused_before_the_model_runs(tiny_x2:
     import img2img
     from img2img.errors import InferenceMemoryError
     from img2img.runtime import memory
-    from img2img.runtime.image_io import from_pil
+    from img2img.files.decode import from_pil
 
     model = img2img.load(str(tiny_x2))
     calls = []

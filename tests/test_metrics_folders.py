@@ -13,7 +13,6 @@ from img2img.metrics import (
     InceptionFeatures,
     LogitsHead,
     folder_features,
-    image_paths,
     load_rgb,
 )
 from img2img.metrics.folders import CACHE_FOLDER
@@ -61,16 +60,6 @@ def folder(tmp_path):
 
 def expected_first_feature(levels):
     return (np.asarray(levels, float) - 128) / 128
-
-
-def test_image_paths_are_recursive_sorted_and_skip_other_files(tmp_path):
-    root = tmp_path / "tree"
-    (root / "b").mkdir(parents=True)
-    (root / ".cache").mkdir()
-    for name in ("b/z.PNG", "a.JpG", "c.webp", "b/a.tif", ".cache/x.png", "b/.y.png", "readme.md"):
-        (root / name).write_bytes(b"")
-    found = [p.relative_to(root).as_posix() for p in image_paths(root)]
-    assert found == ["a.JpG", "b/a.tif", "b/z.PNG", "c.webp"]
 
 
 def test_load_rgb_decodes_like_the_runtime(tmp_path):

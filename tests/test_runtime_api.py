@@ -14,6 +14,7 @@ import img2img
 from conftest import build_upscaler
 from img2img.errors import ModelError
 from img2img.runtime import load_image
+from img2img.runtime.describe import describe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,7 +152,7 @@ def test_importing_and_running_the_api_never_imports_torch(weights: Path, tmp_pa
 
 
 def test_info_describes_a_model(weights: Path) -> None:
-    described = img2img.runtime.api.describe(weights / "superres-x4.onnx")
+    described = describe(weights / "superres-x4.onnx")
     assert described["task"] == "superres" and described["scale"] == 4 and described["inputs"] == "image"
     assert json.dumps(described)  # plain values only
 
@@ -183,9 +184,9 @@ def test_a_large_png_result_is_written_as_the_tiles_make_it_never_held_whole(
     # shows whether the result ever existed whole.
     import tracemalloc
 
-    from img2img.runtime import image_io
+    from img2img.files import encode
 
-    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    monkeypatch.setattr(encode, "STREAMED_PNG_PIXELS", 1)
     image = load_image(stored_png(tmp_path / "tall.png", kind, 4096, 128))
     net = img2img.load("superres-x2", tile=64, tile_overlap=8)
     expected = net.process(image).pixels  # (8192, 256, 3)
@@ -196,7 +197,7 @@ def test_a_large_png_result_is_written_as_the_tiles_make_it_never_held_whole(
         saved = net.save(image, tmp_path / "streamed.png")
         streamed_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 10**12)  # 8 bits: Pillow, from the whole result
+        monkeypatch.setattr(encode, "STREAMED_PNG_PIXELS", 10**12)  # 8 bits: Pillow, from the whole result
         net.save(image, tmp_path / "whole.png")
         whole_peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -215,9 +216,9 @@ def test_running_out_of_memory_mid_stream_restarts_the_file_with_smaller_tiles(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from img2img.errors import InferenceMemoryError
-    from img2img.runtime import image_io
+    from img2img.files import encode
 
-    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    monkeypatch.setattr(encode, "STREAMED_PNG_PIXELS", 1)
     image = load_image(stored_png(tmp_path / "in.png", "rgb8", 400, 140))
     net = img2img.load("superres-x2", tile=128, tile_overlap=8)
     expected = net.process(image).pixels
@@ -241,9 +242,9 @@ def test_running_out_of_memory_mid_stream_restarts_the_file_with_smaller_tiles(
 def test_a_failure_mid_stream_leaves_the_previous_file_untouched(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from img2img.runtime import image_io
+    from img2img.files import encode
 
-    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    monkeypatch.setattr(encode, "STREAMED_PNG_PIXELS", 1)
     image = load_image(stored_png(tmp_path / "in.png", "rgb8", 96, 40))
     net = img2img.load("superres-x2", tile=32, tile_overlap=4)
     out = tmp_path / "out"
@@ -268,9 +269,9 @@ def test_results_that_need_the_input_or_keep_opacity_are_saved_whole_and_alike(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Kept opacity is a second plane the stream does not carry: the file must still hold it.
-    from img2img.runtime import image_io
+    from img2img.files import encode
 
-    monkeypatch.setattr(image_io, "STREAMED_PNG_PIXELS", 1)
+    monkeypatch.setattr(encode, "STREAMED_PNG_PIXELS", 1)
     rgba = np.random.default_rng(2).integers(0, 256, (20, 24, 4), dtype=np.uint8)
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     saved = img2img.load("superres-x2", tile=16, tile_overlap=4).save(load_image(tmp_path / "rgba.png"), tmp_path / "out.png")

@@ -15,7 +15,7 @@ from PIL import Image
 import img2img
 from img2img.errors import ImageReadError, ModelError
 from img2img.runtime import BatchOptions, ModelInfo, OnnxModel, load_image, run_batch
-from img2img.runtime.api import describe
+from img2img.runtime.describe import describe
 from img2img.runtime.inpaint import (
     MIN_MARGIN,
     as_mask,

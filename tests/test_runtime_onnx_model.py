@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from img2img.errors import ModelError
-from img2img.runtime.onnx_model import ModelInfo, OnnxModel, select_providers
+from img2img.contract import ModelInfo
+from img2img.runtime.onnx_model import OnnxModel, select_providers
 from img2img.runtime.shipped import load_manifest, resolve_model, weights_dir
 
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import build_upscaler
 from img2img.errors import InferenceMemoryError
 from img2img.runtime import OnnxModel, load_image
-from img2img.runtime.onnx_model import ModelInfo
+from img2img.contract import ModelInfo
 from img2img.runtime.tiling import (
     MIN_TILE,
     TilePlan,

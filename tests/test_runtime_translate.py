@@ -13,8 +13,8 @@ from PIL import Image
 import img2img
 from img2img.errors import ModelError
 from img2img.runtime import ModelInfo, load_image
-from img2img.runtime.api import describe
-from img2img.runtime.image_io import from_pil
+from img2img.runtime.describe import describe
+from img2img.files.decode import from_pil
 
 TRANSLATE_PROPS = {"task": "translate", "scale": "1", "domains": "google->twitter"}
 

@@ -21,8 +21,8 @@ MODERN = ("net_g=resgan_generator_tiny", "net_d=resgan_discriminator_tiny", "ada
 DCGAN = (
     "net_g=dcgan_generator_tiny",
     "net_d=dcgan_discriminator_tiny",
-    'gan_loss="nonsaturating"',
-    'penalty="none"',
+    'gan.loss="nonsaturating"',
+    'gan.penalty="none"',
     'augment="none"',
     "engine.ema_decay=0.0",
 )
@@ -150,7 +150,7 @@ def test_best_checkpoint_keeps_the_lowest_fid(face_folder, tmp_path):
     trainer = Trainer(Faces(tiny_config(face_folder, *MODERN), torch.device("cpu")), tmp_path, show_progress=False)
     for step, fid in ((1, 50.0), (2, 70.0), (3, 40.0), (4, 45.0)):
         trainer.step = step
-        trainer._keep_if_best({"fid": fid, "kid": 0.0})
+        trainer.evaluation.keep_if_best({"fid": fid, "kid": 0.0}, step)
     assert trainer.best == {"metric": "fid", "value": 40.0, "step": 3}
     assert torch.load(trainer.checkpoint_path("best"), weights_only=False)["step"] == 3
 

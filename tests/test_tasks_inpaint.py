@@ -15,7 +15,7 @@ from img2img.engine.checkpoint import load_generator
 from img2img.engine.config import resolve_config
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError
-from img2img.export import export_generator, export_onnx
+from img2img.export import describe_net, export_generator, export_onnx
 from img2img.nets import build_net
 from img2img.tasks.inpaint import InpaintConfig, Inpainting
 
@@ -118,7 +118,7 @@ class ConstantFill(nn.Module):
 
 
 def test_hole_and_valid_terms_by_hand(photo_folder):
-    task = Inpainting(tiny_config(photo_folder, "hole_weight=6", "valid_weight=1", "gan_weight=0"), torch.device("cpu"))
+    task = Inpainting(tiny_config(photo_folder, "hole_weight=6", "valid_weight=1", "gan.weight=0"), torch.device("cpu"))
     image = torch.full((1, 3, 16, 16), 0.5)  # in the net's [-1, 1] range
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., :8, :] = 1.0  # the top half is the hole
@@ -164,9 +164,7 @@ def test_grayscale_net_exports_and_fills_gray_inside_the_hole_only(tmp_path):
     and the graph still returns every pixel outside the hole unchanged."""
     net = build_net("inpaint_unet_tiny", in_channels=1, out_channels=1).eval()
     output = tmp_path / "gray.onnx"
-    error = export_onnx(net, output, metadata={"task": "inpaint", "scale": "1", "inputs": "image,mask",
-                                               "multiple_of": "4", "min_size": str(net.min_size), "range": "0,1"},
-                        opset=17)
+    error = export_onnx(net, output, info=describe_net(net, task="inpaint"), opset=17)
     assert error < 1e-4
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(2).random((1, 3, 16, 20), dtype=np.float32)
@@ -239,10 +237,10 @@ def test_shipped_architecture_exports_and_runs_images_below_its_minimum(tmp_path
     net = build_net("inpaint_unet", base_channels=4).eval()
     assert net.min_size == 72
     output = tmp_path / "narrow.onnx"
-    error = export_onnx(net, output, metadata={"task": "inpaint", "scale": "1", "inputs": "image,mask",
-                                               "multiple_of": "8", "min_size": "72", "range": "0,1"}, opset=17)
+    error = export_onnx(net, output, info=describe_net(net, task="inpaint"), opset=17)
     assert error < 1e-4
     model = OnnxModel(output, device="cpu")
+    assert (model.info.multiple_of, model.info.min_size) == (8, 72)
     image = np.random.default_rng(0).random((40, 50, 3), dtype=np.float32)
     mask = np.zeros((40, 50), np.float32)
     mask[10:30, 10:40] = 1.0

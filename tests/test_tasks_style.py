@@ -90,7 +90,7 @@ def adain_config(folders: dict[str, Path], *overrides: str) -> AdaINConfig:
 
 
 def test_fast_style_step_logs_content_style_tv_and_gan_terms_and_validates(folders, tmp_path):
-    config = fast_config(folders, "gan_weight=0.1", "gan_patch=16", "discriminator=patchgan_tiny")
+    config = fast_config(folders, "gan.weight=0.1", "gan_patch=16", "discriminator=patchgan_tiny")
     trainer = Trainer(FastStyle(config, torch.device("cpu")), tmp_path / "run", show_progress=False)
     trainer.fit()
     logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]

@@ -11,7 +11,7 @@ from img2img.data.degradations import (
     build_degradation,
     protocol_lr,
 )
-from img2img.data.folder import IMAGE_EXTENSIONS, HRCropDataset, ValidationImages, list_images
+from img2img.data.folder import HRCropDataset, ValidationImages, list_images
 from img2img.data.masks import MASK_KINDS, MaskSettings, random_mask, square_crop, validation_masks, validation_set
 from img2img.data.two_domain import (
     AlignedDataset,
@@ -25,7 +25,6 @@ from img2img.data.two_domain import (
 
 __all__ = [
     "DEGRADATIONS",
-    "IMAGE_EXTENSIONS",
     "MASK_KINDS",
     "AlignedDataset",
     "BicubicDegradation",

@@ -190,6 +190,11 @@ class RealWorldDegradation:
        photo edited and re-saved, or a thumbnail blown up again).
     6. clamp to [0, 1] and round to 8-bit levels, as a saved image would be.
 
+    With probability ``clean_prob`` a sample skips steps 1 to 5 and is only downscaled as by
+    ``bicubic_downscale``: a model fine-tuned on degraded LR alone forgets clean LR (it
+    smooths detail it takes for noise), and a share of clean samples keeps it. The draw for it
+    comes after all the others, so ``clean_prob=0`` gives the same output as before it existed.
+
     Random draws come from the ``generator`` given to ``__call__`` (or torch's global one); a
     generator on the batch's device keeps the noise off the CPU. The same generator state gives
     the same output.
@@ -224,6 +229,7 @@ class RealWorldDegradation:
         second_order_prob: float = 0.0,
         second_blur_sigma: tuple[float, float] = (0.2, 1.5),
         second_resize_range: tuple[float, float] = (0.3, 1.2),
+        clean_prob: float = 0.0,
     ) -> None:
         if scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
@@ -236,6 +242,7 @@ class RealWorldDegradation:
             "gray_noise_prob": gray_noise_prob,
             "jpeg_prob": jpeg_prob,
             "second_order_prob": second_order_prob,
+            "clean_prob": clean_prob,
         }
         for name, p in probabilities.items():
             if not 0.0 <= p <= 1.0:
@@ -281,6 +288,7 @@ class RealWorldDegradation:
         self.second_order_prob = second_order_prob
         self.second_blur_sigma = tuple(second_blur_sigma)
         self.second_resize_range = tuple(second_resize_range)
+        self.clean_prob = clean_prob
         # Every constructor argument, so RealWorldDegradation(**hparams) rebuilds this one.
         self.hparams = {
             "scale": scale,
@@ -300,6 +308,10 @@ class RealWorldDegradation:
         x = self._jpeg(x, generator)
         if self.second_order_prob > 0.0:
             x = self._second_order(x, generator)
+        if self.clean_prob > 0.0:
+            clean = _bernoulli(self.clean_prob, x.shape[0], generator, x.device)
+            if clean.any():
+                x = torch.where(clean[:, None, None, None], bicubic_downscale(hr.float(), self.scale), x)
         return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
     def _second_order(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from img2img.engine.distributed import mean_across_ranks
 from img2img.errors import ConfigError
 
 # DiffAugment's defaults: shifts of up to 1/8 of the side, a cutout square of half the side.
@@ -155,9 +154,22 @@ class AdaptiveProbability:
     `target` (0.6 in the paper) and p moves by batch * interval / `speed_images` towards more
     augmentation when r_t is above it (D is overconfident on real images: overfitting), towards
     less when below; p stays in [0, 1].
+
+    `reduce` averages each update's sign over the processes of a distributed run (the engine's
+    `distributed.mean_across_ranks`); by default this process's sign is used alone.
     """
 
-    def __init__(self, *, target: float, interval: int, speed_images: int, batch_size: int, probability: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        target: float,
+        interval: int,
+        speed_images: int,
+        batch_size: int,
+        probability: float = 0.0,
+        reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        self._reduce = reduce if reduce is not None else (lambda values: values)
         if not 0 < target < 1:
             raise ConfigError(f"ada_target must be between 0 and 1 (0.6 in the ADA paper), got {target}")
         self.target = target
@@ -169,7 +181,7 @@ class AdaptiveProbability:
     def observe(self, real_logits: Tensor) -> float:
         """Records one D update's logits on real images; returns p, adjusted when due. Under
         torchrun the sign is averaged over the ranks, so every rank holds the same p."""
-        self._signs.append(float(mean_across_ranks(torch.sign(real_logits.detach().float()).mean())))
+        self._signs.append(float(self._reduce(torch.sign(real_logits.detach().float()).mean())))
         if len(self._signs) >= self.interval:
             overfitting = sum(self._signs) / len(self._signs)
             direction = 1.0 if overfitting > self.target else -1.0

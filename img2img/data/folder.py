@@ -15,12 +15,13 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
-from img2img.errors import TrainingError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from img2img.errors import ImageReadError, TrainingError
+from img2img.files.decode import load_image
+from img2img.files.listing import IMAGE_SUFFIXES, image_files
+from img2img.files.pixels import composite, quantize
 
 
 # Decoded images a dataset keeps in memory, per process, when asked to decide by itself: small
@@ -48,10 +49,10 @@ def cache_decision(paths: list[Path], cache: bool | None) -> bool:
 
 
 def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
-    """Returns the image files under ``root``, sorted by path.
+    """Returns the image files under ``root``, as the runtime lists them (see
+    ``img2img.files.listing.image_files``: suffixes, hidden files and links alike), sorted by path.
 
-    An image is a file whose extension (any case) is one of ``IMAGE_EXTENSIONS``. Raises
-    ``TrainingError`` when ``root`` is not a folder or holds no image.
+    Raises ``TrainingError`` when ``root`` is not a folder or holds no image.
 
     Example:
         >>> list_images("data/photos/train")[:1]  # doctest: +SKIP
@@ -59,14 +60,13 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     """
     root = Path(root)
     searched = "and its subfolders " if recursive else ""
-    extensions = ", ".join(IMAGE_EXTENSIONS)
+    extensions = ", ".join(IMAGE_SUFFIXES)
     if not root.is_dir():
         raise TrainingError(
             f"image folder {root} does not exist; point the data path at a folder of images "
             f"({extensions})"
         )
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    files = sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = image_files(root, recursive=recursive)
     if not files:
         raise TrainingError(
             f"no images found in {root} {searched}(looked for {extensions}); add images or "
@@ -75,20 +75,24 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     return files
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decodes an image file to a uint8 array (H, W, 3), turned upright by its EXIF orientation.
+def read_rgb(path: str | Path, *, background: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Decodes an image file to a uint8 array (H, W, 3) through ``img2img.files.decode.load_image``,
+    the decoder inference uses, so training sees the pixels inference will: upright by EXIF orientation, 16-bit samples rounded
+    to 8 bits, CMYK through its colour profile, gray and palette as RGB.
 
-    Grey, palette and alpha images become RGB (alpha is dropped). Raises ``TrainingError`` naming
-    the file when it cannot be decoded.
+    Args:
+        path: the image file.
+        background: (R, G, B) in 0..255 that transparent pixels are composited onto; None drops
+            the alpha channel, keeping the colour stored under it.
+
+    Raises ``TrainingError`` naming the file when it cannot be decoded.
     """
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.array(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise TrainingError(
-            f"cannot read image {path} ({err}); replace or remove the file"
-        ) from None
+        image = load_image(path)
+    except ImageReadError as err:
+        raise TrainingError(f"cannot read image {path} ({err}); replace or remove the file") from None
+    rgb = image.rgb if background is None else composite(image.rgb, image.alpha, background)
+    return quantize(rgb, np.uint8, in_place=True)
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -229,3 +233,4 @@ class ValidationImages(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_tensor(self._crops[index])
+

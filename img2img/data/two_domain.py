@@ -27,11 +27,11 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from img2img.data.folder import cache_decision, list_images, to_tensor
+from img2img.data.folder import cache_decision, list_images, read_rgb, to_tensor
 from img2img.errors import ConfigError, TrainingError
+from img2img.files.pixels import luma
 
 BACKGROUND_NAMES = {
     "white": (255, 255, 255),
@@ -79,9 +79,10 @@ def load_domain_image(
 ) -> np.ndarray:
     """Decodes an image to an opaque uint8 array (H, W, channels), channels 3 (RGB) or 1 (gray).
 
-    The image is turned upright by its EXIF orientation. An image with transparency (RGBA, LA,
-    or a palette or grey image with a transparent colour) is composited onto ``background``
-    (RGB, 0..255): ``round((colour * alpha + background * (255 - alpha)) / 255)`` per channel.
+    Decoded as inference decodes (``img2img.data.folder.read_rgb``). An image with transparency
+    (RGBA, LA, or a palette or grey image with a transparent colour) is composited onto
+    ``background`` (RGB, 0..255) as the runtime composites it, which rounds to
+    ``round((colour * alpha + background * (255 - alpha)) / 255)`` per channel.
     Gray output is the composited RGB's luma (ITU-R 601-2, as Pillow's "L" conversion).
 
     Raises ``TrainingError`` naming the file when it cannot be decoded.
@@ -93,29 +94,8 @@ def load_domain_image(
     """
     _check_channels(channels)
     _check_background(background)
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-                "transparency" in image.info
-            )
-            rgba = np.array(image.convert("RGBA" if has_alpha else "RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise TrainingError(
-            f"cannot read image {path} ({err}); replace or remove the file"
-        ) from None
-    if has_alpha:
-        colour = rgba[..., :3].astype(np.uint32)
-        alpha = rgba[..., 3:].astype(np.uint32)
-        fill = np.asarray(background, dtype=np.uint32)
-        # Integer arithmetic with +127 rounds half up, so an opaque pixel keeps its exact value
-        # and a transparent one becomes exactly the background.
-        rgb = ((colour * alpha + fill * (255 - alpha) + 127) // 255).astype(np.uint8)
-    else:
-        rgb = rgba
-    if channels == 3:
-        return rgb
-    return np.array(Image.fromarray(rgb).convert("L"))[..., None]
+    rgb = read_rgb(path, background=background)
+    return rgb if channels == 3 else luma(rgb)
 
 
 def translation_transform(

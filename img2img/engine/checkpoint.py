@@ -1,14 +1,21 @@
-"""Checkpoint files: atomic writes, the random-number state that makes a resume exact, and the
-generator records (run checkpoints and shipped .safetensors) that rebuild a trained net."""
+"""Checkpoint files: atomic writes, the random-number state that makes a resume exact, the
+layout of a run's last.pt/best.pt and how a resume restores it, and the generator records (run
+checkpoints and shipped .safetensors) that rebuild a trained net.
+
+A run checkpoint is a dict: format, task, step, config, generator / discriminator (net records:
+arch, hparams, state_dict), generator_ema, optimizer_g/d, scheduler_g/d, historical_g/d, best,
+task_state, metrics (best.pt: the scores that made it best), rng and, under torchrun, ranks and
+rank_states (every rank's rng and task state, so that each rank resumes its own streams).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import random
-import tempfile
+import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -16,8 +23,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from img2img.engine.config import config_to_dict
 from img2img.errors import ModelError, TrainingError
+from img2img.files.atomic import write_atomically
 from img2img.nets import rebuild_net
+
+if TYPE_CHECKING:
+    from img2img.engine.trainer import Trainer
 
 CHECKPOINT_FORMAT = 1
 
@@ -25,16 +37,15 @@ CHECKPOINT_FORMAT = 1
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save into a temp file beside `path`, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
+
+    def write(temp: Path) -> None:
+        with temp.open("wb") as stream:
             torch.save(obj, stream)
             stream.flush()
+            # On disk before the rename: a power cut must not leave last.pt empty after it.
             os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -48,6 +59,79 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an img2img checkpoint (format {CHECKPOINT_FORMAT})")
     return checkpoint
+
+
+def training_checkpoint(
+    trainer: Trainer, *, metrics: dict[str, float] | None = None, rank_states: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Everything an exact resume of `trainer` needs, in the run checkpoint layout (these keys
+    are the on-disk format: a checkpoint of an older run must keep loading)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "task": trainer.task.name,
+        "step": trainer.step,
+        "config": config_to_dict(trainer.config),
+        "generator": net_record(trainer.G),
+        "generator_ema": _state(trainer.G_ema),
+        "discriminator": net_record(trainer.D) if trainer.D is not None else None,
+        "optimizer_g": trainer.opt_g.state_dict(),
+        "scheduler_g": trainer.sched_g.state_dict(),
+        "optimizer_d": _state(trainer.opt_d),
+        "scheduler_d": _state(trainer.sched_d),
+        "historical_g": _state(trainer.hist_g),
+        "historical_d": _state(trainer.hist_d),
+        "best": trainer.best,
+        "task_state": trainer.task.state_dict(),
+        "metrics": metrics,
+        "rng": rng_state(),
+        "ranks": trainer.ranks,
+        "rank_states": rank_states,
+    }
+
+
+def restore_training(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Puts `trainer` back where `training_checkpoint` found it: nets, EMA, optimizers,
+    schedulers, historical averages, best, task state, step and this rank's random state."""
+    if checkpoint["task"] != trainer.task.name:
+        raise TrainingError(f"the checkpoint is from task {checkpoint['task']!r}, not {trainer.task.name!r}")
+    trainer.G.load_state_dict(checkpoint["generator"]["state_dict"])
+    trainer.opt_g.load_state_dict(checkpoint["optimizer_g"])
+    trainer.sched_g.load_state_dict(checkpoint["scheduler_g"])
+    if trainer.G_ema is not None and checkpoint["generator_ema"] is not None:
+        trainer.G_ema.load_state_dict(checkpoint["generator_ema"])
+    if trainer.D is not None:
+        if checkpoint["discriminator"] is None:
+            raise TrainingError(
+                "the checkpoint has no discriminator; start a GAN stage as a new run "
+                "with engine.init_generator pointing at it"
+            )
+        trainer.D.load_state_dict(checkpoint["discriminator"]["state_dict"])
+        trainer.opt_d.load_state_dict(checkpoint["optimizer_d"])
+        trainer.sched_d.load_state_dict(checkpoint["scheduler_d"])
+    if trainer.hist_g is not None and checkpoint["historical_g"] is not None:
+        trainer.hist_g.load_state_dict(checkpoint["historical_g"])
+    if trainer.hist_d is not None and checkpoint["historical_d"] is not None:
+        trainer.hist_d.load_state_dict(checkpoint["historical_d"])
+    own = {"rng": checkpoint["rng"], "task_state": checkpoint.get("task_state")}
+    rank_states = checkpoint.get("rank_states")
+    if rank_states and len(rank_states) == trainer.ranks:
+        own = rank_states[trainer.rank]
+    elif checkpoint.get("ranks", 1) != trainer.ranks and trainer.is_main:
+        engine = trainer.engine
+        print(
+            f"warning: this run was written by {checkpoint.get('ranks', 1)} process(es) and resumes on "
+            f"{trainer.ranks}: each step now trains on {engine.batch_size * engine.accumulate * trainer.ranks} "
+            "images and the random streams restart, so it will not repeat the original run",
+            file=sys.stderr,
+        )
+    trainer.task.load_state_dict(own["task_state"] or {})
+    trainer.best = checkpoint["best"]
+    trainer.step = checkpoint["step"]
+    restore_rng_state(own["rng"])
+
+
+def _state(part: Any) -> dict[str, Any] | None:
+    return part.state_dict() if part is not None else None
 
 
 def rng_state() -> dict[str, Any]:

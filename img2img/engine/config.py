@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from img2img.errors import ConfigError
 
@@ -42,7 +43,7 @@ class ScheduleConfig:
     last step, as pix2pix/CycleGAN do) or "cosine" (from the end of warm-up to the last step).
     """
 
-    kind: str = "constant"
+    kind: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
     decay_start: int = 0
     min_ratio: float = 0.0
@@ -58,8 +59,8 @@ class EngineConfig:
     accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step
     num_workers: int = 2
     seed: int = 0
-    device: str = "auto"  # auto | cuda | mps | cpu
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | bf16 | fp32
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 elsewhere
     channels_last: bool = True  # only takes effect on CUDA
     # channels_last on the CPU too: oneDNN runs some nets faster in it (srvgg nets, see
     # benchmarks/RESULTS.md) and others slower, so a CPU recipe opts in where it measured a gain.
@@ -79,6 +80,15 @@ class EngineConfig:
     fid_every: int = 0
     fid_samples: int = 1000
     checkpoint_every: int = 1000
+    # Conditions ("METRIC <= NUMBER" or "METRIC >= NUMBER") a validation must meet to become
+    # best.pt, so that a model ranked on one figure is not kept where it fails another: a
+    # real-world SR model ranked on degraded LR must still beat bicubic on clean LR.
+    best_requires: list[str] = dataclasses.field(default_factory=list)
+    # The validation metric that ranks best.pt and whether higher or lower is better; empty: the
+    # task's own (PSNR-Y for superres, FID for faces). A GAN-stage SR model ranked by PSNR would
+    # keep its blurriest checkpoint. Changing it on --resume ranks from that step on.
+    best_metric: str = ""
+    best_goal: Literal["", "max", "min"] = ""
     time_limit_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this long; 0 = none
     init_generator: str = ""  # start G from a run folder, checkpoint or .safetensors file
     # Start D from a run folder, checkpoint or .safetensors file, so that fine-tuning a GAN does
@@ -91,10 +101,86 @@ class EngineConfig:
     find_unused_parameters: bool = False  # DDP option for nets whose steps skip some weights
     dist_timeout_minutes: float = 60.0  # how long ranks wait for each other (rank 0 validating)
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "accumulate", "n_critic", "penalty_interval"):
+            require(getattr(self, name) >= 1, f"engine.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("log_every", "sample_every", "validate_every", "fid_every", "checkpoint_every", "d_warmup_steps"):
+            require(getattr(self, name) >= 0, f"engine.{name} must be 0 or more, got {getattr(self, name)}")
+        require(0 <= self.ema_decay < 1, f"engine.ema_decay must be in [0, 1), got {self.ema_decay}")
+        for condition in self.best_requires:
+            parse_condition(condition, where="engine.best_requires")
+        require(
+            bool(self.best_metric) == bool(self.best_goal),
+            "engine.best_metric and engine.best_goal go together (e.g. best_metric = \"vgg_distance\", best_goal = \"min\")",
+        )
+
+
+@dataclasses.dataclass
+class GanConfig:
+    """The adversarial objective of a task that trains a discriminator (the [gan] section).
+
+    loss: minimax, nonsaturating, lsgan, wgan or hinge (img2img.losses.ADVERSARIAL_LOSSES).
+    penalty: none, or the gradient penalty wgan-gp, dragan or r1 (img2img.losses.PENALTIES),
+    applied every `engine.penalty_interval` D updates.
+    """
+
+    loss: Literal["minimax", "nonsaturating", "lsgan", "wgan", "hinge"] = "nonsaturating"
+    weight: float = 0.1  # weight of G's adversarial term
+    real_label: float = 1.0  # D's target for real samples; below 1 is one-sided label smoothing
+    penalty: Literal["none", "wgan-gp", "dragan", "r1"] = "none"
+    penalty_weight: float = 10.0  # R1 is E||grad||^2: pass gamma / 2
+    clip: float = 0.0  # WGAN weight clipping after each D step; 0 disables
+
+    def __post_init__(self) -> None:
+        require(self.weight >= 0, f"gan.weight must be 0 or more, got {self.weight}")
+        require(0 < self.real_label <= 1, f"gan.real_label must be in (0, 1], got {self.real_label}")
+        require(self.penalty_weight >= 0, f"gan.penalty_weight must be 0 or more, got {self.penalty_weight}")
+        require(self.clip >= 0, f"gan.clip must be 0 or more, got {self.clip}")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raises ConfigError(message) unless `condition`: the check a config section makes when it
+    is built, so `train --dry-run` refuses what training would."""
+    if not condition:
+        raise ConfigError(message)
+
+
+CONDITION = re.compile(r"\s*([\w.\-]+)\s*(<=|>=)\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)\s*")
+
+
+def parse_condition(text: str, *, where: str = "condition") -> tuple[str, str, float]:
+    """Splits "vgg_distance <= 0.43" into ("vgg_distance", "<=", 0.43); anything else raises ConfigError."""
+    match = CONDITION.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"{where}: {text!r} is not of the form 'METRIC <= NUMBER' or 'METRIC >= NUMBER'")
+    key, operator, bound = match.groups()
+    return key, operator, float(bound)
+
+
+def condition_holds(condition: tuple[str, str, float], value: float | None) -> bool:
+    """Whether `value` meets a parsed condition; a missing value (None) never does."""
+    _, operator, bound = condition
+    if value is None:
+        return False
+    return value <= bound if operator == "<=" else value >= bound
+
 
 @dataclasses.dataclass
 class RunConfig:
-    """Sections every task config has; tasks subclass this and add their own fields."""
+    """Sections every task config has; tasks subclass this and add their own fields.
+
+    `renamed_keys` maps keys of earlier releases to where they live now ("gan_loss" ->
+    "gan.loss"), so that the configs saved in older run folders and checkpoints still load.
+    """
+
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "gan_loss": "gan.loss",
+        "gan_weight": "gan.weight",
+        "real_label": "gan.real_label",
+        "penalty": "gan.penalty",
+        "penalty_weight": "gan.penalty_weight",
+        "wgan_clip": "gan.clip",
+    }
 
     engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
     optim_g: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -108,9 +194,12 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type[ConfigT], data: dict[str, Any], *, where: str = "") -> ConfigT:
-    """Builds `cls` from defaults updated by `data`; unknown keys and wrong types raise ConfigError."""
+    """Builds `cls` from defaults updated by `data`; unknown keys, wrong types and values a
+    section's own checks refuse raise ConfigError. A section given in part keeps the class's
+    defaults for the rest (a task's own learning rate stays when only betas are set)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a table of keys, got {data!r}")
+    data = _moved_to_current_keys(cls, data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -123,8 +212,31 @@ def config_from_dict(cls: type[ConfigT], data: dict[str, Any], *, where: str = "
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
+        field = fields[name]
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and field.default_factory is not dataclasses.MISSING:
+            defaults = config_to_dict(field.default_factory())
+            _deep_update(defaults, value)
+            value = defaults
         kwargs[name] = _coerce(hints[name], value, key)
     return cls(**kwargs)
+
+
+def _moved_to_current_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with the keys `cls.renamed_keys` names moved to their current place."""
+    renamed = getattr(cls, "renamed_keys", {})
+    if not any(old in data for old in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        section, _, name = new.partition(".")
+        # "degradation" -> "degradation.kind": a table under the old name is already current.
+        if old not in data or (old == section and isinstance(data[old], dict)):
+            continue
+        value = data.pop(old)
+        table = data.get(section)
+        # Within one layer the current section, where given, is the newer word.
+        data[section] = {name: value, **(table if isinstance(table, dict) else {})}
+    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -162,9 +274,12 @@ def resolve_config(
     """Defaults, then `base` (a saved run's config), then the file, then each `key=value` override."""
     merged: dict[str, Any] = {}
     for layer in (base or {}, load_config_file(config_file) if config_file else {}):
-        _deep_update(merged, layer)
+        _deep_update(merged, _moved_to_current_keys(cls, layer))
     for text in overrides:
         keys, value = parse_override(text)
+        renamed = getattr(cls, "renamed_keys", {}).get(keys[0]) if len(keys) == 1 else None
+        if renamed and not (renamed.startswith(f"{keys[0]}.") and isinstance(value, dict)):
+            keys = renamed.split(".")
         node = merged
         for part in keys[:-1]:
             node = node.setdefault(part, {})
@@ -199,6 +314,16 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"config key {key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(arg, item, key) for arg, item in zip(args, value))
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value in choices and type(value) in {type(choice) for choice in choices}:
+            return value
+        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        return [_coerce(item_type, item, key) for item in value]
     if origin is dict:
         key_type, value_type = typing.get_args(hint)
         if not isinstance(value, dict):

@@ -77,9 +77,17 @@ def setup(device_name: str, timeout_minutes: float) -> torch.device:
     return device
 
 
-def shutdown() -> None:
-    """Leaves the process group (a no-op outside torchrun)."""
+def shutdown(*, finished: bool = False) -> None:
+    """Leaves the process group (a no-op outside torchrun).
+
+    `finished`: every rank got here from a completed run, so they first wait for each other; a
+    rank that tears gloo down while another still talks to it can abort at exit ("terminate
+    called without an active exception"). After a failure there is no waiting: the others may
+    be gone.
+    """
     if is_distributed():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -9,13 +9,15 @@ Per step t:
      (EMA weights against the task's real images), checkpoint; best.pt follows the task's
      primary metric, a validation score or FID/KID
 
-Scalars go to TensorBoard, to RUN/{train,validation}_log.jsonl and to RUN/metrics.csv (one
-`step,split,name,value` row per scalar); at the end of a run the curves are plotted to
-RUN/plots/*.png (`img2img plot RUN` redraws them at any time).
+Scalars go to TensorBoard, to RUN/{train,validation}_log.jsonl and to RUN/metrics.csv
+(`engine.run_log`); at the end of a run the curves are plotted to RUN/plots/*.png
+(`img2img plot RUN` redraws them at any time). Samples, validation, FID/KID and best.pt are
+`engine.evaluation`.
 
 Checkpoints are written atomically to RUN/checkpoints/last.pt (and best.pt on a new best
-validation score); resuming restores step, nets, EMA, optimizers, schedulers and RNG state, and
-the data stream is a function of the step, so 2 + 2 resumed steps equal 4 straight ones.
+validation score); resuming restores step, nets, EMA, optimizers, schedulers and RNG state
+(`engine.checkpoint`), and the data stream is a function of the step, so 2 + 2 resumed steps
+equal 4 straight ones.
 
 Under torchrun (`img2img.engine.distributed`) each rank trains on its slice of the step's batch
 and DDP averages the gradients, so N processes at batch b step like one process at batch N x b;
@@ -28,57 +30,34 @@ before one optimizer step.
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
-import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from img2img.engine import distributed
 from img2img.engine.averaging import HistoricalAverage, ema_model
 from img2img.engine.batches import StepBatches, step_generator, step_loader
 from img2img.engine.checkpoint import (
-    CHECKPOINT_FORMAT,
     load_checkpoint,
     load_discriminator,
     load_generator,
-    net_record,
-    restore_rng_state,
+    restore_training,
     rng_state,
     save_atomic,
+    training_checkpoint,
 )
 from img2img.engine.config import OptimizerConfig, config_to_dict
+from img2img.engine.evaluation import TrainingEvaluation
+from img2img.engine.run_log import RunLog
 from img2img.engine.schedules import build_scheduler
+from img2img.engine.task import Task
 from img2img.errors import ConfigError, TrainingError
-from img2img.tasks.base import Task
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; an explicit device that is missing is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("engine.device=cuda but no CUDA GPU is visible; use engine.device=auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("engine.device=mps but MPS is not available; use engine.device=auto or cpu")
-    if name not in ("cuda", "mps", "cpu"):
-        raise ConfigError(f"engine.device must be auto, cuda, mps or cpu, not {name!r}")
-    return torch.device(name)
 
 
 def _detached(fake: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -161,10 +140,6 @@ class Trainer:
         self.rank, self.ranks = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         self.show_progress = show_progress and self.is_main
-        if self.engine.accumulate < 1:
-            raise ConfigError(f"engine.accumulate must be at least 1, got {self.engine.accumulate}")
-        if self.engine.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"engine.precision must be auto, bf16 or fp32, not {self.engine.precision!r}")
         self.use_bf16 = self.engine.precision == "bf16" or (
             self.engine.precision == "auto" and self.device.type == "cuda"
         )
@@ -195,23 +170,20 @@ class Trainer:
             self.hist_g = HistoricalAverage(self.G)
             self.hist_d = HistoricalAverage(self.D) if self.D is not None else None
 
-        # FID/KID: the Inception net and the real images' features are built at the first
-        # measurement and kept, since the real side is the same at every measurement.
-        self._inception: nn.Module | None = None
-        self._fid_reference = None
+        self.log = RunLog(self.run_dir)
+        self.evaluation = TrainingEvaluation(
+            task, self.log, save_best=lambda metrics: self.save_checkpoint("best", metrics=metrics)
+        )
 
         self.step = 0
-        if task.primary_goal not in ("max", "min"):
-            raise ConfigError(f"task {task.name}: primary_goal must be max or min, not {task.primary_goal!r}")
-        worst = -math.inf if task.primary_goal == "max" else math.inf
-        self.best: dict[str, Any] = {"metric": task.primary_metric, "value": worst, "step": None}
         if resume:
-            self._restore(load_checkpoint(self.checkpoint_path("last")))
+            restore_training(self, load_checkpoint(self.checkpoint_path("last")))
         if self.engine.compile:
             compile_nets(self.G)
             # AOTAutograd cannot differentiate a compiled net twice, which the gradient
             # penalties (R1, WGAN-GP, DRAGAN) do through D: with one, D stays eager.
-            if self.D is not None and getattr(self.config, "penalty", "none") == "none":
+            gan = getattr(self.config, "gan", None)
+            if self.D is not None and (gan is None or gan.penalty == "none"):
                 compile_nets(self.D)
         # Built after the restore: DDP starts by copying rank 0's weights to every rank.
         unused = self.engine.find_unused_parameters
@@ -261,6 +233,23 @@ class Trainer:
     def eval_generator(self) -> nn.Module:
         """The weights that are validated, sampled and exported: the EMA generator if kept."""
         return self.G_ema.module if self.G_ema is not None else self.G
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """{"metric", "value", "step"} of best.pt so far."""
+        return self.evaluation.best
+
+    @best.setter
+    def best(self, best: dict[str, Any]) -> None:
+        self.evaluation.best = best
+
+    def _evaluate(self, measure: Any) -> dict[str, Any]:
+        """`measure(eval_generator, step)` on rank 0, G back in training mode after; {} elsewhere."""
+        if not self.is_main:
+            return {}
+        result = measure(self.eval_generator, self.step)
+        self.G.train()
+        return result
 
     def _check_finite(self, terms: dict[str, torch.Tensor], who: str) -> None:
         """Stops training on a non-finite loss term; under torchrun every rank stops together,
@@ -380,11 +369,8 @@ class Trainer:
         other ranks return {})."""
         engine = self.engine
         stop = min(engine.steps, stop_at) if stop_at is not None else engine.steps
-        writer = None
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
-            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self.log.open(config_to_dict(self.config))
         batches = StepBatches(
             self.task.train_dataset(),
             batch_size=engine.batch_size * engine.accumulate,
@@ -426,16 +412,17 @@ class Trainer:
                     logs["images_per_second"] = window_steps * images_per_step / max(elapsed, 1e-9)
                     logs["data_wait_share"] = window_wait / max(elapsed, 1e-9)
                     logs["lr_g"] = self.sched_g.get_last_lr()[0]
-                    self._log(writer, "train", logs)
+                    if self.is_main:
+                        self.log.scalars("train", self.step, logs)
                     progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k.startswith("l_")})
                     window_start, window_steps, window_wait = time.monotonic(), 0, 0.0
                 if engine.sample_every and self.step % engine.sample_every == 0:
-                    self._write_samples(writer)
+                    self._evaluate(self.evaluation.write_samples)
                 if engine.validate_every and self.step % engine.validate_every == 0:
-                    last_metrics = self._validate(writer)
+                    last_metrics = self._evaluate(self.evaluation.validate)
                     validated_at = self.step
                 if engine.fid_every and self.step % engine.fid_every == 0:
-                    last_metrics.update(self._measure_distribution(writer))
+                    last_metrics.update(self._evaluate(self.evaluation.measure_distribution))
                 elapsed_minutes = (time.monotonic() - started) / 60
                 timed_out = 0 < engine.time_limit_minutes < elapsed_minutes
                 out_of_time = distributed.any_rank(timed_out or stop_signal.received, self.device)
@@ -448,112 +435,15 @@ class Trainer:
         finally:
             stop_signal.restore()
             progress.close()
-            if writer is not None:
-                writer.close()
+            self.log.close()
         if validated_at != self.step:  # the last step was not a validation step
-            last_metrics = self._validate(None)
+            last_metrics = self._evaluate(self.evaluation.validate)
             if engine.fid_every:
-                last_metrics.update(self._measure_distribution(None))
+                last_metrics.update(self._evaluate(self.evaluation.measure_distribution))
             self.save_last_checkpoint()
         if self.is_main:
-            self._plot_curves()
+            self.log.plot_curves()
         return last_metrics
-
-    def _plot_curves(self) -> None:
-        """Draws RUN/plots/*.png; a plotting problem is reported but never fails a finished run."""
-        from img2img.evaluate.curves import plot_run
-
-        try:
-            plot_run(self.run_dir)
-        except Exception as error:  # matplotlib raises many types; the checkpoint is what matters
-            print(f"warning: could not plot the training curves: {error}", file=sys.stderr)
-
-    def _log(self, writer: SummaryWriter | None, split: str, scalars: dict[str, float]) -> None:
-        if not self.is_main:
-            return
-        record = {"step": self.step, **scalars}
-        with (self.run_dir / f"{split}_log.jsonl").open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
-        # Long format, so metrics that appear later (FID every N steps) need no new columns.
-        table = self.run_dir / "metrics.csv"
-        new_table = not table.exists()
-        with table.open("a", newline="") as stream:
-            rows = csv.writer(stream)
-            if new_table:
-                rows.writerow(["step", "split", "name", "value"])
-            rows.writerows([self.step, split, name, value] for name, value in scalars.items())
-        if writer is not None:
-            for name, value in scalars.items():
-                writer.add_scalar(f"{split}/{name}", value, self.step)
-
-    @torch.no_grad()
-    def _write_samples(self, writer: SummaryWriter | None) -> None:
-        if not self.is_main:
-            return
-        net = self.eval_generator
-        net.eval()
-        images = self.task.sample_images(net).float().cpu()
-        grid = make_grid(images, nrow=self.task.sample_columns, padding=2)
-        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
-        if writer is not None:
-            writer.add_image("samples", grid, self.step)
-
-    @torch.no_grad()
-    def _validate(self, writer: SummaryWriter | None) -> dict[str, Any]:
-        """The task's validation scores of the EMA generator, on rank 0 (other ranks: {})."""
-        if not self.is_main:
-            return {}
-        net = self.eval_generator
-        net.eval()
-        metrics = self.task.validate(net)
-        self.G.train()
-        if not metrics:
-            return {"step": self.step}
-        self._log(writer, "validation", metrics)
-        self._keep_if_best(metrics)
-        return {"step": self.step, **metrics}
-
-    def _keep_if_best(self, metrics: dict[str, float]) -> None:
-        """Writes best.pt when `metrics` holds a new best value of the task's primary metric."""
-        value = metrics.get(self.task.primary_metric)
-        if value is None:
-            return
-        better = value > self.best["value"] if self.task.primary_goal == "max" else value < self.best["value"]
-        if better:
-            self.best = {"metric": self.task.primary_metric, "value": value, "step": self.step}
-            self.save_checkpoint("best", metrics=metrics)
-
-    @torch.no_grad()
-    def _measure_distribution(self, writer: SummaryWriter | None) -> dict[str, float]:
-        """FID and KID (with its standard error) of the EMA generator's images against the
-        task's real images, on `engine.fid_samples` fixed inputs; logged with validation.
-        Measured on rank 0 (other ranks: {})."""
-        if not self.is_main:
-            return {}
-        from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
-
-        if self._inception is None:
-            self._inception = InceptionFeatures().to(self.device)
-        net = self.eval_generator
-        net.eval()
-        generated, real = [], []
-        for fake_batch, real_batch in self.task.distribution_samples(net, self.engine.fid_samples):
-            generated.append(self._inception(fake_batch.float()).cpu().numpy())
-            if self._fid_reference is None and real_batch is not None:
-                real.append(self._inception(real_batch.float()).cpu().numpy())
-        self.G.train()
-        if self._fid_reference is None:
-            self._fid_reference = FeatureSet.from_features(np.concatenate(real))
-        fakes = FeatureSet.from_features(np.concatenate(generated))
-        kid, kid_error = kernel_inception_distance(self._fid_reference.features, fakes.features)
-        metrics = {"fid": frechet_distance(self._fid_reference, fakes), "kid": kid, "kid_std_error": kid_error}
-        self._log(writer, "validation", metrics)
-        # A task that ranks checkpoints by FID or KID (noise-to-image GANs) keeps the best one,
-        # which guards the shipped weights against a late collapse.
-        self._keep_if_best(metrics)
-        return metrics
 
     # ------------------------------------------------------------------ checkpoints
     def save_last_checkpoint(self) -> None:
@@ -567,64 +457,6 @@ class Trainer:
         self, which: str, metrics: dict[str, float] | None = None, rank_states: list[dict[str, Any]] | None = None
     ) -> Path:
         """Writes RUN/checkpoints/`which`.pt from this process (rank 0 under torchrun)."""
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "task": self.task.name,
-            "step": self.step,
-            "config": config_to_dict(self.config),
-            "generator": net_record(self.G),
-            "generator_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "discriminator": net_record(self.D) if self.D is not None else None,
-            "optimizer_g": self.opt_g.state_dict(),
-            "scheduler_g": self.sched_g.state_dict(),
-            "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-            "scheduler_d": self.sched_d.state_dict() if self.sched_d is not None else None,
-            "historical_g": self.hist_g.state_dict() if self.hist_g is not None else None,
-            "historical_d": self.hist_d.state_dict() if self.hist_d is not None else None,
-            "best": self.best,
-            "task_state": self.task.state_dict(),
-            "metrics": metrics,
-            "rng": rng_state(),
-            "ranks": self.ranks,
-            "rank_states": rank_states,
-        }
         path = self.checkpoint_path(which)
-        save_atomic(checkpoint, path)
+        save_atomic(training_checkpoint(self, metrics=metrics, rank_states=rank_states), path)
         return path
-
-    def _restore(self, checkpoint: dict[str, Any]) -> None:
-        if checkpoint["task"] != self.task.name:
-            raise TrainingError(f"the checkpoint is from task {checkpoint['task']!r}, not {self.task.name!r}")
-        self.G.load_state_dict(checkpoint["generator"]["state_dict"])
-        self.opt_g.load_state_dict(checkpoint["optimizer_g"])
-        self.sched_g.load_state_dict(checkpoint["scheduler_g"])
-        if self.G_ema is not None and checkpoint["generator_ema"] is not None:
-            self.G_ema.load_state_dict(checkpoint["generator_ema"])
-        if self.D is not None:
-            if checkpoint["discriminator"] is None:
-                raise TrainingError(
-                    "the checkpoint has no discriminator; start a GAN stage as a new run "
-                    "with engine.init_generator pointing at it"
-                )
-            self.D.load_state_dict(checkpoint["discriminator"]["state_dict"])
-            self.opt_d.load_state_dict(checkpoint["optimizer_d"])
-            self.sched_d.load_state_dict(checkpoint["scheduler_d"])
-        if self.hist_g is not None and checkpoint["historical_g"] is not None:
-            self.hist_g.load_state_dict(checkpoint["historical_g"])
-        if self.hist_d is not None and checkpoint["historical_d"] is not None:
-            self.hist_d.load_state_dict(checkpoint["historical_d"])
-        own = {"rng": checkpoint["rng"], "task_state": checkpoint.get("task_state")}
-        rank_states = checkpoint.get("rank_states")
-        if rank_states and len(rank_states) == self.ranks:
-            own = rank_states[self.rank]
-        elif checkpoint.get("ranks", 1) != self.ranks and self.is_main:
-            print(
-                f"warning: this run was written by {checkpoint.get('ranks', 1)} process(es) and resumes on "
-                f"{self.ranks}: each step now trains on {self.engine.batch_size * self.engine.accumulate * self.ranks} "
-                "images and the random streams restart, so it will not repeat the original run",
-                file=sys.stderr,
-            )
-        self.task.load_state_dict(own["task_state"] or {})
-        self.best = checkpoint["best"]
-        self.step = checkpoint["step"]
-        restore_rng_state(own["rng"])

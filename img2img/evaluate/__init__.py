@@ -1,1 +1,1 @@
-"""Evaluation of trained models: scores, comparison sheets, reports and training curves."""
+"""Evaluation of trained models: scores, comparison sheets and reports (training curves: `img2img.engine.curves`)."""

@@ -30,14 +30,15 @@ import torch
 from PIL import Image
 
 from img2img.errors import Img2ImgError
-from img2img.evaluate.scoring import EvalTable, from_uint8, resolve_device
+from img2img.engine.device import resolve_device
+from img2img.evaluate.scoring import EvalTable, from_uint8
+from img2img.metrics.inpaint_baseline import OPENCV_METHODS, check_image_mask, opencv_inpaint
 from img2img.metrics.masked import hole_metrics
 
 # A filler: (H, W, 3) uint8 RGB with the hole blacked out and (H, W) float32 mask (1 = hole)
 # -> (H, W, 3) uint8 RGB.
 Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-OPENCV_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 METRICS = ("psnr", "ssim", "psnr_hole", "ssim_hole")
 VGG_METRIC = "vgg_distance"
 # Smallest image side each metric takes: SSIM's window, and VGG19's four 2x2 poolings.
@@ -66,38 +67,6 @@ class InpaintExample:
     scores: dict[str, dict[str, float]]
 
 
-def opencv_inpaint(image: np.ndarray, mask: np.ndarray, method: str = "telea", radius: int = 3) -> np.ndarray:
-    """Fills a hole with OpenCV's classical inpainting.
-
-    Args:
-        image: (H, W, 3) uint8 RGB; the values inside the hole are not used.
-        mask: (H, W), nonzero = hole.
-        method: "telea" (fast marching) or "ns" (Navier-Stokes).
-        radius: pixels around each filled pixel that its value is drawn from.
-
-    Returns:
-        (H, W, 3) uint8 RGB, equal to ``image`` outside the hole.
-
-    Example:
-        >>> image = np.full((16, 16, 3), 90, np.uint8)
-        >>> mask = np.zeros((16, 16), np.float32)
-        >>> mask[6:10, 6:10] = 1
-        >>> int(opencv_inpaint(image, mask)[8, 8, 0])
-        90
-    """
-    if method not in OPENCV_METHODS:
-        raise ValueError(f"method must be one of {', '.join(OPENCV_METHODS)}, got {method!r}")
-    if radius < 1:
-        raise ValueError(f"radius must be a positive number of pixels, got {radius}")
-    _check_pair(image, mask)
-    hole = np.where(mask != 0, 255, 0).astype(np.uint8)
-    # OpenCV's colour order is BGR. Both fills treat channels alike, but the conversion keeps
-    # this right whatever OpenCV does per channel.
-    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    filled = cv2.inpaint(bgr, hole, radius, OPENCV_METHODS[method])
-    return cv2.cvtColor(filled, cv2.COLOR_BGR2RGB)
-
-
 def opencv_fillers(radius: int = 3) -> dict[str, Filler]:
     """{"telea": ..., "ns": ...}: the OpenCV baselines as fillers for ``evaluate_inpainting``."""
     return {name: partial(opencv_inpaint, method=name, radius=radius) for name in OPENCV_METHODS}
@@ -117,7 +86,7 @@ def model_filler(path: str | Path, *, device: str = "auto") -> Filler:
 
 def hide_hole(image: np.ndarray, mask: np.ndarray, colour: Sequence[int] = (0, 0, 0)) -> np.ndarray:
     """(H, W, 3) uint8 ``image`` with the hole pixels of (H, W) ``mask`` (nonzero) set to ``colour``."""
-    _check_pair(image, mask)
+    check_image_mask(image, mask)
     hidden = image.copy()
     hidden[mask != 0] = colour
     return hidden
@@ -152,7 +121,7 @@ def evaluate_inpainting(
     """
     if not methods:
         raise ValueError("give at least one method to evaluate")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, option="--device")
     metrics = list(METRICS) + ([VGG_METRIC] if vgg else [])
     distance = None
     if vgg:
@@ -168,7 +137,7 @@ def evaluate_inpainting(
     smallest = _MIN_SIDE[VGG_METRIC] if vgg else _MIN_SIDE["ssim"]
     examples: list[InpaintExample] = []
     for name, image, mask in items:
-        _check_pair(image, mask)
+        check_image_mask(image, mask)
         if min(image.shape[:2]) < smallest:
             raise ValueError(
                 f"{name} is {image.shape[1]}x{image.shape[0]}, but the metrics need at least "
@@ -198,13 +167,6 @@ def settings() -> dict[str, Any]:
         "ssim_hole": "SSIM map (11x11 Gaussian window, reflect padding) averaged over the hole",
         "opencv": cv2.__version__,
     }
-
-
-def _check_pair(image: np.ndarray, mask: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}")
-    if mask.shape != image.shape[:2]:
-        raise ValueError(f"mask {mask.shape} must be (H, W) = {image.shape[:2]}, the image's size")
 
 
 def _fill(image: np.ndarray, mask: np.ndarray, methods: dict[str, Filler]) -> dict[str, np.ndarray]:

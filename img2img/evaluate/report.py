@@ -32,7 +32,8 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from img2img.errors import ImageReadError
-from img2img.evaluate.sheets import png_bytes, write_atomically
+from img2img.evaluate.sheets import png_bytes
+from img2img.files.atomic import write_bytes_atomically
 
 MISSING = "—"
 SIGNIFICANT_DIGITS = 4
@@ -157,7 +158,7 @@ def write_html_report(
     parts.append("<h2>Settings</h2>")
     parts.append(_settings_table(settings))
     parts += ["</body>", "</html>", ""]
-    return write_atomically(Path(path), "\n".join(parts).encode("utf-8"))
+    return write_bytes_atomically(Path(path), "\n".join(parts).encode("utf-8"))
 
 
 def _escape(text: Any) -> str:

@@ -20,7 +20,7 @@ import torch
 from img2img.errors import Img2ImgError
 from img2img.metrics import psnr, ssim
 from img2img.metrics.folders import load_rgb
-from img2img.runtime.batch import IMAGE_SUFFIXES
+from img2img.files.listing import image_files
 
 # Metric names as columns, in table order, with the label shown on the terminal.
 METRIC_LABELS = {
@@ -32,17 +32,6 @@ METRIC_LABELS = {
 }
 # Lower is better for these; higher for the rest.
 LOWER_IS_BETTER = frozenset({"vgg_distance", "fid", "kid"})
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when a GPU is visible, else the CPU; "cuda" without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise Img2ImgError("--device cuda but no CUDA GPU is visible; use --device auto or cpu")
-    if name not in ("cuda", "cpu"):
-        raise Img2ImgError(f"--device must be auto, cuda or cpu, not {name!r}")
-    return torch.device(name)
 
 
 @dataclass
@@ -237,9 +226,7 @@ def images_by_stem(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise Img2ImgError(f"{folder} is not a folder; give a folder of images")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
+    for path in image_files(folder):
         key = path.relative_to(folder).with_suffix("").as_posix()
         if key in found:
             raise Img2ImgError(

@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from img2img.errors import OutputError
-from img2img.runtime import image_io
+from img2img.files.atomic import write_bytes_atomically
 
 Box = tuple[int, int, int, int]
 
@@ -258,7 +257,7 @@ def save_sheet(image: Image.Image, path: str | Path) -> Path:
 
     Missing parent folders are created. Returns the path.
     """
-    return write_atomically(Path(path), png_bytes(image))
+    return write_bytes_atomically(Path(path), png_bytes(image))
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -266,21 +265,6 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` so that readers see the old file or the complete new one, never
-    half (`img2img.runtime.image_io.write_atomically`), creating the folder. Returns `path`.
-
-    Raises:
-        OutputError: the folder cannot be created or written.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create {path.parent}: {error.strerror or error}; pick another output folder") from None
-    image_io.write_atomically(path, lambda temp: temp.write_bytes(data))
-    return path
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from img2img.data.folder import read_rgb
 from img2img.errors import Img2ImgError
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
 from img2img.tasks.style import load_style_image
@@ -72,7 +73,7 @@ def peer_stylists(style_image: Path, pick_photos: Sequence[np.ndarray], distance
     except ModuleNotFoundError:
         raise Img2ImgError(f"the comparison needs the peer package: pip install {PEER}") from None
     engine = StyleTransfer(device="cpu")
-    painting = Image.open(style_image).convert("RGB")
+    painting = Image.fromarray(read_rgb(style_image))
 
     def arbitrary(photo: np.ndarray) -> np.ndarray:
         return np.asarray(engine.stylize_with(Image.fromarray(photo), painting, max_size=None))

@@ -32,8 +32,8 @@ from img2img.evaluate.scoring import (
     from_uint8,
     to_uint8,
 )
-from img2img.metrics.folders import image_paths, load_rgb
-from img2img.runtime.batch import IMAGE_SUFFIXES
+from img2img.files.listing import IMAGE_SUFFIXES, image_files
+from img2img.metrics.folders import load_rgb
 
 METHODS = ("bicubic", "model")
 # How LR is made from HR, as the settings record it.
@@ -62,7 +62,7 @@ class SheetExample:
 
 def hr_images(folder: Path) -> list[Path]:
     """Image files under `folder`, recursively, sorted; an error if there are none."""
-    paths = image_paths(folder)
+    paths = image_files(folder)
     if not paths:
         raise Img2ImgError(f"{folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return paths

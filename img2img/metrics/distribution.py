@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from img2img.errors import Img2ImgError
-from img2img.runtime.image_io import write_atomically
+from img2img.files.atomic import write_atomically
 
 _NPZ_KEYS = ("features", "mean", "covariance", "settings")
 

@@ -41,8 +41,8 @@ from img2img.metrics.inception import (
     LogitsHead,
     resize_for_inception,
 )
-from img2img.runtime.batch import IMAGE_SUFFIXES, BatchOptions, find_inputs
-from img2img.runtime.image_io import load_image
+from img2img.files.decode import load_image
+from img2img.files.listing import IMAGE_SUFFIXES, image_files
 
 CACHE_FOLDER = "inception-features"
 
@@ -60,21 +60,6 @@ class FolderFeatures:
     features: FeatureSet
     logits: np.ndarray | None
     cached: bool
-
-
-def image_paths(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files under `folder`, recursively, sorted by path components.
-
-    Suffixes (any case): those the runtime reads, `img2img.runtime.batch.IMAGE_SUFFIXES`.
-    Hidden files and folders (names starting with ".") are left out, like half-written
-    temporary files.
-
-    Raises:
-        ImageReadError: `folder` is missing or not a folder.
-    """
-    # find_inputs leaves out the batch output folder when it lies inside its input; naming the
-    # input folder itself as the output leaves nothing out.
-    return find_inputs(folder, BatchOptions(output_dir=Path(folder)))
 
 
 def load_rgb(path: str | os.PathLike[str]) -> torch.Tensor:
@@ -153,7 +138,7 @@ def folder_features(
     """Inception features (and optionally class logits) of every image under `folder`.
 
     Args:
-        folder: a folder of images (see `image_paths`), or a `.npz` written by
+        folder: a folder of images (see `img2img.files.listing.image_files`), or a `.npz` written by
             `FeatureSet.save`, which is returned as it is (a precomputed reference set).
         extractor: the network; it and the head are moved to `device`.
         batch_size: images per network run.
@@ -180,7 +165,7 @@ def folder_features(
                 )
         return FolderFeatures(saved, _logits(saved, head, device), cached=True)
 
-    paths = image_paths(folder)
+    paths = image_files(folder)
     if not paths:
         raise Img2ImgError(
             f"no images in {folder} (looked for {' '.join(IMAGE_SUFFIXES)}, hidden files aside)"

@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE_STYLES
 from img2img.losses.perceptual import VGG19Features
 from img2img.losses.vgg import CAFFE_CONVENTION, TORCHVISION_CONVENTION
 from img2img.nets.layers import check_image_size
@@ -100,12 +101,12 @@ class AdaINNet(nn.Module):
     """
 
     arch = "AdaINNet"
+    inputs = IMAGE_STYLES  # the exported graph's inputs (img2img.contract)
     scale = 1
     input_range = (0.0, 1.0)
     in_channels = 3
     out_channels = 3
     multiple_of = 8
-    takes_style = True
     # The deepest decoder level is 1/8 of the image and reflection padding needs 2 pixels.
     min_size = 16
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img.contract import LATENT, LATENT_LABEL
 from img2img.nets.layers import SelfAttention, init_weights, spectral_norm_if
 from img2img.nets.registry import NETS
 
@@ -78,10 +79,9 @@ def _check_labels(net: nn.Module, count: int, labels: Tensor | None) -> None:
         raise ValueError(f"{type(net).__name__} is class-conditional: pass labels of shape ({count},), got {got}")
 
 
-class _LatentGenerator(nn.Module):
+class LatentGenerator(nn.Module):
     """What the engine, the export and the tests read from a noise-to-image generator."""
 
-    takes_latent = True
     input_range = (-1.0, 1.0)  # of the output images; the export maps them to [0, 1]
     scale = 1
     multiple_of = 1
@@ -89,6 +89,11 @@ class _LatentGenerator(nn.Module):
     latent_dim: int
     num_classes: int
     resolution: int
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The exported graph's inputs (img2img.contract): z, and the class label when conditional."""
+        return LATENT_LABEL if self.num_classes else LATENT
 
     def _check_latent(self, z: Tensor) -> None:
         if not torch.jit.is_tracing() and (z.ndim != 2 or z.shape[1] != self.latent_dim):
@@ -99,7 +104,7 @@ class _LatentGenerator(nn.Module):
 
 
 @NETS.register("DCGANGenerator")
-class DCGANGenerator(_LatentGenerator):
+class DCGANGenerator(LatentGenerator):
     """DCGAN generator: z -> 4x4 by a transposed convolution, then one stride-2 transposed
     convolution (BatchNorm, ReLU) per doubling, tanh out.
 
@@ -304,7 +309,7 @@ class _DiscriminatorBlock(nn.Module):
 
 
 @NETS.register("ResGANGenerator")
-class ResGANGenerator(_LatentGenerator):
+class ResGANGenerator(LatentGenerator):
     """Residual generator: z -> a 4x4 map by a linear layer, one upsampling residual block per
     doubling, BN-ReLU-conv3 to RGB, tanh.
 

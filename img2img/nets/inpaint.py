@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE_MASK
 from img2img.nets.layers import check_image_size, conv_bias, get_norm_layer, init_weights
 from img2img.nets.registry import NETS
 
@@ -94,9 +95,9 @@ class InpaintUNet(nn.Module):
     """
 
     arch = "InpaintUNet"
+    inputs = IMAGE_MASK  # the exported graph's inputs (img2img.contract)
     scale = 1
     input_range = (-1.0, 1.0)
-    takes_mask = True
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE
 from img2img.nets.layers import (
     SelfAttention,
     check_image_size,
@@ -86,6 +87,7 @@ class ResnetGenerator(nn.Module):
     """
 
     arch = "ResnetGenerator"
+    inputs = IMAGE  # the exported graph's inputs (img2img.contract)
     scale = 1
     input_range = (-1.0, 1.0)
 

@@ -16,10 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE
 from img2img.nets.layers import check_image_size
 from img2img.nets.registry import NETS
 
 SCALES = (1, 2, 4)
+UNSHUFFLE_FACTORS = (1, 2, 4)
+# What the nearest-x2-and-convolve steps can reach: scale times the unshuffle factor.
+TRUNK_SCALES = (1, 2, 4, 8)
 
 # Residual branches are scaled down before being added, as in the paper.
 RESIDUAL_SCALE = 0.2
@@ -82,13 +86,18 @@ class RRDBNet(nn.Module):
         num_blocks: number of RRDBs in the trunk.
         growth_channels: channels each dense-block convolution adds.
         scale: upscaling factor, one of 1, 2, 4.
+        pixel_unshuffle: 1, 2 or 4. Above 1, the input is first folded into r*r times the channels
+            at 1/r of the size (PixelUnshuffle(r)), and the trunk upsamples by scale*r: Real-ESRGAN's
+            x2 and x1 models work this way, so their trunk runs at a quarter or a sixteenth of the
+            pixels.
 
     Shape:
         (B, in_channels, H, W) in [0, 1] -> (B, out_channels, H*scale, W*scale), approximately in
-        [0, 1] (not clamped). Any H, W >= 1.
+        [0, 1] (not clamped). Any H, W >= 1; multiples of `pixel_unshuffle`.
     """
 
     arch = "RRDBNet"
+    inputs = IMAGE  # the exported graph's inputs (img2img.contract)
     multiple_of = 1
     min_size = 1
     input_range = (0.0, 1.0)
@@ -102,10 +111,18 @@ class RRDBNet(nn.Module):
         num_blocks: int = 23,
         growth_channels: int = 32,
         scale: int = 4,
+        pixel_unshuffle: int = 1,
     ) -> None:
         super().__init__()
         if scale not in SCALES:
             raise ValueError(f"RRDBNet scale must be one of {SCALES}, got {scale}")
+        if pixel_unshuffle not in UNSHUFFLE_FACTORS:
+            raise ValueError(f"RRDBNet pixel_unshuffle must be one of {UNSHUFFLE_FACTORS}, got {pixel_unshuffle}")
+        trunk_scale = scale * pixel_unshuffle
+        if trunk_scale not in TRUNK_SCALES:
+            raise ValueError(
+                f"RRDBNet upsamples by scale * pixel_unshuffle = {trunk_scale}, which must be one of {TRUNK_SCALES}"
+            )
         self.hparams: dict[str, Any] = dict(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -114,22 +131,29 @@ class RRDBNet(nn.Module):
             growth_channels=growth_channels,
             scale=scale,
         )
+        # Recorded only when used, so the records of nets without it stay as they were.
+        if pixel_unshuffle != 1:
+            self.hparams["pixel_unshuffle"] = pixel_unshuffle
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.scale = scale
+        self.pixel_unshuffle = pixel_unshuffle
+        self.multiple_of = pixel_unshuffle
 
-        self.conv_first = nn.Conv2d(in_channels, num_features, 3, padding=1)
+        self.conv_first = nn.Conv2d(in_channels * pixel_unshuffle**2, num_features, 3, padding=1)
         self.trunk = nn.Sequential(*(RRDB(num_features, growth_channels) for _ in range(num_blocks)))
         self.conv_trunk = nn.Conv2d(num_features, num_features, 3, padding=1)
         self.upsample_convs = nn.ModuleList(
-            nn.Conv2d(num_features, num_features, 3, padding=1) for _ in range(int(math.log2(scale)))
+            nn.Conv2d(num_features, num_features, 3, padding=1) for _ in range(int(math.log2(trunk_scale)))
         )
         self.conv_hr = nn.Conv2d(num_features, num_features, 3, padding=1)
         self.conv_last = nn.Conv2d(num_features, out_channels, 3, padding=1)
         self.act = _lrelu()
 
     def forward(self, x: Tensor) -> Tensor:
-        check_image_size(self, x, channels=self.in_channels)
+        check_image_size(self, x, channels=self.in_channels, multiple_of=self.multiple_of)
+        if self.pixel_unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.pixel_unshuffle)
         features = self.conv_first(x)
         features = features + self.conv_trunk(self.trunk(features))
         for conv in self.upsample_convs:

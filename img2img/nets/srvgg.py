@@ -15,6 +15,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE
 from img2img.nets.layers import check_image_size, get_act_layer
 from img2img.nets.registry import NETS
 
@@ -40,6 +41,7 @@ class SRVGGNet(nn.Module):
     """
 
     arch = "SRVGGNet"
+    inputs = IMAGE  # the exported graph's inputs (img2img.contract)
     multiple_of = 1
     min_size = 1
     input_range = (0.0, 1.0)

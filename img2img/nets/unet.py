@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from img2img.contract import IMAGE
 from img2img.nets.layers import (
     SelfAttention,
     check_image_size,
@@ -55,6 +56,7 @@ class UNetGenerator(nn.Module):
     """
 
     arch = "UNetGenerator"
+    inputs = IMAGE  # the exported graph's inputs (img2img.contract)
     scale = 1
     input_range = (-1.0, 1.0)
 

@@ -30,26 +30,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from img2img.contract import ModelInfo
 from img2img.errors import ModelError
-from img2img.runtime import image_io
+from img2img.files.decode import GRAY_MODES, LoadedImage, from_pil
+from img2img.files.encode import output_format, save_png_bands, streams_png, to_pil
+from img2img.files.pixels import composite, quantize, resize_alpha, unit_float
 from img2img.runtime.batch import ProcessedImage, write_output
-from img2img.runtime.faces import FaceGenerator
-from img2img.runtime.image_io import LoadedImage, from_pil, resize_alpha, save_png_bands, streams_png, to_pil
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.memory import check_fits
-from img2img.runtime.onnx_model import ModelInfo, OnnxModel, open_session
+from img2img.runtime.onnx_model import OnnxModel
 from img2img.runtime.shipped import resolve_model
-from img2img.runtime.style import load_styles, preserve_color, square_style
-from img2img.runtime.tiling import DEFAULT_OVERLAP, run_with_fallback, stream_with_fallback
+from img2img.runtime.style import load_styles, preserve_color
+from img2img.runtime.tiling import DEFAULT_OVERLAP, check_tiling, run_with_fallback, stream_with_fallback
 
 ALPHA_MODES = ("bicubic", "model", "drop")
-# Bounds of the options that size work: a side no tile needs to exceed, an overlap far beyond any
-# net's receptive field, and more threads than any machine has cores.
-MAX_TILE = 16_384
-MAX_TILE_OVERLAP = 1_024
+# More threads than any machine has cores.
 MAX_THREADS = 1_024
-# Styles in one mix: each is decoded and run through the encoder at style_size.
-MAX_STYLES = 16
 
 
 @dataclass(frozen=True)
@@ -124,20 +120,10 @@ class Model:
     ) -> None:
         if alpha not in ALPHA_MODES:
             raise ModelError(f"unknown alpha mode {alpha!r}; choose one of: {', '.join(ALPHA_MODES)}")
-        if isinstance(tile, int) and tile < 1 or isinstance(tile, str) and tile != "auto":
-            raise ModelError(f"tile must be a positive number of pixels or 'auto', got {tile!r}")
-        if isinstance(tile, int) and tile > MAX_TILE:
-            raise ModelError(f"tile {tile:,} is larger than any image needs; use at most {MAX_TILE:,}, 0 or 'auto'")
-        if not 0 <= tile_overlap <= MAX_TILE_OVERLAP:
-            raise ModelError(f"tile overlap must be 0 to {MAX_TILE_OVERLAP} pixels, got {tile_overlap:,}")
+        check_tiling(tile, tile_overlap)
         if threads is not None and not 1 <= threads <= MAX_THREADS:
             raise ModelError(
                 f"threads must be 1 to {MAX_THREADS}, got {threads:,}; leave it out to use every core"
-            )
-        if isinstance(tile, int) and tile <= 2 * tile_overlap:
-            raise ModelError(
-                f"tile {tile} must be more than twice the tile overlap {tile_overlap}; "
-                "raise --tile or lower --tile-overlap"
             )
         self.path = resolve_model(
             None if model is None else os.fspath(model), task=task, scale=scale, precision=precision
@@ -182,16 +168,11 @@ class Model:
             return
         if not style:
             raise ModelError(f"{name} renders the style images it is given; pass at least one (--style-image PATH)")
-        if len(style) > MAX_STYLES:
-            raise ModelError(f"{len(style)} style images given; a mix takes 1 to {MAX_STYLES}")
         if weights is not None and len(weights) != len(style):
             raise ModelError(f"got {len(weights)} style weights for {len(style)} style images; give one weight per image")
         size = self.info.style_size or 256
-        squares = [
-            square_style(_float_rgb(item), size) if isinstance(item, np.ndarray) else load_styles([item], size)[0]
-            for item in style
-        ]
-        self.onnx.set_styles(np.stack(squares), np.ones(len(squares)) if weights is None else weights, alpha)
+        squares = load_styles(style, size)
+        self.onnx.set_styles(squares, np.ones(len(squares)) if weights is None else weights, alpha)
 
     @property
     def fills_holes(self) -> bool:
@@ -227,7 +208,7 @@ class Model:
         masks = None if mask is None else as_mask(mask)
         if isinstance(image, Image.Image):
             result = self.process(from_pil(image), mask=masks)
-            return to_pil(result.pixels, alpha=result.alpha, grayscale=image.mode in _GRAY_MODES)
+            return to_pil(result.pixels, alpha=result.alpha, grayscale=image.mode in GRAY_MODES)
         if isinstance(image, np.ndarray):
             return self._call_array(image, masks)
         raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
@@ -263,13 +244,13 @@ class Model:
             box, filled = self._fill(image.rgb, image.alpha, mask, warnings.append, on_tile)
             # Integer sources round-trip exactly through their float32 pixels, so the kept pixels
             # are the file's own values.
-            pixels = _quantized(image.rgb, out_dtype)
+            pixels = quantize(image.rgb, out_dtype)
             hole = mask[box] > 0
-            pixels[box][hole] = _quantized(filled[hole], out_dtype)
+            pixels[box][hole] = quantize(filled[hole], out_dtype)
         elif self.preserve_color:
             rgb = self._composited(image.rgb, image.alpha)
             stylised = self._run(rgb, mask, np.float32, warnings.append, on_tile)
-            pixels = _quantized(preserve_color(stylised, rgb), out_dtype)
+            pixels = quantize(preserve_color(stylised, rgb), out_dtype)
         else:
             rgb = self._composited(image.rgb, image.alpha)
             pixels = self._run(rgb, mask, out_dtype, warnings.append, on_tile)
@@ -312,7 +293,7 @@ class Model:
             and streams_png(path, height * scale, width * scale, bit_depth)
         )
         if not streamed:
-            result = self.process(image, mask=mask, on_tile=on_tile, output_format=image_io.output_format(Path(path)))
+            result = self.process(image, mask=mask, on_tile=on_tile, output_format=output_format(Path(path)))
             written = write_output(image, result, path, quality=quality)
             out_height, out_width = result.pixels.shape[:2]
             return SavedImage(out_width, out_height, tuple(dict.fromkeys(result.warnings + written)))
@@ -393,11 +374,9 @@ class Model:
         Nets trained on composited images never saw the colour hidden under transparent pixels,
         which is often arbitrary (black, or leftovers of an editor).
         """
-        if alpha is None or self.info.background is None:
+        if self.info.background is None:
             return rgb
-        background = np.asarray(self.info.background, np.float32) / 255.0
-        opacity = alpha[:, :, None]
-        return rgb * opacity + background * (1.0 - opacity)
+        return composite(rgb, alpha, self.info.background)
 
     def _run(
         self,
@@ -446,22 +425,16 @@ class Model:
             return self._run(gray, None, out_dtype, warn).mean(axis=2).round().astype(out_dtype)
         else:
             plane = resize_alpha(alpha, (width, height))
-        if out_dtype == np.float32:
-            return plane
-        return np.rint(plane * float(np.iinfo(out_dtype).max)).astype(out_dtype)
+        return quantize(plane, out_dtype)
 
     def _call_array(self, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """numpy in, numpy out, with the caller's dtype and channel layout ((H, W, 4) comes back
         as (H, W, 3) when `alpha` is "drop")."""
         if array.ndim not in (2, 3) or array.ndim == 3 and array.shape[2] not in (3, 4):
             raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
-        if array.dtype == np.uint8 or array.dtype == np.uint16:
-            top = float(np.iinfo(array.dtype).max)
-            floats = array.astype(np.float32) / top
-        elif np.issubdtype(array.dtype, np.floating):
-            floats = np.clip(array.astype(np.float32, copy=False), 0.0, 1.0)
-        else:
+        if array.dtype not in (np.uint8, np.uint16) and not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"expected uint8, uint16 or float pixels, got dtype {array.dtype}")
+        floats = unit_float(array)
         gray = array.ndim == 2
         rgb = np.repeat(floats[:, :, None], 3, axis=2) if gray else floats[:, :, :3]
         alpha = floats[:, :, 3] if floats.ndim == 3 and floats.shape[2] == 4 else None
@@ -497,32 +470,12 @@ class Model:
         out = array.copy()
         region = out[box]
         if out.ndim == 2:
-            region[hole] = _quantized(values.mean(axis=1), out.dtype.type)
+            region[hole] = quantize(values.mean(axis=1), out.dtype.type)
             return out
-        region[hole, :3] = _quantized(values, out.dtype.type)
+        region[hole, :3] = quantize(values, out.dtype.type)
         if out.shape[2] == 4 and self.alpha == "drop":
             return np.ascontiguousarray(out[:, :, :3])
         return out
-
-
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-
-
-def _float_rgb(array: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) or (H, W, 4) uint8, uint16 or float [0, 1] array -> (H, W, 3) float32 RGB."""
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ModelError(f"a style image array must be (H, W, 3) or (H, W, 4), got shape {array.shape}")
-    rgb = array[:, :, :3]
-    if np.issubdtype(rgb.dtype, np.integer):
-        return rgb.astype(np.float32) / float(np.iinfo(rgb.dtype).max)
-    return np.clip(rgb.astype(np.float32), 0.0, 1.0)
-
-
-def _quantized(values: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
-    """Float values in [0, 1] as `dtype`: integers rounded to nearest, float32 as they are."""
-    if dtype == np.float32:
-        return values.astype(np.float32)
-    return np.rint(values * float(np.iinfo(dtype).max)).astype(dtype)
 
 
 def load(
@@ -537,40 +490,3 @@ def load(
     batch_size, alpha, threads, full, style, style_weights, style_alpha, preserve_color).
     """
     return Model(model, task=task, **options)  # type: ignore[arg-type]
-
-
-def describe(path: Path) -> dict[str, object]:
-    """Everything a model file says about itself, for `img2img info`."""
-    session = open_session(path, device="cpu", threads=None, precision="fp32")
-    takes_latent = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path)).latent_dim
-    onnx_model = FaceGenerator(path, device="cpu") if takes_latent else OnnxModel(path, device="cpu")
-    info = onnx_model.info
-    noise_rows = {"latent_dim": info.latent_dim, "labels": ",".join(info.labels) or "none (unconditional)"}
-    return {
-        "file": str(path),
-        "task": info.task,
-        "name": info.name,
-        "scale": info.scale,
-        "inputs": ",".join(info.inputs),
-        "channels": info.channels,
-        "multiple_of": info.multiple_of,
-        "min_size": info.min_size,
-        "range": f"{info.range[0]:g},{info.range[1]:g}",
-        "precision": info.precision,
-        "license": info.license,
-        "data": info.data,
-        "version": info.version,
-        "domains": info.domains,
-        "background": "none" if info.background is None else ",".join(map(str, info.background)),
-        "whole_image": "yes" if info.whole_image else "no",
-        "resolution": info.resolution or "any",
-        "style": info.style or ("any (style images)" if "style" in info.inputs else "none"),
-        "style_size": info.style_size or "none",
-        **(noise_rows if takes_latent else {}),
-        "graph inputs": ", ".join(
-            f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_inputs()
-        ),
-        "graph output": ", ".join(
-            f"{node.name} {node.type} {node.shape}" for node in onnx_model.session.get_outputs()
-        ),
-    }

@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from img2img.contract import ModelInfo
 from img2img.errors import ModelError, OutputError
-from img2img.runtime.image_io import output_format, save_image, write_atomically
-from img2img.runtime.onnx_model import ModelInfo, open_session
+from img2img.files.atomic import write_atomically
+from img2img.files.encode import output_format, save_image
+from img2img.files.pixels import quantize
+from img2img.runtime.onnx_model import open_session
 
 GRID_PADDING = 2  # pixels of white between grid cells
 
@@ -53,7 +56,7 @@ class FaceGenerator:
             raise ModelError(f"model file {self.path} does not exist; pass an .onnx file or a shipped model name")
         self.session = open_session(self.path, device=device, threads=threads, precision="fp32")
         self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
-        if self.info.inputs[0] != "z" or not self.info.latent_dim:
+        if not self.info.generates or not self.info.latent_dim:
             raise ModelError(
                 f"{self.path} is a {self.info.task or 'image-to-image'} model, not a face generator; "
                 "pick a faces model (see `img2img models`)"
@@ -211,7 +214,7 @@ def save_frames_gif(frames: np.ndarray, path: str | os.PathLike[str], *, fps: fl
         raise OutputError(f"cannot write {path.name!r} as an animation; name it .gif")
     if fps <= 0:
         raise ValueError(f"fps must be above 0, got {fps}")
-    pictures = [Image.fromarray((np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)) for frame in frames]
+    pictures = [Image.fromarray(quantize(frame, np.uint8)) for frame in frames]
     if zoom > 1:
         pictures = [picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST) for picture in pictures]
     write_atomically(

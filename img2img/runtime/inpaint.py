@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image
 
 from img2img.errors import ImageReadError
-from img2img.runtime.image_io import DEFAULT_MAX_PIXELS, from_pil, load_image, resize_alpha
+from img2img.files.decode import DEFAULT_MAX_PIXELS, from_pil, load_image
+from img2img.files.pixels import resize_alpha
 
 # The crop reaches this far beyond the hole's bounding box on every side: at least MIN_MARGIN
 # pixels, and MARGIN_FRACTION of the box's longer side for large holes, so the net has about as

@@ -1,11 +1,12 @@
 """Run an exported img2img ONNX model on float images with onnxruntime.
 
-The graph contract (written by `img2img export`): float32 NCHW inputs in [0, 1] with dynamic
+The graph and its metadata follow `img2img.contract`: float32 NCHW inputs in [0, 1] with dynamic
 batch, height and width, named in the order the "inputs" metadata lists their kinds ("image":
 RGB, "mask": one channel, 1 = fill; a style-transfer model adds "style", "style_weights" and
 "alpha", set once with `set_styles`); one output "output", float32 NCHW RGB in [0, 1] of size
 (H * scale, W * scale), already clamped. The model's size requirements live in its
-metadata_props, so this module pads any image to what the net needs, runs it, and crops back.
+metadata_props (`ModelInfo`), so this module pads any image to what the net needs, runs it, and
+crops back.
 
 A model can come in two precisions: `name.onnx` (float32) and `name.fp16.onnx` (float16 weights
 and activations, float32 at the graph's edges). The fp16 variant writes NaN where its arithmetic
@@ -21,30 +22,16 @@ Example:
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from img2img.errors import InferenceMemoryError, ModelError
+from img2img.contract import FP16_SUFFIX, ModelInfo, precision_variant
+from img2img.errors import InferenceMemoryError, ModelError, first_line
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16")
-INPUT_KINDS = ("image", "mask", "style", "style_weights", "alpha", "z", "label")
-# The input lists a graph may declare: plain, inpainting, arbitrary style transfer, and noise to
-# image (unconditional and class-conditional; see `img2img.runtime.faces`).
-INPUT_LAYOUTS = (
-    ("image",),
-    ("image", "mask"),
-    ("image", "style", "style_weights", "alpha"),
-    ("z",),
-    ("z", "label"),
-)
-FP16_SUFFIX = ".fp16.onnx"
 
 # Substrings of onnxruntime error messages that mean an allocation failed (CPU arena, CUDA,
 # cuDNN, cuBLAS, TensorRT): the caller can retry with a smaller tile.
@@ -56,205 +43,6 @@ _OUT_OF_MEMORY_MARKERS = (
     "alloc_failed",
     "cudaerrormemoryallocation",
 )
-
-
-# The largest value each size-giving metadata field may take; beyond them a file is broken or
-# hostile (no real upscaler is x64, no net needs inputs padded to a multiple of 4096).
-METADATA_LIMITS = {
-    "scale": 16,
-    "channels": 4,
-    "multiple_of": 1024,
-    "min_size": 4096,
-    "resolution": 8192,
-    "style_size": 4096,
-    "latent_dim": 16384,
-}
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an exported model declares about itself in its ONNX metadata_props.
-
-    Attributes:
-        task: the task it was trained for, e.g. "superres" ("" when not recorded).
-        name: model name, e.g. "superres-x4".
-        scale: output size / input size (1 for same-size tasks).
-        channels: number of input channels (3 for RGB).
-        multiple_of: input height and width must be multiples of this.
-        min_size: input height and width must be at least this.
-        range: value range of the graph's input and output, always (0.0, 1.0) for img2img exports.
-        inputs: kinds of the graph's inputs in order: ("image",) or ("image", "mask").
-        precision: "fp32" or "fp16", the arithmetic inside the graph (its edges are float32).
-        license, data, version: provenance strings for the model card.
-        config: the resolved training configuration the model was trained with.
-        background: (R, G, B) in 0..255 that transparent pixels were composited onto in
-            training, so the runtime composites them the same way before the net; None: no
-            compositing (metadata "background", "r,g,b").
-        domains: what a translation model turns into what, free text "A->B" ("" when not recorded).
-        whole_image: the net normalises over the whole image (instance norm), so tiles would
-            change its output: `tile="auto"` then runs images whole (metadata "whole_image", "1").
-        resolution: the square side, in pixels, the model works best at (an inpainting net sees
-            holes at the scale it was trained at): the runtime shrinks a crop around the hole so
-            that its longer side is at most this. 0 when not recorded: crops run at their own size.
-        style: the painting a per-style transfer model renders ("" for others).
-        style_size: for a model that takes style images: the square side they are scaled to
-            (0 when not recorded).
-        latent_dim: for a noise-to-image model (inputs "z"): the size of z (0 for others).
-        labels: for a class-conditional noise-to-image model: the class names, label i being
-            labels[i] (empty for others).
-    """
-
-    task: str
-    name: str
-    scale: int
-    channels: int = 3
-    multiple_of: int = 1
-    min_size: int = 1
-    range: tuple[float, float] = (0.0, 1.0)
-    inputs: tuple[str, ...] = ("image",)
-    precision: str = "fp32"
-    license: str = ""
-    data: str = ""
-    version: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
-    background: tuple[int, int, int] | None = None
-    domains: str = ""
-    whole_image: bool = False
-    resolution: int = 0
-    style: str = ""
-    style_size: int = 0
-    latent_dim: int = 0
-    labels: tuple[str, ...] = ()
-
-    @classmethod
-    def from_metadata(cls, props: dict[str, str], *, source: str) -> ModelInfo:
-        """Parse metadata_props (all strings); `source` names the file in error messages.
-
-        Raises:
-            ModelError: "scale" is missing, or a field does not parse, or range is not "0,1", or
-                background is not three values 0-255, or whole_image is not "0" or "1", or
-                resolution is given but is not a whole number of at least 1.
-        """
-        if "scale" not in props:
-            raise ModelError(
-                f"{source} has no 'scale' in its ONNX metadata; export it with `img2img export`, "
-                "which records scale, multiple_of and min_size"
-            )
-
-        def integer(key: str, default: int) -> int:
-            text = props.get(key, str(default))
-            try:
-                value = int(text)
-            except ValueError:
-                raise ModelError(
-                    f"{source}: metadata {key!r} is {text!r}, expected a whole number; re-export the model"
-                ) from None
-            # Bounded: these values size buffers and padding, so a file may not make them huge.
-            if not 1 <= value <= METADATA_LIMITS[key]:
-                raise ModelError(
-                    f"{source}: metadata {key!r} is {value}, expected 1 to {METADATA_LIMITS[key]:,}; re-export the model"
-                )
-            return value
-
-        try:
-            low, high = (float(part) for part in props.get("range", "0,1").split(","))
-        except ValueError:
-            raise ModelError(
-                f"{source}: metadata 'range' is {props['range']!r}, expected 'low,high'; re-export the model"
-            ) from None
-        if (low, high) != (0.0, 1.0):
-            # Exports normalise inside the graph; any other range means the file was not made by
-            # `img2img export` and its pixels would come out wrong.
-            raise ModelError(
-                f"{source}: metadata 'range' is {props['range']!r}, but the runtime feeds and reads [0, 1]; "
-                "export it with `img2img export`, which puts the normalisation inside the graph"
-            )
-        inputs = tuple(kind.strip() for kind in props.get("inputs", "image").split(","))
-        if inputs not in INPUT_LAYOUTS:
-            layouts = ", ".join(repr(",".join(layout)) for layout in INPUT_LAYOUTS)
-            raise ModelError(
-                f"{source}: metadata 'inputs' is {props['inputs']!r}; this runtime runs {layouts} "
-                "models, upgrade img2img or re-export the model"
-            )
-        precision = props.get("precision", "fp32")
-        if precision not in PRECISIONS:
-            raise ModelError(
-                f"{source}: metadata 'precision' is {precision!r}, expected fp32 or fp16; re-export the model"
-            )
-        try:
-            config = json.loads(props["config"]) if props.get("config") else {}
-        except json.JSONDecodeError as error:
-            raise ModelError(
-                f"{source}: metadata 'config' is not valid JSON ({error}); re-export the model"
-            ) from None
-        whole_image = props.get("whole_image", "0").strip()
-        if whole_image not in ("0", "1"):
-            raise ModelError(
-                f"{source}: metadata 'whole_image' is {whole_image!r}, expected '1' or '0'; re-export the model"
-            )
-
-        return cls(
-            task=props.get("task", ""),
-            name=props.get("name", Path(source).stem),
-            scale=integer("scale", 1),
-            channels=integer("channels", 3),
-            multiple_of=integer("multiple_of", 1),
-            min_size=integer("min_size", 1),
-            range=(low, high),
-            inputs=inputs,
-            precision=precision,
-            license=props.get("license", ""),
-            data=props.get("data", ""),
-            version=props.get("version", ""),
-            config=config,
-            background=_parse_background(props["background"], source) if "background" in props else None,
-            domains=props.get("domains", ""),
-            whole_image=whole_image == "1",
-            resolution=integer("resolution", 1) if "resolution" in props else 0,
-            style=props.get("style", ""),
-            style_size=integer("style_size", 1) if "style_size" in props else 0,
-            latent_dim=integer("latent_dim", 1) if "latent_dim" in props else 0,
-            labels=tuple(name for name in props.get("labels", "").split(",") if name),
-        )
-
-    def require(self, *, task: str | None, scale: int | None = None, channels: int = 3) -> None:
-        """Check that this model fits a request: its task (when both are known), scale and channels.
-
-        Raises:
-            ModelError: it was trained for another task, has another scale or channel count.
-        """
-        if task and self.task and self.task != task:
-            raise ModelError(f"model {self.name!r} is a {self.task} model, not {task}; pick a {task} model")
-        if self.channels != channels:
-            raise ModelError(
-                f"model {self.name!r} takes {self.channels} input channels; the runtime feeds {channels}"
-            )
-        if scale is not None and scale != self.scale:
-            raise ModelError(
-                f"model {self.name!r} upscales x{self.scale}, but --scale {scale} was asked; "
-                f"drop --scale or pick a x{scale} model"
-            )
-
-    def padded_size(self, height: int, width: int) -> tuple[int, int]:
-        """The (height, width) an input is padded to: at least min_size, a multiple of multiple_of."""
-
-        def align(length: int) -> int:
-            return math.ceil(max(length, self.min_size) / self.multiple_of) * self.multiple_of
-
-        return align(height), align(width)
-
-
-def _parse_background(text: str, source: str) -> tuple[int, int, int]:
-    """Metadata "r,g,b" (each 0-255) -> (r, g, b)."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0 <= value <= 255 for value in values):
-        raise ModelError(
-            f"{source}: metadata 'background' is {text!r}, expected 'r,g,b' with each 0-255; re-export the model"
-        )
-    return values  # type: ignore[return-value]
 
 
 def select_providers(device: str, available: list[str]) -> list[str]:
@@ -279,21 +67,6 @@ def select_providers(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["TensorrtExecutionProvider", *gpu] if "TensorrtExecutionProvider" in available else gpu
-
-
-def precision_variant(path: str | os.PathLike[str], precision: str) -> Path:
-    """The file holding `precision`'s variant of the model at `path`.
-
-    `model.onnx` is float32 and `model.fp16.onnx` its float16 twin; either name maps to the other.
-
-    Raises:
-        ModelError: unknown precision.
-    """
-    if precision not in PRECISIONS:
-        raise ModelError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    path = Path(path)
-    stem = path.name[: -len(FP16_SUFFIX)] if path.name.endswith(FP16_SUFFIX) else path.stem
-    return path.with_name(f"{stem}{FP16_SUFFIX}" if precision == "fp16" else f"{stem}.onnx")
 
 
 def cache_dir() -> Path:
@@ -351,7 +124,7 @@ class OnnxModel:
                 f"{self.path} holds a {self.info.precision} model but is named as the {precision} variant; "
                 f"name fp16 models *{FP16_SUFFIX} and fp32 ones *.onnx"
             )
-        if self.info.inputs[0] == "z":
+        if self.info.generates:
             raise ModelError(
                 f"{self.path} generates images from noise (a {self.info.task or 'noise-to-image'} model) and takes "
                 "no input image; run it with `img2img faces generate --model ...`"
@@ -484,7 +257,7 @@ class OnnxModel:
         try:
             (result,) = self.session.run([self.output_name], feeds)
         except Exception as error:  # onnxruntime's errors derive from Exception directly
-            message = _first_line(error)
+            message = first_line(error)
             if any(marker in str(error).lower() for marker in _OUT_OF_MEMORY_MARKERS):
                 raise InferenceMemoryError(
                     f"{self.info.name} ran out of memory on a {width}x{height} input ({message}); "
@@ -583,7 +356,7 @@ def open_session(path: Path, *, device: str, threads: int | None, precision: str
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as error:  # onnxruntime's errors derive from Exception directly
         raise ModelError(
-            f"{path} is not a loadable ONNX model ({_first_line(error)}); "
+            f"{path} is not a loadable ONNX model ({first_line(error)}); "
             "export it again with `img2img export` or reinstall the shipped weights"
         ) from None
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
@@ -614,8 +387,3 @@ def _pad_bottom_right(images: np.ndarray, height: int, width: int) -> np.ndarray
         mode = "reflect" if pad < images.shape[axis] else "edge"
         images = np.pad(images, widths, mode=mode)
     return images
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

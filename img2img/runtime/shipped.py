@@ -2,7 +2,8 @@
 
 weights/manifest.json lists them:
     {"models": [{"name": "superres-x4", "task": "superres", "scale": 4, "file": "superres-x4.onnx",
-                 "sha256": "...", "checkpoint": "...", "card": "superres-x4.md", "metrics": {...}}]}
+                 "sha256": "...", "checkpoint": "...", "card": "superres-x4.md",
+                 "use_for": "clean or downscaled photos", "metrics": {...}}]}
 
 The folder is, in order: $IMG2IMG_WEIGHTS if set; the installed copy (site-packages/img2img/weights,
 mapped from the repository's weights/ by pyproject.toml) if it holds a manifest.json; otherwise
@@ -19,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from img2img.contract import precision_variant
 from img2img.errors import ModelError
-from img2img.runtime.onnx_model import precision_variant
 
 WEIGHTS_ENV = "IMG2IMG_WEIGHTS"
 MANIFEST = "manifest.json"
@@ -41,6 +42,7 @@ class ShippedModel:
     fp16_sha256: str = ""
     checkpoint: str = ""
     card: str = ""
+    use_for: str = ""  # one line: what to pick this model for (`img2img models` shows it)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +83,7 @@ def load_manifest(folder: Path | None = None) -> list[ShippedModel]:
                 fp16_sha256=entry.get("fp16_sha256", ""),
                 checkpoint=entry.get("checkpoint", ""),
                 card=entry.get("card", ""),
+                use_for=str(entry.get("use_for", "")),
                 metrics=entry.get("metrics", {}),
             )
             for entry in entries

@@ -24,14 +24,17 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from img2img.errors import ImageReadError
-from img2img.runtime.image_io import DEFAULT_MAX_PIXELS, load_image
+from img2img.errors import ImageReadError, ModelError
+from img2img.files.decode import DEFAULT_MAX_PIXELS, load_image
+from img2img.files.pixels import unit_float
 
 # ITU-R BT.601 RGB -> YCbCr (full range, without offsets): rows give Y, Cb, Cr.
 _RGB_TO_YCBCR = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32
 )
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
+# Styles in one mix: each is decoded and run through the encoder at style_size.
+MAX_STYLES = 16
 
 
 def square_style(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -52,17 +55,35 @@ def square_style(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_styles(
-    paths: Sequence[str | os.PathLike[str]], size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    styles: Sequence[str | os.PathLike[str] | np.ndarray], size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
-    """Style image files as (K, size, size, 3) float32 in [0, 1] (see `square_style`);
-    transparency is dropped.
+    """Style images as (K, size, size, 3) float32 in [0, 1] (see `square_style`); transparency
+    is dropped.
+
+    Args:
+        styles: 1 to MAX_STYLES image files, or (H, W, 3) or (H, W, 4) arrays of uint8, uint16
+            or float in [0, 1].
+        size: the side of the squares.
+        max_pixels: the pixel limit of the files (see `load_image`).
 
     Raises:
-        ImageReadError: no path given, or a file is missing or unreadable.
+        ImageReadError: no style given, or a file is missing or unreadable.
+        ModelError: more than MAX_STYLES, or an array of another shape.
     """
-    if not paths:
+    if not styles:
         raise ImageReadError("no style image given; pass one or more style images (--style-image PATH)")
-    return np.stack([square_style(load_image(path, max_pixels=max_pixels).rgb, size) for path in paths])
+    if len(styles) > MAX_STYLES:
+        raise ModelError(f"{len(styles)} style images given; a mix takes 1 to {MAX_STYLES}")
+    return np.stack([square_style(_style_rgb(item, max_pixels), size) for item in styles])
+
+
+def _style_rgb(item: str | os.PathLike[str] | np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] of a style file or array."""
+    if not isinstance(item, np.ndarray):
+        return load_image(item, max_pixels=max_pixels).rgb
+    if item.ndim != 3 or item.shape[2] not in (3, 4):
+        raise ModelError(f"a style image array must be (H, W, 3) or (H, W, 4), got shape {item.shape}")
+    return unit_float(item[:, :, :3])
 
 
 def preserve_color(stylised: np.ndarray, content: np.ndarray) -> np.ndarray:

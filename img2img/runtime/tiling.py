@@ -30,9 +30,10 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from img2img.contract import ModelInfo
 from img2img.errors import InferenceMemoryError, ModelError
+from img2img.files.pixels import quantize
 from img2img.runtime.memory import available_bytes
-from img2img.runtime.onnx_model import ModelInfo
 
 DEFAULT_OVERLAP = 16
 MIN_TILE = 64
@@ -45,6 +46,11 @@ _BYTES_PER_INPUT_PIXEL = 1024
 _BYTES_PER_OUTPUT_PIXEL = 3 * 4 * 3
 # Host bytes per output pixel of a tile row: float32 RGB sums, their weight, one quantising copy.
 _STRIP_BYTES_PER_PIXEL = 3 * 4 + 4 + 3 * 4
+
+# Bounds of the options that size work: a side no tile needs to exceed, and an overlap far
+# beyond any net's receptive field.
+MAX_TILE = 16_384
+MAX_TILE_OVERLAP = 1_024
 
 T = TypeVar("T")
 
@@ -108,6 +114,25 @@ class TilePlan:
     @property
     def count(self) -> int:
         return len(self.starts_y) * len(self.starts_x)
+
+
+def check_tiling(tile: int | str | None, overlap: int) -> None:
+    """Refuse a tile (input pixels, "auto" or None for whole) and overlap that cannot tile an image.
+
+    Raises:
+        ModelError: a tile that is not positive, "auto" or None, above MAX_TILE, or not more than
+            twice the overlap; an overlap outside 0..MAX_TILE_OVERLAP.
+    """
+    if isinstance(tile, int) and tile < 1 or isinstance(tile, str) and tile != "auto":
+        raise ModelError(f"tile must be a positive number of pixels or 'auto', got {tile!r}")
+    if isinstance(tile, int) and tile > MAX_TILE:
+        raise ModelError(f"tile {tile:,} is larger than any image needs; use at most {MAX_TILE:,}, 0 or 'auto'")
+    if not 0 <= overlap <= MAX_TILE_OVERLAP:
+        raise ModelError(f"tile overlap must be 0 to {MAX_TILE_OVERLAP} pixels, got {overlap:,}")
+    if isinstance(tile, int) and tile <= 2 * overlap:
+        raise ModelError(
+            f"tile {tile} must be more than twice the tile overlap {overlap}; raise --tile or lower --tile-overlap"
+        )
 
 
 def fitted_tile(length: int, tile: int, overlap: int) -> int:
@@ -247,7 +272,9 @@ def tiled_bands(
         result = model.run_batch(image[None], None if mask is None else mask[None])[0]
         if on_tile is not None:
             on_tile(1, 1)
-        yield 0, _quantize(result, out_dtype)
+        # The session hands back finite outputs (a non-finite tile is rerun in float32) that
+        # the graph clamped to [0, 1], and blending weights sum to 1: no clipping pass is due.
+        yield 0, quantize(result, out_dtype, in_place=True, in_range=True)
         return
 
     plan = TilePlan.for_image(height, width, tile=tile, overlap=overlap, fit=not on_gpu)
@@ -282,7 +309,7 @@ def tiled_bands(
         assert strip is not None
         is_last = row == len(plan.starts_y) - 1
         final = tile_h * scale if is_last else (plan.starts_y[row + 1] - top) * scale
-        band = _quantize(strip[:final], out_dtype)
+        band = quantize(strip[:final], out_dtype, in_place=True, in_range=True)
         # A float32 band is a view of the strip, which the next row of tiles overwrites.
         yield top * scale, band.copy() if np.shares_memory(band, strip) else band
         if not is_last:
@@ -440,17 +467,6 @@ def _free_gpu_memory() -> int:
         return int(answer.stdout.split()[0]) << 20
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return 4 << 30
-
-
-def _quantize(result: np.ndarray, out_dtype: type[np.generic]) -> np.ndarray:
-    """Float in [0, 1] -> C-contiguous `out_dtype`, integers rounded to nearest. Works in place
-    on `result` (outputs can be hundreds of megabytes, so no extra float copy is made)."""
-    if out_dtype == np.float32:
-        return np.ascontiguousarray(result, dtype=np.float32)
-    # Tiles blend [0, 1] values with weights summing to 1, so no clipping is needed.
-    result *= float(np.iinfo(out_dtype).max)
-    np.rint(result, out=result)
-    return result.astype(out_dtype, order="C")
 
 
 def _align(value: int, multiple: int) -> int:

@@ -25,7 +25,6 @@ style (the style folder's val/ subfolder, else its images) and reports the same 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from img2img import __version__
 from img2img.data import HRCropDataset
-from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.engine.config import OptimizerConfig, RunConfig, require
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
 from img2img.losses import VGG19Features
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
-from img2img.nets import build_net
+from img2img.nets import NETS, build_net
 from img2img.nets.adain import CONVENTIONS, ENCODER_LAYERS, AdaINNet, channel_mean_std
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, Task, held_out_folder, train_folder
+from img2img.tasks.base import held_out_folder, train_folder, training_provenance
 from img2img.tasks.style import held_out_squares
 
 
@@ -67,6 +66,18 @@ class AdaINConfig(RunConfig):
     data_license: str = ""
     style_data_license: str = ""
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+
+    def __post_init__(self) -> None:
+        require(
+            min(self.patch_size, self.resolution, self.style_size) >= 16,
+            f"patch_size, resolution and style_size must be at least 16 pixels, got "
+            f"{self.patch_size}, {self.resolution} and {self.style_size}",
+        )
+        require(
+            0.0 <= self.photo_style_fraction <= 1.0,
+            f"photo_style_fraction must be between 0 and 1, got {self.photo_style_fraction}",
+        )
+        NETS.require(self.net, key="net")
 
 
 class ContentStylePairs(Dataset):
@@ -121,13 +132,6 @@ class AdaINStyle(Task):
 
     def __init__(self, config: AdaINConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        if config.patch_size < 16 or config.resolution < 16 or config.style_size < 16:
-            raise ConfigError(
-                f"patch_size, resolution and style_size must be at least 16 pixels, got "
-                f"{config.patch_size}, {config.resolution} and {config.style_size}"
-            )
-        if not 0.0 <= config.photo_style_fraction <= 1.0:
-            raise ConfigError(f"photo_style_fraction must be between 0 and 1, got {config.photo_style_fraction}")
         weights = config.vgg_weights or None
         # The loss's encoder: the same frozen VGG19 as the net's, also the source of its weights.
         self.encoder = VGG19Features(layers=ENCODER_LAYERS, weights=weights).to(device)
@@ -273,23 +277,15 @@ class AdaINStyle(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: AdaINConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
+    def export_fields(cls, config: AdaINConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
         return {
             "task": "style",
-            "scale": "1",
-            "channels": "3",
-            "inputs": "image,style,style_weights,alpha",
-            "multiple_of": str(generator_net.multiple_of),
-            "min_size": str(generator_net.min_size),
-            "range": "0,1",
             # AdaIN takes the content's statistics over the whole image.
-            "whole_image": "1",
-            "style_size": str(config.style_size),
-            "data": config.data_name or Path(config.data).name,
+            "whole_image": True,
+            "style_size": config.style_size,
+            **training_provenance(config),
             "license": (
                 f"weights Apache-2.0 (decoder; encoder: ImageNet VGG19); training photos "
                 f"{config.data_license or 'unrecorded'}; style images {config.style_data_license or 'unrecorded'}"
             ),
-            "version": __version__,
-            "config": json.dumps(config_to_dict(config)),
         }

@@ -31,23 +31,23 @@ from torch import nn
 from img2img.data.two_domain import UnalignedDataset, parse_background
 from img2img.engine.config import OptimizerConfig, ScheduleConfig
 from img2img.engine.image_pool import ImagePool
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
+from img2img.losses.objective import GanObjective
 from img2img.nets.cycle import CycleDiscriminators, CycleGenerators
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task
 from img2img.tasks.translation import (
     TranslationConfig,
     as_rgb,
     build_translation_discriminator,
     build_translation_generator,
-    check_translation_config,
     existing,
     from_net,
     paired_batches,
     score_translation,
     split_folder,
     to_net,
-    translation_metadata,
+    translation_fields,
 )
 
 DIRECTIONS = ("a2b", "b2a")
@@ -80,8 +80,7 @@ class CycleGAN(Task):
 
     def __init__(self, config: CycleGANConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        check_translation_config(config)
-        self.gan = GanObjective.from_config(config)
+        self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self.pool_a = ImagePool(config.pool_size, seed=config.engine.seed)  # fakes of A, for D_X
         self.pool_b = ImagePool(config.pool_size, seed=config.engine.seed + 1)  # fakes of B, for D_Y
         self._train: UnalignedDataset | None = None
@@ -230,11 +229,12 @@ class CycleGAN(Task):
         return {direction: generator_net.direction(direction) for direction in DIRECTIONS}
 
     @classmethod
-    def export_metadata(cls, config: CycleGANConfig, generator_net: nn.Module, direction: str = "a2b") -> dict[str, str]:
+    def export_fields(cls, config: CycleGANConfig, generator_net: nn.Module, direction: str = "a2b") -> dict[str, Any]:
         if direction not in DIRECTIONS:
             raise ConfigError(f"a CycleGAN run exports direction a2b or b2a, not {direction!r}")
         source, target = (config.domain_a, config.domain_b) if direction == "a2b" else (config.domain_b, config.domain_a)
-        metadata = translation_metadata(cls.name, config, generator_net, domains=f"{source}->{target}")
-        metadata["direction"] = direction
-        metadata["data"] = config.data_name or f"{Path(config.data_a).name} / {Path(config.data_b).name}"
-        return metadata
+        return {
+            **translation_fields(cls.name, config, domains=f"{source}->{target}"),
+            "direction": direction,
+            "data": config.data_name or f"{Path(config.data_a).name} / {Path(config.data_b).name}",
+        }

@@ -25,25 +25,25 @@ weights against a late collapse.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from img2img import __version__
 from img2img.data.diffaugment import AdaptiveProbability, DiffAugment
 from img2img.engine import distributed
 from img2img.data.labelled import LabelledImages, class_names
 from img2img.data.two_domain import parse_background
-from img2img.engine.config import EngineConfig, OptimizerConfig, RunConfig, config_to_dict
+from img2img.engine.config import EngineConfig, GanConfig, OptimizerConfig, RunConfig
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
+from img2img.losses.objective import GanObjective
 from img2img.nets import build_net
+from img2img.nets.gan import LatentGenerator
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task, train_folder
+from img2img.tasks.base import train_folder, training_provenance
 
 # Offsets of the fixed seeds of the sample grid and of the FID samples from engine.seed, so they
 # never coincide with the training stream.
@@ -71,12 +71,10 @@ class FacesConfig(RunConfig):
     attention_at: int | None = None  # side of the self-attention block in G and D; 0: none
     g_spectral_norm: bool | None = None
     d_spectral_norm: bool | None = None
-    gan_loss: str = "hinge"
-    gan_weight: float = 1.0
-    real_label: float = 1.0
-    penalty: str = "r1"
-    penalty_weight: float = 0.1  # R1: gamma / 2
-    wgan_clip: float = 0.0
+    # R1 at gamma 0.2 (penalty_weight is gamma / 2).
+    gan: GanConfig = dataclasses.field(
+        default_factory=lambda: GanConfig(loss="hinge", weight=1.0, penalty="r1", penalty_weight=0.1)
+    )
     augment: str = "color,translation,cutout"  # DiffAugment policy; "none" disables
     augment_p: float = 1.0  # probability of each transform (the start value under ADA)
     ada_target: float = 0.0  # > 0 (ADA: 0.6) adapts augment_p to keep E[sign D(real)] at this
@@ -114,7 +112,7 @@ class Faces(Task):
         self.labels = label_list(config)
         self.num_classes = len(self.labels)
         self.background = parse_background(config.background)
-        self.gan = GanObjective.from_config(config)
+        self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self.augment = DiffAugment(config.augment, config.augment_p)
         self.ada = None
         if config.ada_target > 0:
@@ -125,6 +123,7 @@ class Faces(Task):
                 # images behind one observation: a micro-batch on every rank
                 batch_size=config.engine.batch_size * distributed.world_size(),
                 probability=config.augment_p,
+                reduce=distributed.mean_across_ranks,
             )
         self._step_rng: torch.Generator | None = None
         self._real_sign: float | None = None  # E[sign D(T(real))] of the last D update
@@ -144,7 +143,7 @@ class Faces(Task):
     def build_generator(self) -> nn.Module:
         config = self.config
         net = build_net(config.net_g, latent_dim=config.latent_dim, **self._net_options(config.g_channels, config.g_spectral_norm))
-        if not getattr(net, "takes_latent", False):
+        if not isinstance(net, LatentGenerator):
             raise ConfigError(f"net_g {config.net_g!r} is not a noise-to-image generator; use resgan_generator or dcgan_generator")
         return net
 
@@ -268,19 +267,11 @@ class Faces(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: FacesConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
-        labels = label_list(config)
+    def export_fields(cls, config: FacesConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
         return {
             "task": cls.name,
-            "scale": "1",
-            "channels": "3",
-            "range": "0,1",
-            "inputs": "z,label" if labels else "z",
-            "latent_dim": str(config.latent_dim),
-            "resolution": str(config.resolution),
-            "labels": ",".join(labels),
-            "data": config.data_name or Path(config.data).name,
-            "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
-            "version": __version__,
-            "config": json.dumps(config_to_dict(config)),
+            "latent_dim": config.latent_dim,
+            "resolution": config.resolution,
+            "labels": tuple(label_list(config)),
+            **training_provenance(config),
         }

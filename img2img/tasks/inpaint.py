@@ -22,8 +22,6 @@ over the image and inside the hole, next to OpenCV's Telea inpainting of the sam
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,17 +29,18 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from img2img import __version__
 from img2img.data import HRCropDataset
 from img2img.data.masks import MaskSettings, random_mask, validation_set
-from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.engine.config import GanConfig, OptimizerConfig, RunConfig, require
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
 from img2img.losses import PerceptualLoss, StyleLoss
+from img2img.losses.objective import GanObjective
 from img2img.metrics.masked import hole_metrics
-from img2img.nets import build_net
+from img2img.nets import NETS, build_net
 from img2img.nets.inpaint import composite
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
+from img2img.tasks.base import held_out_folder, train_folder, training_provenance
 
 
 @dataclasses.dataclass
@@ -73,17 +72,30 @@ class InpaintConfig(RunConfig):
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
     style_weight: float = 5e-6
-    gan_loss: str = "nonsaturating"
-    gan_weight: float = 0.1
-    real_label: float = 1.0
-    penalty: str = "r1"  # none | wgan-gp | dragan | r1
-    penalty_weight: float = 1.0  # R1 gamma / 2
-    wgan_clip: float = 0.0
+    # R1 at gamma 2 (penalty_weight is gamma / 2).
+    gan: GanConfig = dataclasses.field(default_factory=lambda: GanConfig(penalty="r1", penalty_weight=1.0))
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
     # LaMa's rates: G learns ten times faster than D.
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     optim_d: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+
+    def __post_init__(self) -> None:
+        require(
+            self.patch_size >= 16 and self.resolution >= 16,
+            f"patch_size and resolution must be at least 16 pixels, got {self.patch_size} and {self.resolution}",
+        )
+        mask_settings(self)
+        NETS.require(self.net, key="net")
+        NETS.require(self.discriminator, key="discriminator")
+
+
+def mask_settings(config: InpaintConfig) -> MaskSettings:
+    """The training masks' settings of a config (coverage between min_ and max_coverage)."""
+    try:
+        return MaskSettings(min_coverage=config.min_coverage, max_coverage=config.max_coverage)
+    except ValueError as error:
+        raise ConfigError(f"{error}; set min_coverage and max_coverage between 0 and 1") from None
 
 
 class HoleCrops(Dataset):
@@ -125,15 +137,8 @@ class Inpainting(Task):
 
     def __init__(self, config: InpaintConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        if config.patch_size < 16 or config.resolution < 16:
-            raise ConfigError(
-                f"patch_size and resolution must be at least 16 pixels, got {config.patch_size} and {config.resolution}"
-            )
-        try:
-            self.mask_settings = MaskSettings(min_coverage=config.min_coverage, max_coverage=config.max_coverage)
-        except ValueError as error:
-            raise ConfigError(f"{error}; set min_coverage and max_coverage between 0 and 1") from None
-        self.gan = GanObjective.from_config(config)
+        self.mask_settings = mask_settings(config)
+        self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self.perceptual = self.style = None
         if config.perceptual_weight > 0:
             self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
@@ -246,7 +251,7 @@ class Inpainting(Task):
     def _telea_metrics(self) -> dict[str, float]:
         """The same metrics for OpenCV's Telea inpainting of the held-out holes (computed once)."""
         if self._telea is None:
-            from img2img.evaluate.inpaint import opencv_inpaint
+            from img2img.metrics.inpaint_baseline import opencv_inpaint
 
             sums: dict[str, float] = {}
             for _, image, mask in self.validation_items():
@@ -287,18 +292,5 @@ class Inpainting(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: InpaintConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
-        return {
-            "task": cls.name,
-            "scale": "1",
-            "channels": "3",
-            "inputs": "image,mask",
-            "multiple_of": str(generator_net.multiple_of),
-            "min_size": str(generator_net.min_size),
-            "range": "0,1",
-            "resolution": str(config.resolution),
-            "data": config.data_name or Path(config.data).name,
-            "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
-            "version": __version__,
-            "config": json.dumps(config_to_dict(config)),
-        }
+    def export_fields(cls, config: InpaintConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
+        return {"task": cls.name, "resolution": config.resolution, **training_provenance(config)}

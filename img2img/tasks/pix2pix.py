@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,23 +27,23 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from img2img.data.two_domain import AlignedDataset, PairedDataset, parse_background
-from img2img.engine.config import OptimizerConfig, ScheduleConfig
+from img2img.engine.config import GanConfig, OptimizerConfig, ScheduleConfig
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
+from img2img.losses.objective import GanObjective
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task
 from img2img.tasks.translation import (
     TranslationConfig,
     as_rgb,
     build_translation_discriminator,
     build_translation_generator,
-    check_translation_config,
     existing,
     from_net,
     paired_batches,
     score_translation,
     split_folder,
     to_net,
-    translation_metadata,
+    translation_fields,
 )
 
 
@@ -51,13 +52,13 @@ class Pix2PixConfig(TranslationConfig):
     """Options of `img2img train pix2pix` (--data DIR of A|B images, or --data-a and --data-b)."""
 
     data: str = ""  # folder of A|B side-by-side images (train/ and val/ subfolders used if present)
-    direction: str = "AtoB"  # for side-by-side data: AtoB translates the left half to the right
+    direction: Literal["AtoB", "BtoA"] = "AtoB"  # for side-by-side data: AtoB translates the left half to the right
     data_a: str = ""  # or two folders of counterparts with the same relative paths
     data_b: str = ""
     val_a: str = ""  # held-out pairs; empty = <data_a>/val (two-folder data only)
     val_b: str = ""
     net: str = "unet_256"
-    gan_loss: str = "nonsaturating"
+    gan: GanConfig = dataclasses.field(default_factory=lambda: GanConfig(loss="nonsaturating", weight=1.0))
     lambda_l1: float = 100.0
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=2e-4, betas=(0.5, 0.999)))
     optim_d: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=2e-4, betas=(0.5, 0.999)))
@@ -73,10 +74,7 @@ class Pix2Pix(Task):
 
     def __init__(self, config: Pix2PixConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        check_translation_config(config)
-        if config.direction not in ("AtoB", "BtoA"):
-            raise ConfigError(f"direction must be AtoB or BtoA, not {config.direction!r}")
-        self.gan = GanObjective.from_config(config)
+        self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: Dataset | None = None
 
     @classmethod
@@ -191,10 +189,11 @@ class Pix2Pix(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: Pix2PixConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
+    def export_fields(cls, config: Pix2PixConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
         source, target = (config.domain_a, config.domain_b)
         if not config.data_a and config.direction == "BtoA":
             source, target = target, source
-        metadata = translation_metadata(cls.name, config, generator_net, domains=f"{source}->{target}")
-        metadata["data"] = config.data_name or Path(config.data or config.data_a).name
-        return metadata
+        return {
+            **translation_fields(cls.name, config, domains=f"{source}->{target}"),
+            "data": config.data_name or Path(config.data or config.data_a).name,
+        }

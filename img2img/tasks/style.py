@@ -7,8 +7,8 @@ style image s through a frozen VGG19 phi, with y = G(x) in [0, 1]:
     G: content_weight * sum_l w_l * MSE(phi_l(y), phi_l(x))           (content layers)
        + style_weight * sum_l w_l * MSE(Gram(phi_l(y)), Gram(phi_l(s)))  (style layers)
        + tv_weight * TV(y)
-       + gan_weight * adversarial term of D on crops of y
-    D (only when gan_weight > 0): spectral-norm PatchGAN, crops of the style image (at random
+       + gan.weight * adversarial term of D on crops of y
+    D (only when gan.weight > 0): spectral-norm PatchGAN, crops of the style image (at random
        scales) real against crops of y fake, so brush-stroke texture is judged locally rather
        than only through global Gram statistics.
 
@@ -21,7 +21,6 @@ script uses as well.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,18 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from img2img import __version__
 from img2img.data import HRCropDataset
 from img2img.data.folder import list_images, read_rgb, to_tensor
 from img2img.data.masks import square_crop
-from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.engine.config import GanConfig, OptimizerConfig, RunConfig, require
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError, TrainingError
 from img2img.losses import PerceptualLoss, StyleLoss, VGG19Features, total_variation
+from img2img.losses.objective import GanObjective
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
-from img2img.nets import build_net
+from img2img.nets import NETS, build_net
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
+from img2img.tasks.base import held_out_folder, train_folder, training_provenance
 
 
 @dataclasses.dataclass
@@ -68,21 +68,29 @@ class FastStyleConfig(RunConfig):
         default_factory=lambda: {name: 1.0 for name in STYLE_DISTANCE_LAYERS}
     )
     tv_weight: float = 0.0
-    gan_weight: float = 0.0  # > 0 adds the PatchGAN on style patches
+    # gan.weight > 0 adds the PatchGAN on style patches.
+    gan: GanConfig = dataclasses.field(default_factory=lambda: GanConfig(loss="hinge", weight=0.0, penalty_weight=1.0))
     gan_patch: int = 64  # side of the crops D compares
     discriminator: str = "patchgan_70"
     discriminator_options: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"base_channels": 32, "spectral_norm": True, "norm": "none"}
     )
-    gan_loss: str = "hinge"
-    real_label: float = 1.0
-    penalty: str = "none"
-    penalty_weight: float = 1.0
-    wgan_clip: float = 0.0
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     optim_d: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=2e-4))
+
+    def __post_init__(self) -> None:
+        require(
+            self.patch_size >= 16 and self.resolution >= 16,
+            f"patch_size and resolution must be at least 16 pixels, got {self.patch_size} and {self.resolution}",
+        )
+        require(
+            self.gan.weight <= 0 or 8 <= self.gan_patch <= self.patch_size,
+            f"gan_patch must be between 8 and patch_size ({self.patch_size}), got {self.gan_patch}",
+        )
+        NETS.require(self.net, key="net")
+        NETS.require(self.discriminator, key="discriminator")
 
 
 def load_style_image(path: str | Path, shorter_side: int) -> torch.Tensor:
@@ -142,14 +150,8 @@ class FastStyle(Task):
 
     def __init__(self, config: FastStyleConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        if config.patch_size < 16 or config.resolution < 16:
-            raise ConfigError(
-                f"patch_size and resolution must be at least 16 pixels, got {config.patch_size} and {config.resolution}"
-            )
-        if config.gan_weight > 0 and not 8 <= config.gan_patch <= config.patch_size:
-            raise ConfigError(f"gan_patch must be between 8 and patch_size ({config.patch_size}), got {config.gan_patch}")
         self.style = load_style_image(config.style_image, config.style_size).to(device)
-        if config.gan_weight > 0 and min(self.style.shape[-2:]) < config.gan_patch:
+        if config.gan.weight > 0 and min(self.style.shape[-2:]) < config.gan_patch:
             raise ConfigError(f"style_size {config.style_size} is smaller than gan_patch {config.gan_patch}")
         layers = list(dict.fromkeys([*config.content_layers, *config.style_layers, *STYLE_DISTANCE_LAYERS]))
         # One VGG pass per batch serves the content loss, the style loss and the metrics.
@@ -159,7 +161,7 @@ class FastStyle(Task):
         self.style_grams = self.style_loss.grams(self.style)
         self.distance = StyleDistance(self.features)
         self.distance_grams = self.distance.style_grams(self.style)
-        self.gan = GanObjective.from_config(config)
+        self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: HRCropDataset | None = None
         self._validation: list[tuple[str, torch.Tensor]] | None = None
 
@@ -183,7 +185,7 @@ class FastStyle(Task):
         return net
 
     def build_discriminator(self) -> nn.Module | None:
-        if self.config.gan_weight <= 0:
+        if self.config.gan.weight <= 0:
             return None
         return build_net(self.config.discriminator, **self.config.discriminator_options)
 
@@ -206,7 +208,7 @@ class FastStyle(Task):
     def prepare_batch(self, batch: torch.Tensor, generator: torch.Generator) -> Batch:
         content = batch.to(self.device, non_blocking=True)
         prepared = {"content": content}
-        if self.config.gan_weight > 0:
+        if self.config.gan.weight > 0:
             # Style patches from the painting at a random scale between half and full style_size,
             # so D learns strokes, not the size of one rendering.
             factor = 0.5 + 0.5 * float(torch.rand((), generator=generator, device=generator.device))
@@ -299,22 +301,15 @@ class FastStyle(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: FastStyleConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
+    def export_fields(cls, config: FastStyleConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
         return {
             "task": cls.name,
-            "scale": "1",
-            "channels": "3",
-            "multiple_of": str(generator_net.multiple_of),
-            "min_size": str(generator_net.min_size),
-            "range": "0,1",
             # Instance norm takes statistics over the whole image: tiles would each get their own.
-            "whole_image": "1",
+            "whole_image": True,
             "style": config.style_name or Path(config.style_image).stem,
-            "data": config.data_name or Path(config.data).name,
+            **training_provenance(config),
             "license": (
                 f"weights Apache-2.0; training photos {config.data_license or 'unrecorded'}; "
                 f"style image {config.style_license or 'unrecorded'}"
             ),
-            "version": __version__,
-            "config": json.dumps(config_to_dict(config)),
         }

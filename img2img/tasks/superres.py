@@ -12,15 +12,12 @@ feature distance, and the same on the real-world protocol's LR (`data.protocol_l
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from img2img import __version__
 from img2img.data import (
     DEGRADATIONS,
     HRCropDataset,
@@ -30,13 +27,25 @@ from img2img.data import (
     protocol_lr,
 )
 from img2img.engine.batches import seeded_example
-from img2img.engine.config import OptimizerConfig, RunConfig, config_to_dict
+from img2img.engine.config import GanConfig, OptimizerConfig, RunConfig, require
+from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
 from img2img.losses import PIXEL_LOSSES, PerceptualLoss
+from img2img.losses.objective import GanObjective
 from img2img.metrics import VGGFeatureDistance, psnr, ssim
-from img2img.nets import build_net
+from img2img.nets import NETS, build_net
 from img2img.tasks import TASKS
-from img2img.tasks.base import Batch, GanObjective, Task, held_out_folder, train_folder
+from img2img.tasks.base import held_out_folder, train_folder, training_provenance
+
+
+@dataclasses.dataclass
+class DegradationConfig:
+    """How HR crops become the LR inputs of training (the [degradation] section)."""
+
+    kind: Literal["bicubic", "realworld"] = "bicubic"
+    # Arguments of the kind's builder in img2img.data.DEGRADATIONS, e.g. {second_order_prob = 0.5}
+    # for realworld (RealWorldDegradation's keyword arguments).
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -45,13 +54,16 @@ class SuperResConfig(RunConfig):
 
     data: str = ""  # folder of HR images; with train/ and val/ subfolders those are used
     val_data: str = ""  # held-out HR images; empty = <data>/val when it exists
-    scale: int = 4
+    renamed_keys: ClassVar[dict[str, str]] = RunConfig.renamed_keys | {
+        "degradation": "degradation.kind",
+        "degradation_options": "degradation.options",
+    }
+
+    scale: Literal[2, 3, 4] = 4
     patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
-    degradation: str = "bicubic"  # bicubic | realworld
-    # Arguments of the degradation, e.g. {second_order_prob = 0.5} for realworld.
-    degradation_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
     net: str = "srvgg_compact"
-    stage: str = "psnr"  # psnr | gan
+    stage: Literal["psnr", "gan"] = "psnr"
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
     # GAN stage only. The default VGG19 (Caffe weights, 0..255 input) gives large features: the
@@ -62,12 +74,7 @@ class SuperResConfig(RunConfig):
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
     discriminator: str = "unet_discriminator"
-    gan_loss: str = "nonsaturating"
-    gan_weight: float = 0.1
-    real_label: float = 1.0
-    penalty: str = "none"  # none | wgan-gp | dragan | r1
-    penalty_weight: float = 10.0
-    wgan_clip: float = 0.0
+    gan: GanConfig = dataclasses.field(default_factory=GanConfig)
     val_max_size: int = 256  # validation uses centre crops of at most this HR size
     # Validation also scores the real-world protocol (`data.protocol_lr`: degraded_* metrics)
     # and the VGG19 feature distance of `img2img eval` (vgg_distance), both slower.
@@ -77,6 +84,21 @@ class SuperResConfig(RunConfig):
     data_license: str = ""
     optim_g: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=5e-4))
     optim_d: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+
+    def __post_init__(self) -> None:
+        require(self.patch_size % self.scale == 0, f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        NETS.require(self.net, key="net")
+        NETS.require(self.discriminator, key="discriminator")
+        PIXEL_LOSSES.require(self.pixel_loss, key="pixel_loss")
+        build_degradation(self.degradation, self.scale)
+
+
+def build_degradation(config: DegradationConfig, scale: int) -> Any:
+    """The degradation a [degradation] section names, mapping (hr, generator=None) -> lr."""
+    try:
+        return DEGRADATIONS.get(config.kind)(scale=scale, **config.options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"degradation.options for {config.kind}: {error}") from None
 
 
 @TASKS.register("superres")
@@ -88,25 +110,14 @@ class SuperResolution(Task):
 
     def __init__(self, config: SuperResConfig, device: torch.device) -> None:
         super().__init__(config, device)
-        if config.scale not in (2, 3, 4):
-            raise ConfigError(f"scale must be 2, 3 or 4, not {config.scale}")
-        if config.patch_size % config.scale:
-            raise ConfigError(f"patch_size {config.patch_size} must be a multiple of scale {config.scale}")
-        if config.stage not in ("psnr", "gan"):
-            raise ConfigError(f"stage must be psnr or gan, not {config.stage!r}")
-        try:
-            self.degrade = DEGRADATIONS.get(config.degradation)(scale=config.scale, **config.degradation_options)
-            self.pixel_loss = PIXEL_LOSSES.get(config.pixel_loss)
-        except KeyError as error:
-            raise ConfigError(error.args[0]) from None
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"degradation_options for {config.degradation}: {error}") from None
+        self.degrade = build_degradation(config.degradation, config.scale)
+        self.pixel_loss = PIXEL_LOSSES.get(config.pixel_loss)
         self.vgg_distance = VGGFeatureDistance().to(device) if config.val_vgg else None
         self.perceptual = self.gan = None
         if config.stage == "gan":
             if config.perceptual_weight > 0:
                 self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
-            self.gan = GanObjective.from_config(config)
+            self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: HRCropDataset | None = None
         self._validation: ValidationImages | None = None
         self._fid_crops: HRCropDataset | None = None
@@ -246,16 +257,5 @@ class SuperResolution(Task):
 
     # ----------------------------------------------------------------- export
     @classmethod
-    def export_metadata(cls, config: SuperResConfig, generator_net: nn.Module, direction: str = "") -> dict[str, str]:
-        return {
-            "task": cls.name,
-            "scale": str(config.scale),
-            "channels": str(generator_net.out_channels),
-            "multiple_of": str(generator_net.multiple_of),
-            "min_size": str(generator_net.min_size),
-            "range": "0,1",
-            "data": config.data_name or Path(config.data).name,
-            "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
-            "version": __version__,
-            "config": json.dumps(config_to_dict(config)),
-        }
+    def export_fields(cls, config: SuperResConfig, generator_net: nn.Module, direction: str = "") -> dict[str, Any]:
+        return {"task": cls.name, **training_provenance(config)}

@@ -1,5 +1,5 @@
 """What CycleGAN and pix2pix share: the config fields of two-domain data, the [-1, 1] net
-range, paired validation against the identity baseline, samples and export metadata.
+range, paired validation against the identity baseline, samples and export metadata fields.
 
 Images enter the tasks as (B, C, H, W) in [0, 1] (C = 3, or 1 for gray domains) and the
 ResNet/U-Net generators work in [-1, 1] with a tanh output, as in the reference implementation.
@@ -8,28 +8,26 @@ ResNet/U-Net generators work in [-1, 1] with a tanh output, as in the reference 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from img2img import __version__
 from img2img.data.two_domain import PairedDataset, parse_background
-from img2img.engine.config import RunConfig, config_to_dict
+from img2img.engine.config import GanConfig, RunConfig, require
 from img2img.errors import ConfigError
 from img2img.metrics import psnr, ssim
-from img2img.nets import build_net
+from img2img.nets import NETS, build_net
 
 
 @dataclasses.dataclass
 class TranslationConfig(RunConfig):
     """Fields of every translation task (see `CycleGANConfig`, `Pix2PixConfig`)."""
 
-    channels: int = 3  # 3: RGB domains; 1: gray domains (the exported model still takes RGB)
+    channels: Literal[1, 3] = 3  # 3: RGB domains; 1: gray domains (the exported model still takes RGB)
     # Transparent pixels are composited onto this colour when images are read (white, black,
     # gray, #rrggbb or r,g,b); the exported model records it and the runtime does the same.
     background: str = "white"
@@ -42,15 +40,16 @@ class TranslationConfig(RunConfig):
     net_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {base_channels = 32}
     discriminator: str = "patchgan_70"
     discriminator_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    gan_loss: str = "lsgan"
-    gan_weight: float = 1.0
-    real_label: float = 1.0
-    penalty: str = "none"  # none | wgan-gp | dragan | r1
-    penalty_weight: float = 10.0
-    wgan_clip: float = 0.0
+    gan: GanConfig = dataclasses.field(default_factory=lambda: GanConfig(loss="lsgan", weight=1.0))
     val_max_images: int = 400  # validation scores at most this many held-out pairs
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
+
+    def __post_init__(self) -> None:
+        require(self.crop_size <= self.load_size, f"crop_size {self.crop_size} must not exceed load_size {self.load_size}")
+        parse_background(self.background)
+        NETS.require(self.net, key="net")
+        NETS.require(self.discriminator, key="discriminator")
 
 
 def to_net(images: torch.Tensor) -> torch.Tensor:
@@ -66,14 +65,6 @@ def from_net(images: torch.Tensor) -> torch.Tensor:
 def as_rgb(images: torch.Tensor) -> torch.Tensor:
     """(B, 1 or 3, H, W) -> (B, 3, H, W): gray repeated, so metrics and grids take it."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-
-def check_translation_config(config: TranslationConfig) -> None:
-    if config.channels not in (1, 3):
-        raise ConfigError(f"channels must be 3 (RGB) or 1 (gray), not {config.channels}")
-    if config.crop_size > config.load_size:
-        raise ConfigError(f"crop_size {config.crop_size} must not exceed load_size {config.load_size}")
-    parse_background(config.background)
 
 
 def build_translation_generator(config: TranslationConfig) -> nn.Module:
@@ -140,27 +131,16 @@ def score_translation(
     return {name: total / count for name, total in sums.items()} if count else {}
 
 
-def translation_metadata(
-    task: str, config: TranslationConfig, generator_net: nn.Module, *, domains: str
-) -> dict[str, str]:
-    """ONNX metadata_props of a translation model (the runtime reads task, scale, channels,
-    multiple_of, min_size, range, background, whole_image and domains)."""
-    red, green, blue = parse_background(config.background)
+def translation_fields(task: str, config: TranslationConfig, *, domains: str) -> dict[str, Any]:
+    """The `ModelInfo` fields every translation model exports (the runtime reads task,
+    background, whole_image and domains); the task adds "data"."""
     return {
         "task": "translate",
         "trained_as": task,
-        "scale": "1",
-        "channels": "3",  # gray nets convert inside the graph
-        "multiple_of": str(generator_net.multiple_of),
-        "min_size": str(generator_net.min_size),
-        "range": "0,1",
         "domains": domains,
-        "background": f"{red},{green},{blue}",
+        "background": parse_background(config.background),
         # Instance-normalised nets depend on whole-image statistics: tiles would change them.
-        "whole_image": "1",
+        "whole_image": True,
         "size": f"trained on {config.crop_size}x{config.crop_size} crops",
-        "data": config.data_name,
         "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
-        "version": __version__,
-        "config": json.dumps(config_to_dict(config)),
     }

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from img2img.errors import Img2ImgError
-from img2img.evaluate.sheets import write_atomically
+from img2img.files.atomic import write_bytes_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -285,4 +285,4 @@ def _new_figure(width: float, height: float) -> Figure:
 def _save(figure: Figure, path: Path) -> Path:
     buffer = BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)
-    return write_atomically(path, buffer.getvalue())
+    return write_bytes_atomically(path, buffer.getvalue())

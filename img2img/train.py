@@ -30,7 +30,8 @@ def train_command(
     trains its share and rank 0 reports.
     """
     from img2img.engine import distributed
-    from img2img.engine.trainer import Trainer, resolve_device
+    from img2img.engine.device import resolve_device
+    from img2img.engine.trainer import Trainer
     from img2img.tasks import TASKS
 
     try:
@@ -67,10 +68,12 @@ def train_command(
         device = distributed.setup(config.engine.device, config.engine.dist_timeout_minutes)
     else:
         device = resolve_device(config.engine.device)
+    finished = False
     try:
         trainer = Trainer(task_class(config, device), run_dir, resume=resume is not None, show_progress=show_progress)
         metrics = trainer.fit()
         ranks = distributed.world_size()
+        finished = True
     except RuntimeError as error:
         if distributed.world_size() > 1 and distributed.lost_another_rank(error):
             raise TrainingError(
@@ -80,7 +83,7 @@ def train_command(
             ) from None
         raise
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished=finished)
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         where = f"{ranks} processes on {device.type}" if ranks > 1 else str(device)

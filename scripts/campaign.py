@@ -895,9 +895,15 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
     }
     for key, data in entry.data.items():
         root = REPO / data
+        counts = context.setdefault("data", {})
         for split in ("train", "val"):
             if (root / split).is_dir():
-                context.setdefault("data", {})[f"{key}_{split}_images"] = sum(1 for p in (root / split).rglob("*") if p.is_file())
+                counts[f"{key}_{split}_images"] = sum(1 for p in (root / split).rglob("*") if p.is_file())
+        if root.is_dir():
+            counts[f"{key}_images"] = sum(1 for p in root.rglob("*") if p.is_file())
+        # A teacher's set (scripts/build_sr_teacher.py) records the teacher and its settings.
+        if (root.parent / "teacher.json").is_file():
+            context["teacher"] = json.loads((root.parent / "teacher.json").read_text())
     return context
 
 

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from img2img.data import folder
-from img2img.data.folder import HRCropDataset, ValidationImages, list_images
+from img2img.data.folder import HRCropDataset, ScaledPairDataset, ValidationImages, list_images
 from img2img.errors import TrainingError
 
 
@@ -165,3 +165,50 @@ def test_small_sets_are_cached_and_large_ones_decoded_on_access(tmp_path, monkey
     assert find_window(first, as_uint8(large[0]), transforms=False)  # read from the file on access
     assert HRCropDataset(root=tmp_path, patch_size=16, cache=True).cache is True  # an explicit choice wins
 
+
+def write_pair(root, name, lr_size, scale, seed):
+    """An LR image and an HR image `scale` times larger whose every HR block of scale x scale
+    repeats one LR pixel, so an aligned pair of crops is recognisable."""
+    lr = write_image(root / "lr" / f"{name}.png", *lr_size, seed=seed)
+    hr = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+    Image.fromarray(hr).save(root / "hr" / f"{name}.png")
+    return lr
+
+
+def pair_folders(tmp_path):
+    for side in ("lr", "hr"):
+        (tmp_path / side).mkdir()
+    return tmp_path / "lr", tmp_path / "hr"
+
+
+def test_scaled_pairs_are_aligned_crops_transformed_alike(tmp_path):
+    lr_root, hr_root = pair_folders(tmp_path)
+    images = [write_pair(tmp_path, f"{i:03d}", (12, 14), 4, seed=i) for i in range(2)]
+    data = ScaledPairDataset(lr_root=lr_root, hr_root=hr_root, scale=4, patch_size=24)
+    assert len(data) == 2 and data.names == ["000", "001"]
+    torch.manual_seed(0)
+    for _ in range(6):
+        lr, hr = data[1]
+        assert lr.shape == (3, 6, 6) and hr.shape == (3, 24, 24)
+        lr_pixels, hr_pixels = as_uint8(lr), as_uint8(hr)
+        # The HR crop is the LR crop's pixels repeated: the two sides cover the same scene.
+        assert np.array_equal(hr_pixels[::4, ::4], lr_pixels)
+        assert find_window(images[1], lr_pixels)
+
+
+@pytest.mark.parametrize("problem", ["missing twin", "wrong scale", "too small"])
+def test_scaled_pairs_refuse_what_cannot_pair(tmp_path, problem):
+    lr_root, hr_root = pair_folders(tmp_path)
+    write_pair(tmp_path, "a", (12, 12), 4, seed=0)
+    if problem == "missing twin":
+        write_image(lr_root / "b.png", 12, 12)
+        expected = "no twin"
+    elif problem == "wrong scale":
+        write_image(lr_root / "b.png", 12, 12)
+        write_image(hr_root / "b.png", 36, 48)
+        expected = "not 4 times"
+    else:
+        write_pair(tmp_path, "b", (4, 12), 4, seed=1)
+        expected = "smaller than the LR crop"
+    with pytest.raises(TrainingError, match=expected):
+        ScaledPairDataset(lr_root=lr_root, hr_root=hr_root, scale=4, patch_size=24)

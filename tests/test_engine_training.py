@@ -358,3 +358,22 @@ def test_unknown_degradation_options_are_a_config_error_when_the_config_resolves
     with pytest.raises(ConfigError, match="degradation.options for realworld"):
         tiny_config(photo_folder, "degradation.kind=realworld", "degradation.options={blur_probability=0.5}")
 
+
+def test_given_lr_hr_pairs_train_without_the_degradation(tmp_path, photo_folder):
+    """lr_data: the LR side comes from the paired files (a teacher's set), never from degrading HR."""
+    rng = np.random.default_rng(1)
+    for side in ("lr", "hr"):
+        (tmp_path / side).mkdir()
+    for index in range(3):
+        lr = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(lr).save(tmp_path / "lr" / f"{index}.png")
+        Image.fromarray(np.repeat(np.repeat(lr, 2, axis=0), 2, axis=1)).save(tmp_path / "hr" / f"{index}.png")
+    config = tiny_config(
+        tmp_path / "hr", f'lr_data="{tmp_path / "lr"}"', f'val_data="{photo_folder / "val"}"', "degradation.kind=realworld"
+    )
+    task = SuperResolution(config, torch.device("cpu"))
+    lr, hr = (torch.stack(parts) for parts in zip(*(task.train_dataset()[i] for i in range(3))))
+    batch = task.prepare_batch([lr, hr], torch.Generator().manual_seed(0))
+    assert torch.equal(batch["lr"], lr) and torch.equal(batch["hr"], hr)
+    trainer = run(config, tmp_path / "run")
+    assert trainer.step == 4 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

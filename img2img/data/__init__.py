@@ -11,7 +11,7 @@ from img2img.data.degradations import (
     build_degradation,
     protocol_lr,
 )
-from img2img.data.folder import HRCropDataset, ValidationImages, list_images
+from img2img.data.folder import HRCropDataset, ScaledPairDataset, ValidationImages, list_images
 from img2img.data.masks import MASK_KINDS, MaskSettings, random_mask, square_crop, validation_masks, validation_set
 from img2img.data.two_domain import (
     AlignedDataset,
@@ -32,6 +32,7 @@ __all__ = [
     "MaskSettings",
     "PairedDataset",
     "RealWorldDegradation",
+    "ScaledPairDataset",
     "SingleDataset",
     "UnalignedDataset",
     "ValidationImages",

@@ -234,3 +234,71 @@ class ValidationImages(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_tensor(self._crops[index])
 
+
+class ScaledPairDataset(Dataset):
+    """Aligned crops of LR/HR image pairs whose sizes differ by ``scale``: super-resolution
+    trained on given pairs (a camera's two focal lengths, or a teacher model's outputs for
+    degraded inputs) instead of LR made from HR on the batch.
+
+    An LR image and its HR image share a file stem (``lr/0001.png`` with ``hr/0001.png``, any
+    suffix) and the HR side is exactly ``scale`` times the LR side. Item ``i`` is a pair of
+    float32 tensors in [0, 1]: a random (3, p/scale, p/scale) LR crop and the (3, p, p) HR crop
+    over the same scene, with ``p = patch_size``, flipped and rotated alike. The randomness
+    follows torch's global generator, as in ``HRCropDataset``; pairs are decoded once and kept
+    in memory (uint8).
+
+    Raises ``TrainingError`` for an LR image without its HR twin (and the reverse), a pair whose
+    sizes do not differ by ``scale``, or an LR image smaller than the LR crop.
+    """
+
+    def __init__(self, *, lr_root: str | Path, hr_root: str | Path, scale: int, patch_size: int, augment: bool = True) -> None:
+        if patch_size % scale:
+            raise ValueError(f"patch_size {patch_size} must be a multiple of scale {scale}")
+        self.scale, self.patch_size, self.augment = scale, patch_size, augment
+        lr_files = {path.stem: path for path in list_images(lr_root, recursive=False)}
+        hr_files = {path.stem: path for path in list_images(hr_root, recursive=False)}
+        unpaired = sorted(set(lr_files) ^ set(hr_files))
+        if unpaired:
+            raise TrainingError(
+                f"{len(unpaired)} images of {lr_root} and {hr_root} have no twin of the same name in the other "
+                f"folder (first: {unpaired[0]}); every LR image needs its HR image"
+            )
+        self.names = sorted(lr_files)
+        self._pairs = [self._load(lr_files[name], hr_files[name]) for name in self.names]
+
+    def _load(self, lr_path: Path, hr_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        lr, hr = read_rgb(lr_path), read_rgb(hr_path)
+        if hr.shape[0] != lr.shape[0] * self.scale or hr.shape[1] != lr.shape[1] * self.scale:
+            raise TrainingError(
+                f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, not {self.scale} times {lr_path} "
+                f"({lr.shape[1]}x{lr.shape[0]}); pair each LR image with its x{self.scale} HR image"
+            )
+        lr_patch = self.patch_size // self.scale
+        if min(lr.shape[:2]) < lr_patch:
+            raise TrainingError(
+                f"{lr_path} ({lr.shape[1]}x{lr.shape[0]}) is smaller than the LR crop ({lr_patch} px); "
+                "use larger pairs or a smaller patch_size"
+            )
+        return lr, hr
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = self._pairs[index]
+        lr_patch = self.patch_size // self.scale
+        top = int(torch.randint(0, lr.shape[0] - lr_patch + 1, ()).item())
+        left = int(torch.randint(0, lr.shape[1] - lr_patch + 1, ()).item())
+        lr = lr[top : top + lr_patch, left : left + lr_patch]
+        s = self.scale
+        hr = hr[top * s : (top + lr_patch) * s, left * s : (left + lr_patch) * s]
+        if self.augment:
+            # Flips and quarter turns move pixels without resampling: both sides stay aligned.
+            flip_h, flip_v = (bool(v) for v in torch.randint(0, 2, (2,)))
+            turns = int(torch.randint(0, 4, ()).item())
+            if flip_h:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if flip_v:
+                lr, hr = lr[::-1], hr[::-1]
+            lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
+        return to_tensor(lr), to_tensor(hr)

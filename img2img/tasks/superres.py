@@ -21,6 +21,7 @@ from torch import nn
 from img2img.data import (
     DEGRADATIONS,
     HRCropDataset,
+    ScaledPairDataset,
     ValidationImages,
     bicubic_downscale,
     bicubic_upscale,
@@ -54,6 +55,10 @@ class SuperResConfig(RunConfig):
 
     data: str = ""  # folder of HR images; with train/ and val/ subfolders those are used
     val_data: str = ""  # held-out HR images; empty = <data>/val when it exists
+    # Folder of LR images paired by file stem with the HR training images (HR exactly `scale`
+    # times larger): training crops the given pairs instead of degrading HR crops, e.g. a
+    # teacher model's outputs for degraded photos (scripts/build_sr_teacher.py). Empty: degrade.
+    lr_data: str = ""
     renamed_keys: ClassVar[dict[str, str]] = RunConfig.renamed_keys | {
         "degradation": "degradation.kind",
         "degradation_options": "degradation.options",
@@ -129,9 +134,18 @@ class SuperResolution(Task):
     def build_discriminator(self) -> nn.Module | None:
         return build_net(self.config.discriminator) if self.config.stage == "gan" else None
 
-    def train_dataset(self) -> HRCropDataset:
+    def train_dataset(self) -> HRCropDataset | ScaledPairDataset:
         if self._train is None:  # decoding every photo takes seconds: do it once
-            self._train = HRCropDataset(root=train_folder(self.config.data), patch_size=self.config.patch_size)
+            config = self.config
+            if config.lr_data:
+                self._train = ScaledPairDataset(
+                    lr_root=train_folder(config.lr_data),
+                    hr_root=train_folder(config.data),
+                    scale=config.scale,
+                    patch_size=config.patch_size,
+                )
+            else:
+                self._train = HRCropDataset(root=train_folder(config.data), patch_size=config.patch_size)
         return self._train
 
     def validation_images(self) -> ValidationImages | None:
@@ -142,7 +156,12 @@ class SuperResolution(Task):
             self._validation = ValidationImages(root=root, scale=self.config.scale, max_size=self.config.val_max_size)
         return self._validation
 
-    def prepare_batch(self, batch: torch.Tensor, generator: torch.Generator) -> Batch:
+    def prepare_batch(self, batch: torch.Tensor | list[torch.Tensor], generator: torch.Generator) -> Batch:
+        """HR crops (N, 3, p, p) get their LR from the degradation; with `lr_data` the batch is
+        [lr (N, 3, p/scale, p/scale), hr (N, 3, p, p)] as given. All in [0, 1]."""
+        if isinstance(batch, (list, tuple)):
+            lr, hr = (part.to(self.device, non_blocking=True) for part in batch)
+            return {"hr": hr, "lr": lr}
         hr = batch.to(self.device, non_blocking=True)
         return {"hr": hr, "lr": self.degrade(hr, generator)}
 
@@ -249,9 +268,13 @@ class SuperResolution(Task):
                 lr_crop = lr[..., top // scale : (top + side) // scale, left // scale : (left + side) // scale]
                 images += [bicubic_upscale(lr_crop, scale), generator_net(lr_crop).clamp(0, 1), hr_crop]
         if not images:
-            # No held-out images: show the first training crops instead.
-            hr = seeded_example(self.train_dataset(), 0, seed=0).unsqueeze(0).to(self.device)
-            lr = bicubic_downscale(hr, scale)
+            # No held-out images: show the first training crop instead.
+            example = seeded_example(self.train_dataset(), 0, seed=0)
+            if isinstance(example, tuple):  # a given (lr, hr) pair
+                lr, hr = (part.unsqueeze(0).to(self.device) for part in example)
+            else:
+                hr = example.unsqueeze(0).to(self.device)
+                lr = bicubic_downscale(hr, scale)
             images = [bicubic_upscale(lr, scale), generator_net(lr).clamp(0, 1), hr]
         return torch.cat(images)
 

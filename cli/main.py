@@ -10,16 +10,25 @@ touch torch.
 
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cli.common import default_folder_output, one_line_warnings, parse_tile, train_extra_errors, user_errors
+from cli.common import one_line_warnings, parse_tile, train_extra_errors, user_errors
 from cli.evaluate import compare, eval_app, plot
 from cli.faces import faces_app
+from cli.image_command import (
+    DeviceOption,
+    ModelOption,
+    PrecisionOption,
+    RunOptions,
+    ThreadsOption,
+    TileOption,
+    TileOverlapOption,
+    image_command,
+    run_image,
+)
 from img2img.errors import Img2ImgError, ModelError
 
 one_line_warnings()
@@ -32,51 +41,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Options every image task shares; each task command lists them in its signature.
-ModelOption = Annotated[
-    str | None, typer.Option(help="Shipped model name (see `img2img models`) or a path to an .onnx file.")
-]
-DeviceOption = Annotated[str, typer.Option(help="auto (TensorRT/CUDA if available), cpu or cuda.")]
-PrecisionOption = Annotated[
-    str, typer.Option(help="fp32, or fp16 (the model's float16 variant; NaN tiles rerun in fp32).")
-]
-TileOption = Annotated[
-    str,
-    typer.Option(help="Tile size in input pixels, 'auto' (from image size and free memory) or 0 (whole image)."),
-]
-TileOverlapOption = Annotated[int, typer.Option(help="Input pixels neighbouring tiles share.")]
-ThreadsOption = Annotated[int | None, typer.Option(help="onnxruntime threads (default: all cores).")]
-MaxPixelsOption = Annotated[
-    int,
-    typer.Option(help="Refuse inputs with more pixels than this (decompression-bomb guard); 0: no limit."),
-]
-ExtOption = Annotated[str, typer.Option(help="Folder mode: output format, png, jpg or webp.")]
-QualityOption = Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")]
-SkipExistingOption = Annotated[
-    bool, typer.Option("--skip-existing", help="Folder mode: leave outputs that already exist.")
-]
-IncludeOption = Annotated[
-    list[str] | None, typer.Option("--include", help="Folder mode: only files matching this glob (repeatable).")
-]
-ExcludeOption = Annotated[
-    list[str] | None, typer.Option("--exclude", help="Folder mode: skip files matching this glob (repeatable).")
-]
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Folder mode: list what would be written, write nothing.")
-]
-ShardOption = Annotated[
-    str | None,
-    typer.Option(help="Folder mode: K/N, process only shard K (0-based) of N, e.g. a job array's index."),
-]
-ReportOption = Annotated[
-    Path | None, typer.Option(help="Folder mode: JSON report path (default: in OUTDIR).")
-]
-ProgressOption = Annotated[
-    bool | None, typer.Option("--progress/--no-progress", help="Progress line (default: when on a terminal).")
-]
-
-
 @app.command()
+@image_command
 def superres(
     source: Annotated[
         Path,
@@ -107,16 +73,8 @@ def superres(
         str, typer.Option(help="Transparency upscaling: bicubic, or model (through the net as a gray image).")
     ] = "bicubic",
     threads: ThreadsOption = None,
-    max_pixels: MaxPixelsOption = 178_956_970,
-    ext: ExtOption = "png",
-    quality: QualityOption = 95,
-    skip_existing: SkipExistingOption = False,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    dry_run: DryRunOption = False,
-    shard: ShardOption = None,
-    report: ReportOption = None,
-    progress: ProgressOption = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Upscale an image, or every image in a folder (recursively, mirroring the tree into OUTDIR).
 
@@ -137,123 +95,11 @@ def superres(
             alpha=alpha,
             threads=threads,
         )
-        suffix = f"_x{net.info.scale}"
-        limit = max_pixels or None
-        if source.is_dir():
-            outdir = output or default_folder_output(source, suffix)
-            options = _batch_options(
-                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
-            )
-            exit_code = _run_folder(source, net.process, options, progress)
-        else:
-            output = output or source.with_name(f"{source.stem}{suffix}.png")
-            _run_file(source, output, net, quality=quality, max_pixels=limit)
-            exit_code = 0
-    if exit_code:
-        raise typer.Exit(code=exit_code)
-
-
-def _run_file(
-    source: Path,
-    output: Path,
-    net: Any,
-    *,
-    quality: int,
-    max_pixels: int | None,
-    label: str | None = None,
-    masking: Any = None,
-) -> None:
-    """One image: read, run, write atomically, print one line (`label` says what was done;
-    default: the model's scale, "x4"). For an inpainting model, `masking(image)` gives the
-    image's mask, and the line counts the pixels filled."""
-    from img2img.runtime import check_output_path, load_image, output_format
-
-    output_format(output)
-    check_output_path(source, output)
-    image = load_image(source, max_pixels=max_pixels)
-    for warning in image.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    start = time.perf_counter()
-    # A large image takes minutes: on a terminal, show how far it got.
-    progress = _TileProgress(source.name) if sys.stderr.isatty() else None
-    try:
-        if masking is None:
-            saved = net.save(image, output, quality=quality, on_tile=progress)
-        else:
-            mask = masking(image)
-            saved = net.save(image, output, mask=mask, quality=quality, on_tile=progress)
-            label = f"{int(mask.sum()):,} pixels filled"
-    finally:
-        if progress is not None:
-            progress.close()
-    for warning in saved.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    seconds = time.perf_counter() - start
-    typer.echo(f"wrote {output} ({saved.width}x{saved.height}, {label or f'x{net.info.scale}'}, {seconds:.2f} s)")
-
-
-class _TileProgress:
-    """`on_tile` callback drawing `name: tiles 12/48` on stderr, for images of several tiles."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.shown = name, False
-
-    def __call__(self, done: int, total: int) -> None:
-        if total > 1:
-            sys.stderr.write(f"\r{self.name}: tiles {done}/{total}")
-            sys.stderr.flush()
-            self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _batch_options(
-    outdir: Path,
-    ext: str,
-    quality: int,
-    skip_existing: bool,
-    include: list[str] | None,
-    exclude: list[str] | None,
-    dry_run: bool,
-    shard: str | None,
-    report: Path | None,
-    max_pixels: int | None,
-    masks: Path | None = None,
-) -> Any:
-    from img2img.runtime.batch_options import BatchOptions, parse_shard
-
-    return BatchOptions(
-        output_dir=outdir,
-        ext=ext,
-        quality=quality,
-        skip_existing=skip_existing,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
-        dry_run=dry_run,
-        shard=None if shard is None else parse_shard(shard),
-        max_pixels=max_pixels,
-        report=report,
-        masks=masks,
-    )
-
-
-def _run_folder(source: Path, processor: Any, options: Any, progress: bool | None) -> int:
-    """A whole folder through `processor` (run_batch prints failures and the summary); returns
-    the exit code: 0, 1 if any file failed, 130 if interrupted."""
-    from functools import partial
-
-    from img2img.runtime import output_format
-    from img2img.runtime.batch import run_batch
-
-    # The memory check counts what this output format's encoder holds.
-    processor = partial(processor, output_format=output_format(f"out.{options.ext}"))
-    return run_batch(source, processor, options, progress=progress).exit_code
+        run_image(source, output, net, run, suffix=f"_x{net.info.scale}")
 
 
 @app.command()
+@image_command
 def translate(
     source: Annotated[
         Path,
@@ -284,16 +130,8 @@ def translate(
         ),
     ] = "bicubic",
     threads: ThreadsOption = None,
-    max_pixels: MaxPixelsOption = 178_956_970,
-    ext: ExtOption = "png",
-    quality: QualityOption = 95,
-    skip_existing: SkipExistingOption = False,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    dry_run: DryRunOption = False,
-    shard: ShardOption = None,
-    report: ReportOption = None,
-    progress: ProgressOption = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Translate an image into another domain with a --model (required; e.g. one emoji style
     into another), or every image in a folder (recursively, mirroring the tree into OUTDIR).
@@ -325,23 +163,11 @@ def translate(
         )
         # The name comes from the file's metadata: keep it from steering the output elsewhere.
         suffix = "_" + re.sub(r"[^\w.-]+", "-", net.info.name)
-        limit = max_pixels or None
-        if source.is_dir():
-            outdir = output or default_folder_output(source, suffix)
-            options = _batch_options(
-                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
-            )
-            exit_code = _run_folder(source, net.process, options, progress)
-        else:
-            output = output or source.with_name(f"{source.stem}{suffix}.png")
-            label = net.info.domains or net.info.name
-            _run_file(source, output, net, quality=quality, max_pixels=limit, label=label)
-            exit_code = 0
-    if exit_code:
-        raise typer.Exit(code=exit_code)
+        run_image(source, output, net, run, suffix=suffix, label=net.info.domains or net.info.name)
 
 
 @app.command()
+@image_command
 def inpaint(
     source: Annotated[
         Path,
@@ -388,16 +214,8 @@ def inpaint(
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = 16,
     threads: ThreadsOption = None,
-    max_pixels: MaxPixelsOption = 178_956_970,
-    ext: ExtOption = "png",
-    quality: QualityOption = 95,
-    skip_existing: SkipExistingOption = False,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    dry_run: DryRunOption = False,
-    shard: ShardOption = None,
-    report: ReportOption = None,
-    progress: ProgressOption = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Fill the masked region of an image from its surroundings, or of every image in a folder
     (recursively, mirroring the tree into OUTDIR, with --mask a mirrored folder of masks).
@@ -444,36 +262,31 @@ def inpaint(
             raise ModelError(
                 f"model {net.info.name!r} takes no mask, so it cannot fill holes; pick an inpainting model"
             )
-        limit = max_pixels or None
-        if folder:
-            outdir = output or default_folder_output(source, "_inpainted")
-            options = _batch_options(
-                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit, masks=mask
-            )
 
-            def from_alpha(image: Any, **options: Any) -> Any:
-                return net.process(image, mask=alpha_hole(image.alpha), **options)
+        def from_alpha(image: Any, **options: Any) -> Any:
+            """A folder's image with its transparent pixels as the hole."""
+            return net.process(image, mask=alpha_hole(image.alpha), **options)
 
-            exit_code = _run_folder(source, net.process if mask is not None else from_alpha, options, progress)
-        else:
+        def masking(image: Any) -> Any:
+            """The single image's hole: --mask, or its transparent pixels."""
+            if mask is None:
+                return alpha_hole(image.alpha, name=str(source))
+            hole = read_mask(mask, max_pixels=run.pixel_limit)
+            check_mask(hole, *image.rgb.shape[:2], name=str(source))
+            return hole
+
+        if not folder:
             output = output or source.with_name(f"{source.stem}_inpainted.png")
             if mask is not None:
                 check_output_path(mask, output)
-
-            def masking(image: Any) -> Any:
-                if mask is None:
-                    return alpha_hole(image.alpha, name=str(source))
-                hole = read_mask(mask, max_pixels=limit)
-                check_mask(hole, *image.rgb.shape[:2], name=str(source))
-                return hole
-
-            _run_file(source, output, net, quality=quality, max_pixels=limit, masking=masking)
-            exit_code = 0
-    if exit_code:
-        raise typer.Exit(code=exit_code)
+        run_image(
+            source, output, net, run, suffix="_inpainted", masking=masking,
+            processor=net.process if mask is not None else from_alpha, masks=mask,
+        )
 
 
 @app.command()
+@image_command
 def style(
     source: Annotated[
         Path,
@@ -530,16 +343,8 @@ def style(
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = 16,
     threads: ThreadsOption = None,
-    max_pixels: MaxPixelsOption = 178_956_970,
-    ext: ExtOption = "png",
-    quality: QualityOption = 95,
-    skip_existing: SkipExistingOption = False,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    dry_run: DryRunOption = False,
-    shard: ShardOption = None,
-    report: ReportOption = None,
-    progress: ProgressOption = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Render a photo in the style of a painting, or every photo in a folder (recursively,
     mirroring the tree into OUTDIR).
@@ -589,20 +394,7 @@ def style(
             preserve_color=preserve_color,
         )
         label = net.info.style or "+".join(path.stem for path in style_image or ()) or net.info.name
-        suffix = "_" + re.sub(r"[^\w.-]+", "-", label)
-        limit = max_pixels or None
-        if source.is_dir():
-            outdir = output or default_folder_output(source, suffix)
-            options = _batch_options(
-                outdir, ext, quality, skip_existing, include, exclude, dry_run, shard, report, limit
-            )
-            exit_code = _run_folder(source, net.process, options, progress)
-        else:
-            output = output or source.with_name(f"{source.stem}{suffix}.png")
-            _run_file(source, output, net, quality=quality, max_pixels=limit, label=label)
-            exit_code = 0
-    if exit_code:
-        raise typer.Exit(code=exit_code)
+        run_image(source, output, net, run, suffix="_" + re.sub(r"[^\w.-]+", "-", label), label=label)
 
 
 def _shipped_names(task: str) -> str:

@@ -9,3 +9,8 @@ listed, decoded and written. Imports numpy and Pillow only, never torch.
 - `png_stream`: the band-by-band PNG encoder (8 and 16 bits);
 - `atomic`: `write_atomically` and its temporary files.
 """
+
+# Pillow's own decompression-bomb error threshold (twice Image.MAX_IMAGE_PIXELS), about
+# 13400x13400: larger images are refused unless the caller raises the limit. Here, not in
+# `decode`, so the command line can show it as a default without importing numpy and Pillow.
+DEFAULT_MAX_PIXELS = 178_956_970

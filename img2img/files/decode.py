@@ -29,12 +29,8 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from img2img.errors import ImageReadError
-from img2img.files import metadata
+from img2img.files import DEFAULT_MAX_PIXELS, metadata
 from img2img.files.pixels import unit_float
-
-# Pillow's own decompression-bomb error threshold (twice Image.MAX_IMAGE_PIXELS), about
-# 13400x13400: larger images are refused unless the caller raises the limit.
-DEFAULT_MAX_PIXELS = 178_956_970
 
 # Modes holding one integer channel wider than 8 bits (16-bit PNG and TIFF, 32-bit TIFF).
 _WIDE_INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}

@@ -58,6 +58,10 @@ QUEUE = REPO / "scripts" / "campaign.toml"
 WEIGHTS = REPO / "weights"
 README = REPO / "README.md"
 DEFAULT_ROOT = Path.home() / ".cache" / "img2img" / "campaign"
+# In an entry's folder: the campaign record of the shipped model its first cycle started from.
+INHERITED = "inherited.json"
+# Validation points a shipped model's manifest entry keeps for the next folder to inherit.
+HISTORY_POINTS = 32
 # Minutes a segment needs beyond its training time: the final validation (and FID where the
 # recipe measures it) and the checkpoint. A segment shorter than MIN_SEGMENT_MINUTES is not
 # started: a resume costs data decoding and warm-up that it would not earn back.
@@ -304,15 +308,28 @@ def validation_records(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def inherited(folder: Path) -> dict[str, Any]:
+    """The campaign record of the shipped model that the folder's first cycle warm-started from
+    (`warm_start` writes it): CPU hours, steps, cycles, machines and validation history, which
+    the folder's own figures continue. Empty for a folder that started from scratch."""
+    path = folder / INHERITED
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
-    """(CPU hours, metric value, cycle, step) of every validation of the entry, in training order."""
+    """(CPU hours, metric value, cycle, step) of every validation of the entry, in training order,
+    after the history of the shipped model the folder started from; hours and cycles count on
+    from that model's."""
     ledger = Ledger(folder)
-    points = []
+    earlier = inherited(folder)
+    hours, cycles = earlier.get("cpu_hours", 0.0), earlier.get("cycles", 0)
+    points = [tuple(point) for point in earlier.get("history", [])]
     for run in cycle_dirs(folder):
         for record in validation_records(run):
             value = lookup(record, entry.ranking_metric)
             if value is not None:
-                points.append((ledger.hours_at(cycle_number(run), record["step"]), value, cycle_number(run), record["step"]))
+                at = ledger.hours_at(cycle_number(run), record["step"])
+                points.append((round(hours + at, 2), value, cycles + cycle_number(run), record["step"]))
     return points
 
 
@@ -391,6 +408,9 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     settings = []
     if generator_file.is_file() and same_net(generator_file, generator):
         settings.append(f"engine.init_generator={json.dumps(str(generator_file))}")
+        # The folder continues the shipped model, so its hours, steps and history count on from
+        # that model's: a card never restarts the count because a machine lost its folder.
+        write_text_atomic(folder / INHERITED, json.dumps(model.get("campaign", {}), indent=2) + "\n")
     if discriminator is not None and model.get("discriminator") and same_net(discriminator_file, discriminator):
         settings.append(f"engine.init_discriminator={json.dumps(str(discriminator_file))}")
     return settings
@@ -816,15 +836,17 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
                 raise SystemExit(1)
             candidates.append((model_entry, model))
             values[model_entry.name] = value
-        ledger = Ledger(folder)
+        ledger, earlier = Ledger(folder), inherited(folder)
         readme_text = readme.read_text()
         for model_entry, model in candidates:
             model["campaign"] = {
-                "cpu_hours": round(ledger.cpu_hours(), 2),
-                "steps": ledger.steps(),
-                "cycles": len(cycle_dirs(folder)),
-                "machines": sorted({s["machine"] for s in ledger.segments}),
+                "cpu_hours": round(earlier.get("cpu_hours", 0.0) + ledger.cpu_hours(), 2),
+                "steps": earlier.get("steps", 0) + ledger.steps(),
+                "cycles": earlier.get("cycles", 0) + len(cycle_dirs(folder)),
+                "machines": sorted(set(earlier.get("machines", [])) | {s["machine"] for s in ledger.segments}),
                 "shipped": dt.date.today().isoformat(),
+                # What the next folder that starts from these weights inherits (see `inherited`).
+                "history": thinned(curve(entry, folder), HISTORY_POINTS),
             }
             context = card_context(model_entry, model, staging, checkpoint_path, folder)
             (staging / model["card"]).write_text(render(model_entry.card.read_text(), context, model_entry.card))
@@ -907,15 +929,19 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
     return context
 
 
+def thinned(points: list[Any], count: int) -> list[Any]:
+    """At most `count` of `points`, evenly spaced, the first and the last among them."""
+    if len(points) <= count:
+        return list(points)
+    return list(dict.fromkeys(points[round(i * (len(points) - 1) / (count - 1))] for i in range(count)))
+
+
 def history_table(entry: Entry, folder: Path, rows: int = 8) -> str:
     """Markdown table of the validation metric over CPU hours (at most `rows` evenly spaced points)."""
     points = curve(entry, folder)
     if not points:
         return ""
-    if len(points) <= rows:
-        picked = points
-    else:
-        picked = [points[round(i * (len(points) - 1) / (rows - 1))] for i in range(rows)]
+    picked = thinned(points, rows)
     lines = [f"| CPU hours | cycle | step | {entry.ranking_metric} |", "|---|---|---|---|"]
     lines += [f"| {hours:.2f} | {cycle} | {step} | {value:.4f} |" for hours, value, cycle, step in dict.fromkeys(picked)]
     return "\n".join(lines)

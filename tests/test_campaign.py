@@ -191,6 +191,11 @@ def test_finished_cycles_warm_start_the_next_and_a_lost_folder_starts_from_the_s
     save_safetensors_generator(build_net("srvgg_tiny", scale=2), twin, task="superres", config={})
     manifest = json.loads((paths["weights"] / "manifest.json").read_text())
     manifest["models"][0]["checkpoint"] = twin.name
+    # What the shipped twin's own campaign measured, on a machine whose folder is gone.
+    manifest["models"][0]["campaign"] = {
+        "cpu_hours": 3.0, "steps": 1000, "cycles": 2, "machines": ["an earlier machine"],
+        "history": [[1.5, -5.0, 1, 500], [3.0, -1.0, 2, 500]],
+    }
     (paths["weights"] / "manifest.json").write_text(json.dumps(manifest))
     campaign(paths, "run", "--until", until(600), "--max-segments", "2")
     runs = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
@@ -198,6 +203,16 @@ def test_finished_cycles_warm_start_the_next_and_a_lost_folder_starts_from_the_s
     assert run_config(runs[0])["engine"]["init_generator"] == str(twin)
     assert run_config(runs[1])["engine"]["init_generator"] == str(runs[0] / "checkpoints" / "best.pt")
     assert [(s["cycle"], s["from_step"], s["to_step"]) for s in ledger(paths)] == [(1, 0, 4), (2, 0, 4)]
+
+    # Shipped again, the model's hours, steps, cycles and history count on from the twin's.
+    campaign(paths, "ship", "tiny-x2")
+    record = json.loads((paths["weights"] / "manifest.json").read_text())["models"][0]["campaign"]
+    assert (record["steps"], record["cycles"]) == (1008, 4) and record["cpu_hours"] >= 3.0
+    assert "an earlier machine" in record["machines"] and len(record["machines"]) == 2
+    assert record["history"][:2] == [[1.5, -5.0, 1, 500], [3.0, -1.0, 2, 500]]
+    assert [point[2:] for point in record["history"][2:]] == [[3, 2], [3, 4], [4, 2], [4, 4]]
+    card = (paths["weights"] / "tiny-x2.md").read_text()
+    assert "1008 steps in 4 cycle(s)" in card and "| 1.50 | 1 | 500 | -5.0000 |" in card
 
     # A twin of another net cannot seed the recipe's: the first cycle then starts from scratch.
     save_safetensors_generator(build_net("srvgg_tiny", scale=2, num_features=4), twin, task="superres", config={})

@@ -30,6 +30,7 @@ from cli.image_command import (
     run_image,
 )
 from img2img.errors import Img2ImgError, ModelError
+from img2img.files import DEFAULT_MAX_PIXELS
 
 one_line_warnings()
 
@@ -613,6 +614,56 @@ def import_model(
             source=checkpoint, output=output, bin_path=bin_path, name=name, license=license_text,
             origin=origin, opset=opset, fp16=fp16,
         )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback lets others on the network in.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="Folder of your own .onnx models to offer beside the shipped ones.", show_default=False)
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(min=1, max=4096, help="Largest upload taken (image and mask), in MB.")] = 50,
+    max_queued: Annotated[int, typer.Option(min=1, max=1000, help="Images that may wait or run at once.")] = 16,
+    keep_minutes: Annotated[float, typer.Option(min=1, max=7 * 24 * 60, help="Minutes a result is kept for download.")] = 60,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    max_pixels: Annotated[
+        int, typer.Option(help="Refuse images with more pixels than this (decompression-bomb guard); 0: no limit.")
+    ] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Open the web app: every task in a browser page, run by this machine (needs the serve extra)."""
+    import tempfile
+
+    with user_errors():
+        try:
+            import uvicorn
+
+            from img2img.serve.app import create_app
+            from img2img.serve.catalogue import build_catalogue
+            from img2img.serve.jobs import JobQueue
+        except ModuleNotFoundError as error:
+            if (error.name or "").partition(".")[0] in {"starlette", "uvicorn", "multipart", "python_multipart"}:
+                raise Img2ImgError('img2img serve needs the serve extra: pip install "img2img[serve]"') from None
+            raise
+        if max_pixels < 0:
+            raise Img2ImgError(f"--max-pixels must be positive (0: no limit), got {max_pixels}")
+        if threads is not None and not 1 <= threads <= 1024:
+            raise Img2ImgError(f"--threads must be between 1 and 1024, got {threads}")
+        catalogue = build_catalogue(models_dir)
+        jobs = JobQueue(Path(tempfile.mkdtemp(prefix="img2img-serve-")), max_queued=max_queued, result_ttl=keep_minutes * 60)
+        web_app = create_app(
+            catalogue, jobs, max_upload_bytes=max_upload_mb * 1024**2, max_pixels=max_pixels or None,
+            device=device, threads=threads,
+        )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: listening on {host}: anyone who can reach this machine on port {port} can use this server",
+            err=True,
+        )
+    typer.echo(f"img2img serve: open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/ "
+               f"({len(catalogue)} models; Ctrl+C stops)")
+    uvicorn.run(web_app, host=host, port=port, log_level="warning")
 
 
 # Defined in cli/faces.py and cli/evaluate.py; registered last so `img2img --help` lists the

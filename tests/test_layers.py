@@ -6,7 +6,8 @@ Bottom to top (the `cli/` package, outside `img2img/`, sits above them all):
     nets, losses, metrics, data, runtime   building blocks (runtime: the ONNX inference side)
     engine                                 the training loop, the Task interface, checkpoints
     tasks                                  one module per image-to-image job
-    evaluate, export, importing, train     what the commands do with tasks and trained nets
+    evaluate, export, importing, serve,    what the commands do with tasks and trained nets
+    train
 
 A piece needed lower down moves down (or is passed in); it is never imported upwards, lazily
 inside a function or not.
@@ -26,7 +27,7 @@ LAYERS = [
     {"nets", "losses", "metrics", "data", "runtime"},
     {"engine"},
     {"tasks"},
-    {"evaluate", "export", "importing", "train"},
+    {"evaluate", "export", "importing", "serve", "train"},
 ]
 LAYER_OF = {part: index for index, parts in enumerate(LAYERS) for part in parts}
 

@@ -460,6 +460,7 @@ async function loadEditorPhoto(file) {
     editor.undoStack = [];
     ui.editorEmpty.hidden = true;
     ui.canvasStack.hidden = false;
+    fitEditor();
     updateUndoButton();
     renderFileSummary();
   } catch {
@@ -467,6 +468,16 @@ async function loadEditorPhoto(file) {
   } finally {
     URL.revokeObjectURL(url);
   }
+}
+
+// The photo as large as the panel and the screen allow, enlarged when it is small, so that
+// painting a small photo is not a matter of single screen pixels.
+function fitEditor() {
+  const { width, height } = ui.photoCanvas;
+  if (ui.canvasStack.hidden || !width) return;
+  const available = ui.canvasStack.parentElement.clientWidth;
+  const scale = Math.min(available / width, (window.innerHeight * FIT_HEIGHT_SHARE) / height);
+  ui.canvasStack.style.width = `${Math.floor(width * scale)}px`;
 }
 
 function closeEditorPhoto() {
@@ -619,6 +630,7 @@ function bindControls() {
   ui.sideBySide.addEventListener('change', applyZoom);
   window.addEventListener('resize', () => {
     if (ui.zoom.value === 'fit') applyZoom();
+    fitEditor();
   });
   ui.compareSlider.addEventListener('input', onCompareSlide);
   ui.downloadFormat.addEventListener('change', () => {

@@ -5,66 +5,11 @@ a per-style "invert" net and an arbitrary-style net whose output is
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 from PIL import Image
 
-from conftest import build_translator
+from conftest import build_colour_mixer, build_translator
 from test_cli_superres import assert_one_line_error, img2img
-
-
-def build_colour_mixer(path: Path, *, style_size: int = 8) -> Path:
-    """An arbitrary-style graph with the export contract's four inputs: every output pixel is
-    (1 - alpha) * input + alpha * sum_k w_k * (mean colour of style k)."""
-    nodes = [
-        helper.make_node("ReduceMean", ["style"], ["style_mean"], axes=[2, 3], keepdims=1),
-        helper.make_node("Reshape", ["style_weights", "weight_shape"], ["weights"]),
-        helper.make_node("Mul", ["style_mean", "weights"], ["weighted"]),
-        helper.make_node("ReduceSum", ["weighted", "zero_axis"], ["colour"], keepdims=1),
-        helper.make_node("Reshape", ["alpha", "alpha_shape"], ["strength"]),
-        helper.make_node("Sub", ["colour", "input"], ["towards"]),
-        helper.make_node("Mul", ["towards", "strength"], ["step"]),
-        helper.make_node("Add", ["input", "step"], ["mixed"]),
-        helper.make_node("Clip", ["mixed", "low", "high"], ["output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny_colour_mixer",
-        [
-            helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"]),
-            helper.make_tensor_value_info("style", TensorProto.FLOAT, ["styles", 3, "style_height", "style_width"]),
-            helper.make_tensor_value_info("style_weights", TensorProto.FLOAT, ["styles"]),
-            helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [1]),
-        ],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        initializer=[
-            helper.make_tensor("weight_shape", TensorProto.INT64, [4], [-1, 1, 1, 1]),
-            helper.make_tensor("alpha_shape", TensorProto.INT64, [4], [1, 1, 1, 1]),
-            helper.make_tensor("zero_axis", TensorProto.INT64, [1], [0]),
-            helper.make_tensor("low", TensorProto.FLOAT, [], [0.0]),
-            helper.make_tensor("high", TensorProto.FLOAT, [], [1.0]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    helper.set_model_props(
-        model,
-        {
-            "task": "style",
-            "name": "mixer",
-            "scale": "1",
-            "channels": "3",
-            "inputs": "image,style,style_weights,alpha",
-            "multiple_of": "1",
-            "min_size": "1",
-            "range": "0,1",
-            "whole_image": "1",
-            "style_size": str(style_size),
-        },
-    )
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture

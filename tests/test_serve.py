@@ -21,7 +21,7 @@ from PIL import Image
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
-from conftest import build_upscaler  # noqa: E402
+from conftest import build_colour_mixer, build_upscaler  # noqa: E402
 from img2img.serve.app import create_app  # noqa: E402
 from img2img.serve.catalogue import build_catalogue  # noqa: E402
 from img2img.serve.jobs import Job, JobQueue  # noqa: E402
@@ -41,8 +41,11 @@ def photo(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
+    """A nearest-neighbour x2 upscaler and an arbitrary-style model whose output is
+    (1 - alpha) * photo + alpha * (weighted mean colour of the styles)."""
     folder = tmp_path_factory.mktemp("models")
     build_upscaler(folder / "nearest-x2.onnx", scale=2, name="nearest-x2")
+    build_colour_mixer(folder / "mixer.onnx")
     return folder
 
 
@@ -98,8 +101,9 @@ def test_models_lists_the_shipped_ones_and_the_models_dir_by_task(server):
     assert models["superres-x4"]["task"] == "superres" and models["superres-x4"]["source"] == "shipped"
     assert models["nearest-x2"] == {
         "name": "nearest-x2", "task": "superres", "scale": 2, "use_for": None, "source": "models-dir",
-        "style": None, "classes": [],
+        "style": None, "takes_style_images": False, "classes": [],
     }
+    assert models["mixer"]["task"] == "style" and models["mixer"]["takes_style_images"]
     assert models["faces-emoji"]["task"] == "faces" and models["style-starry-night"]["style"] == "starry-night"
     assert listing["limits"] == {"max_upload_bytes": 200_000, "max_pixels": 1_000_000, "max_queued": 4}
 
@@ -157,6 +161,43 @@ def test_style_and_faces_jobs(server):
     faces = wait(client, accepted.json()["id"])
     assert faces["status"] == "done", faces
     assert faces["result"]["width"] == faces["result"]["height"] > 64  # a 2x2 grid
+
+
+def test_an_arbitrary_style_model_paints_in_the_uploaded_styles_by_weight_and_alpha(server):
+    client, _ = server
+    pixels = photo(seed=3)
+    red, blue = (np.zeros((8, 8, 3), np.uint8) for _ in range(2))
+    red[..., 0], blue[..., 2] = 255, 255
+    files = [
+        ("image", ("photo.png", png_bytes(pixels), "image/png")),
+        ("style_image", ("red.png", png_bytes(red), "image/png")),
+        ("style_image", ("blue.png", png_bytes(blue), "image/png")),
+    ]
+    fields = {"task": "style", "model": "mixer", "alpha": "0.5", "style_weights": "3,1"}
+    status = wait(client, client.post("/api/jobs", data=fields, files=files).json()["id"])
+    assert status["status"] == "done", status
+    styled = np.asarray(result_image(client, status["id"])).astype(float)
+    np.testing.assert_allclose(styled, 0.5 * pixels + 0.5 * np.array([0.75 * 255, 0, 0.25 * 255]), atol=1)
+
+    no_styles = client.post("/api/jobs", data=fields | {"style_weights": ""}, files=files[:1])
+    assert no_styles.status_code == 400 and "add 1 to 4 style images" in no_styles.json()["error"]
+    fixed = client.post("/api/jobs", data=fields | {"model": "style-starry-night"}, files=files)
+    assert fixed.status_code == 400 and "renders one fixed style" in fixed.json()["error"]
+    wrong_count = client.post("/api/jobs", data=fields | {"style_weights": "1"}, files=files)
+    assert wrong_count.status_code == 400 and "one non-negative weight per style image (2)" in wrong_count.json()["error"]
+
+
+def test_a_face_morph_is_an_animation(server):
+    client, _ = server
+    accepted = client.post("/api/faces", data={"model": "faces-emoji", "seeds": "1,2", "morph_steps": "4"})
+    status = wait(client, accepted.json()["id"])
+    assert status["status"] == "done", status
+    animation = result_image(client, status["id"], "gif")
+    assert animation.format == "GIF" and animation.n_frames == 5
+    assert list(status["result"].values()) == list(animation.size)
+    assert client.get(f"/api/jobs/{status['id']}/result", params={"format": "png"}).status_code == 400
+    default = client.get(f"/api/jobs/{status['id']}/result")  # its own format
+    assert default.headers["content-type"] == "image/gif"
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ from PIL import Image
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
 
+from conftest import build_colour_mixer  # noqa: E402
+
 CHROMIUM = os.environ.get("IMG2IMG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set IMG2IMG_CHROMIUM")
 
@@ -34,11 +36,15 @@ JOB_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture(scope="module")
-def server_url():
+def server_url(tmp_path_factory):
+    """A server on the shipped models and, in --models-dir, a tiny arbitrary-style model whose
+    output is (1 - alpha) * photo + alpha * (weighted mean colour of the styles)."""
+    models = tmp_path_factory.mktemp("models")
+    build_colour_mixer(models / "mixer.onnx")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--device", "cpu"]
+    command = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--device", "cpu", "--models-dir", str(models)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -164,6 +170,35 @@ def test_faces_from_the_page_make_a_grid_of_the_seeds(page):
     width, height = result_size(page)
     assert width == height > 3 * 64
     screenshot(page, "faces")
+
+
+def test_a_face_morph_plays_as_an_animation(page):
+    page.select_option("#task", "faces")
+    page.fill("#seeds", "3,4")
+    page.check("#morph")
+    page.fill("#morph-steps", "3")
+    run_and_wait(page)
+    assert "format=gif" in page.get_attribute("#result-image", "src")
+    assert "format=gif" in page.get_attribute("#download", "href")
+    response = page.request.get(page.eval_on_selector("#download", "link => link.href"))
+    assert Image.open(io.BytesIO(response.body())).n_frames == 4
+
+
+def test_an_arbitrary_style_model_takes_paintings_and_a_strength(page, tmp_path):
+    red = tmp_path / "red.png"
+    Image.fromarray(np.full((16, 16, 3), (255, 0, 0), np.uint8)).save(red)
+    page.select_option("#task", "style")
+    page.select_option("#model", "style-starry-night")
+    assert page.locator("#style-images").is_hidden()  # a per-style model takes no paintings
+    page.select_option("#model", "mixer")
+    page.set_input_files("#style-images", str(red))
+    page.locator("#style-alpha").fill("0.5")
+    page.set_input_files("#file-input", str(EXAMPLE))
+    run_and_wait(page)
+    response = page.request.get(page.eval_on_selector("#download", "link => link.href"))
+    styled = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")).astype(float)
+    photo = np.asarray(Image.open(EXAMPLE).convert("RGB")).astype(float)
+    np.testing.assert_allclose(styled, 0.5 * photo + 0.5 * np.array([255, 0, 0]), atol=1)
 
 
 def test_several_images_queue_and_each_can_be_cancelled_or_finished(page, tmp_path):

@@ -3,11 +3,14 @@
     GET  /                        the page (static files under /static, shipped in the wheel)
     GET  /api/models              the models offered, by task, and the server's limits
     POST /api/jobs                an image task: form fields image, task, model, tile, mask,
-                                  mask_from_alpha, preserve_color -> 202 {"id", "status", "position"}
-    POST /api/faces               a face grid: form fields model, seeds, truncation, label, columns
+                                  mask_from_alpha, preserve_color, and for an arbitrary-style
+                                  model style_image (1 to 4), style_weights, alpha
+                                  -> 202 {"id", "status", "position"}
+    POST /api/faces               a face grid: form fields model, seeds, truncation, label,
+                                  columns; with morph_steps a GIF morphing through the seeds
     GET  /api/jobs/{id}           status, tiles done, ETA, error, result size
     POST /api/jobs/{id}/cancel    stop a queued or running job
-    GET  /api/jobs/{id}/result    the result as ?format=png (default), jpg or webp
+    GET  /api/jobs/{id}/result    the result as ?format=png (default), jpg or webp; a morph as gif
 
 Every error is JSON {"error": "what went wrong and what to do"} with a 4xx status (5xx only for
 the server's own faults). What a request sends is untrusted: a model is looked up by name in the
@@ -27,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -43,7 +47,8 @@ from img2img.serve.catalogue import OfferedModel
 from img2img.serve.jobs import OPEN_MODELS_PER_WORKER, Job, JobQueue, QueueFull, job_view
 
 IMAGE_TASKS = ("superres", "translate", "inpaint", "style")
-FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+MAX_STYLE_IMAGES = 4
 # Form fields other than the files: short values only.
 MAX_FIELD_BYTES = 4096
 
@@ -95,11 +100,18 @@ def create_app(
         model = _model(catalogue, _field(form, "model"), task)
         image = _upload(form, "image", required=True)
         mask = _upload(form, "mask")
+        styles = [value for value in form.getlist("style_image") if isinstance(value, UploadFile)]
         options = {
             "tile": _tile(_field(form, "tile", default="auto")),
             "mask_from_alpha": _flag(form, "mask_from_alpha"),
             "preserve_color": _flag(form, "preserve_color"),
+            "alpha": _number(form, "alpha", default=1.0, low=0.0, high=1.0),
+            "style_weights": _weights(_field(form, "style_weights", default=""), len(styles)),
         }
+        if model.takes_style_images and not 1 <= len(styles) <= MAX_STYLE_IMAGES:
+            raise RequestError(400, f"{model.name} paints in the style of images you give: add 1 to {MAX_STYLE_IMAGES} style images")
+        if not model.takes_style_images and (styles or options["alpha"] != 1.0 or options["style_weights"]):
+            raise RequestError(400, f"{model.name} renders one fixed style; style images, weights and alpha are for arbitrary-style models")
         if task == "inpaint" and (mask is None) == (not options["mask_from_alpha"]):
             raise RequestError(400, "inpainting needs a mask: paint one, or tick 'mask from alpha' (not both)")
         if task != "inpaint" and (mask is not None or options["mask_from_alpha"]):
@@ -111,6 +123,10 @@ def create_app(
         if mask is not None:
             mask_path = folder / "mask.png"
             mask_path.write_bytes(await mask.read())
+        options["style_paths"] = []
+        for index, style in enumerate(styles):
+            options["style_paths"].append(folder / f"style{index}{_suffix(style.filename)}")
+            options["style_paths"][-1].write_bytes(await style.read())
         job = Job(model=model, folder=folder, run=lambda job: runner.image(job, input_path, mask_path, options))
         return _accepted(jobs, job)
 
@@ -122,6 +138,7 @@ def create_app(
             "truncation": _number(form, "truncation", default=1.0, low=0.0, high=1.0),
             "label": _field(form, "label", default="") or None,
             "columns": int(_number(form, "columns", default=0, low=0, high=10_000)) or None,
+            "morph_steps": int(_number(form, "morph_steps", default=0, low=0, high=120)),
         }
         job = Job(model=model, folder=jobs.new_folder(), run=lambda job: runner.faces(job, options))
         return _accepted(jobs, job)
@@ -139,10 +156,13 @@ def create_app(
         job = _job(jobs, request)
         if job.status != "done" or job.result is None:
             raise RequestError(409, f"job {job.id} is {job.status}; its result is not ready")
-        fmt = request.query_params.get("format", "png")
-        if fmt not in FORMATS:
-            raise RequestError(400, f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        path = job.result if fmt == "png" else runner.convert(job.result, fmt)
+        native = job.result.suffix.lstrip(".")
+        fmt = request.query_params.get("format", native)
+        if native == "gif" and fmt != "gif":
+            raise RequestError(400, "this result is an animation: ask for format=gif")
+        if fmt not in FORMATS or fmt == "gif" and native != "gif":
+            raise RequestError(400, f"format must be one of png, jpg, webp, not {fmt!r}")
+        path = job.result if fmt == native else runner.convert(job.result, fmt)
         filename = f"{job.model.name}-{job.id}.{fmt}"
         return FileResponse(path, media_type=FORMATS[fmt], filename=filename)
 
@@ -196,7 +216,9 @@ async def _read_form(request: Request, limit: int) -> FormData:
             yield chunk
 
     if content_type.startswith("multipart/form-data"):
-        parser: Any = _InMemoryParser(request.headers, bounded(), max_files=2, max_fields=16, max_part_size=MAX_FIELD_BYTES)
+        parser: Any = _InMemoryParser(
+            request.headers, bounded(), max_files=2 + MAX_STYLE_IMAGES, max_fields=16, max_part_size=MAX_FIELD_BYTES
+        )
     else:
         parser = FormParser(request.headers, bounded())
     try:
@@ -235,6 +257,19 @@ def _number(form: FormData, name: str, *, default: float, low: float, high: floa
     if not low <= value <= high:
         raise RequestError(400, f"{name} must be between {low:g} and {high:g}, not {text}")
     return value
+
+
+def _weights(text: str, count: int) -> list[float] | None:
+    """style_weights: one non-negative number per style image, comma-separated; "" for equal."""
+    if not text:
+        return None
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise RequestError(400, f"style_weights must be numbers separated by commas, not {text!r}") from None
+    if len(weights) != count or any(not 0 <= weight < float("inf") for weight in weights) or not sum(weights):
+        raise RequestError(400, f"style_weights needs one non-negative weight per style image ({count}), not all 0")
+    return weights
 
 
 def _tile(text: str) -> int | str | None:
@@ -312,6 +347,7 @@ class _Runner:
         return opened
 
     def image(self, job: Job, input_path: Path, mask_path: Path | None, options: dict[str, Any]) -> Path:
+        from img2img.runtime.api import Model
         from img2img.runtime.inpaint import check_mask, mask_from_alpha, read_mask
 
         image = load_image(input_path, max_pixels=self.max_pixels)
@@ -321,7 +357,15 @@ class _Runner:
             settings["preserve_color"] = options["preserve_color"]
         if model.task == "inpaint" and options["mask_from_alpha"]:
             settings["alpha"] = "drop"
-        net = self._model(model, **settings)
+        if model.takes_style_images:
+            # The styles are this job's own: such a model is opened for the job, not kept.
+            net = Model(
+                str(model.path), task=model.task, device=self.device, threads=self.threads,
+                style=[str(path) for path in options["style_paths"]], style_weights=options["style_weights"],
+                style_alpha=options["alpha"], **settings,
+            )
+        else:
+            net = self._model(model, **settings)
         mask = None
         if model.task == "inpaint":
             if options["mask_from_alpha"]:
@@ -336,24 +380,39 @@ class _Runner:
         return output
 
     def faces(self, job: Job, options: dict[str, Any]) -> Path:
-        from img2img.runtime.faces import FaceGenerator, parse_seeds, write_samples
+        """A grid of the seeds' faces (result.png), or with morph_steps a GIF that morphs from
+        each seed's face to the next's (result.gif), as `img2img faces generate/interpolate`."""
+        from img2img.runtime.faces import (
+            FaceGenerator, check_sample_count, interpolation_path, parse_seeds, save_frames_gif, write_samples,
+        )
 
+        steps = options["morph_steps"]
         try:
             seeds = parse_seeds(options["seeds"])
             columns = options["columns"]
             if columns is not None and columns > len(seeds):
                 raise ValueError(f"{columns} grid columns for {len(seeds)} faces; use 1 to {len(seeds)}")
             generator = FaceGenerator(job.model.path, device=self.device, threads=self.threads)
-            images = generator.generate(
-                generator.latents(seeds, options["truncation"]), generator.labels_for(seeds, options["label"])
-            )
+            latents = generator.latents(seeds, options["truncation"])
+            labels = generator.labels_for(seeds, options["label"])
+            if steps:
+                check_sample_count((len(seeds) - 1) * steps + 1, "frames")
+                latents = interpolation_path(latents, steps)
+                if labels is not None:  # each keyframe's class holds until the next keyframe
+                    labels = np.append(np.repeat(labels[:-1], steps), labels[-1])
+            images = generator.generate(latents, labels)
         except ValueError as error:
             raise Img2ImgError(str(error)) from None
-        output = job.folder / "result.png"
-        write_samples(images, seeds, output, columns=columns, zoom=1)
+        if steps:
+            output = job.folder / "result.gif"
+            save_frames_gif(images, output, zoom=2)
+            job.result_size = (images.shape[2] * 2, images.shape[1] * 2)
+        else:
+            output = job.folder / "result.png"
+            write_samples(images, seeds, output, columns=columns, zoom=1)
+            loaded = load_image(output)
+            job.result_size = (loaded.rgb.shape[1], loaded.rgb.shape[0])
         job.tile_done(1, 1)
-        loaded = load_image(output)
-        job.result_size = (loaded.rgb.shape[1], loaded.rgb.shape[0])
         return output
 
     def convert(self, result: Path, fmt: str) -> Path:

@@ -29,6 +29,8 @@ class OfferedModel:
         use_for: one line on when to pick it ("" when not known).
         source: "shipped" or "models-dir".
         style: the painting a per-style model renders ("" for others).
+        takes_style_images: an arbitrary-style (AdaIN) model: it renders the style images it is
+            given, with a strength (alpha).
         classes: a class-conditional face model's labels.
     """
 
@@ -39,6 +41,7 @@ class OfferedModel:
     use_for: str = ""
     source: str = "shipped"
     style: str = ""
+    takes_style_images: bool = False
     classes: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, object]:
@@ -50,6 +53,7 @@ class OfferedModel:
             "use_for": self.use_for or None,
             "source": self.source,
             "style": self.style or None,
+            "takes_style_images": self.takes_style_images,
             "classes": list(self.classes),
         }
 
@@ -77,7 +81,8 @@ def build_catalogue(models_dir: Path | None = None) -> dict[str, OfferedModel]:
         info = read_info(shipped.path)
         offered[shipped.name] = OfferedModel(
             name=shipped.name, task=task_of(info), path=shipped.path, scale=shipped.scale,
-            use_for=shipped.use_for, style=info.style, classes=tuple(info.labels),
+            use_for=shipped.use_for, style=info.style, takes_style_images="style" in info.inputs,
+            classes=tuple(info.labels),
         )
     if models_dir is not None:
         if not models_dir.is_dir():
@@ -94,6 +99,6 @@ def build_catalogue(models_dir: Path | None = None) -> dict[str, OfferedModel]:
                 raise ModelError(f"{path} is a {info.task or 'unknown'} model; the server runs {', '.join(TASKS)}")
             offered[name] = OfferedModel(
                 name=name, task=task, path=path, scale=info.scale, source="models-dir",
-                style=info.style, classes=tuple(info.labels),
+                style=info.style, takes_style_images="style" in info.inputs, classes=tuple(info.labels),
             )
     return offered

@@ -24,6 +24,13 @@ const ui = {
   labelField: byId('label-field'),
   label: byId('label'),
   columns: byId('columns'),
+  morph: byId('morph'),
+  morphSteps: byId('morph-steps'),
+  styleImagesField: byId('style-images-field'),
+  styleImages: byId('style-images'),
+  styleWeights: byId('style-weights'),
+  styleAlpha: byId('style-alpha'),
+  styleAlphaValue: byId('style-alpha-value'),
   dropZone: byId('drop-zone'),
   fileInput: byId('file-input'),
   fileSummary: byId('file-summary'),
@@ -83,8 +90,10 @@ async function requestJson(url, options) {
   return response.json();
 }
 
+// A face morph is an animation: it comes as GIF whatever format is asked for elsewhere.
 function resultUrl(job, format) {
-  return `/api/jobs/${encodeURIComponent(job.id)}/result?format=${format}`;
+  const chosen = job.animated ? 'gif' : format;
+  return `/api/jobs/${encodeURIComponent(job.id)}/result?format=${chosen}`;
 }
 
 // ---------------------------------------------------------------- messages
@@ -153,6 +162,9 @@ function onModelChange() {
   const notes = [model?.use_for, model?.style && `Style: ${model.style}.`];
   ui.modelHelp.textContent = notes.filter(Boolean).join(' ');
   fillLabelSelect(model?.classes ?? []);
+  // An arbitrary-style model takes paintings; the data-tasks rule has already shown or hidden
+  // the field for the task, this narrows it to such models.
+  if (ui.task.value === 'style') ui.styleImagesField.hidden = !model?.takes_style_images;
 }
 
 function fillLabelSelect(classes) {
@@ -227,9 +239,20 @@ async function run() {
 
 async function submitImages(task, model) {
   if (chosenFiles.length === 0) throw new Error('Choose one or more images first.');
+  const paintings = selectedModel()?.takes_style_images ? Array.from(ui.styleImages.files) : [];
+  if (task === 'style' && selectedModel()?.takes_style_images && paintings.length === 0) {
+    throw new Error('Add one to four style images (the paintings to render in).');
+  }
   const forms = chosenFiles.map((file) => {
     const form = imageJobForm(task, model, file);
-    if (task === 'style') form.append('preserve_color', String(ui.preserveColor.checked));
+    if (task === 'style') {
+      form.append('preserve_color', String(ui.preserveColor.checked));
+      for (const painting of paintings) form.append('style_image', painting, painting.name);
+      if (paintings.length > 0) {
+        form.append('alpha', ui.styleAlpha.value);
+        if (ui.styleWeights.value.trim()) form.append('style_weights', ui.styleWeights.value.trim());
+      }
+    }
     return [file, form];
   });
   // One after another, so the jobs queue in the order the files were chosen.
@@ -258,17 +281,20 @@ async function submitFaces(model) {
   form.append('seeds', seeds);
   form.append('truncation', ui.truncation.value);
   if (ui.label.value) form.append('label', ui.label.value);
-  if (ui.columns.value) form.append('columns', ui.columns.value);
-  await submitJob('/api/faces', form, { task: 'faces', model, name: `faces ${seeds}`, input: null });
+  if (ui.columns.value && !ui.morph.checked) form.append('columns', ui.columns.value);
+  if (ui.morph.checked) form.append('morph_steps', ui.morphSteps.value);
+  const name = ui.morph.checked ? `morph ${seeds}` : `faces ${seeds}`;
+  await submitJob('/api/faces', form, { task: 'faces', model, name, input: null, animated: ui.morph.checked });
 }
 
-async function submitJob(url, form, { task, model, name, input }) {
+async function submitJob(url, form, { task, model, name, input, animated = false }) {
   const accepted = await requestJson(url, { method: 'POST', body: form });
   const job = {
     id: accepted.id,
     task,
     model,
     name,
+    animated,
     inputUrl: input ? URL.createObjectURL(input) : null,
     status: accepted.status,
     position: accepted.position,
@@ -397,7 +423,8 @@ function showJob(job) {
 }
 
 function updateDownloadLink() {
-  const format = ui.downloadFormat.value;
+  const format = shownJob.animated ? 'gif' : ui.downloadFormat.value;
+  ui.downloadFormat.disabled = shownJob.animated;
   ui.download.href = resultUrl(shownJob, format);
   ui.download.download = `${fileStem(shownJob.name)}-${shownJob.model}.${format}`;
 }
@@ -610,6 +637,9 @@ function bindControls() {
   ui.run.addEventListener('click', run);
   ui.truncation.addEventListener('input', () => {
     ui.truncationValue.textContent = Number(ui.truncation.value).toFixed(2);
+  });
+  ui.styleAlpha.addEventListener('input', () => {
+    ui.styleAlphaValue.textContent = Number(ui.styleAlpha.value).toFixed(2);
   });
 
   ui.brushSize.addEventListener('input', () => {

@@ -111,7 +111,9 @@ def test_models_lists_the_shipped_ones_and_the_models_dir_by_task(server):
 def test_superres_result_is_four_times_larger_in_every_format_with_its_profile_kept(server):
     client, _ = server
     profile = _srgb_profile()
-    accepted = submit(client, image=png_bytes(photo(), icc_profile=profile))
+    exif = Image.Exif()
+    exif[0x010E] = "two spaniels"  # ImageDescription
+    accepted = submit(client, image=png_bytes(photo(), icc_profile=profile, exif=exif.tobytes()))
     assert accepted.status_code == 202 and accepted.json()["status"] == "queued"
     status = wait(client, accepted.json()["id"])
     assert status["status"] == "done", status
@@ -120,6 +122,7 @@ def test_superres_result_is_four_times_larger_in_every_format_with_its_profile_k
         image = result_image(client, status["id"], fmt)
         assert (image.format, image.size) == (pillow_format, (128, 96))
         assert image.info.get("icc_profile") == profile
+        assert image.getexif().get(0x010E) == "two spaniels"
 
 
 def _srgb_profile() -> bytes:

@@ -201,19 +201,27 @@ def test_an_arbitrary_style_model_takes_paintings_and_a_strength(page, tmp_path)
     np.testing.assert_allclose(styled, 0.5 * photo + 0.5 * np.array([255, 0, 0]), atol=1)
 
 
-def test_several_images_queue_and_each_can_be_cancelled_or_finished(page, tmp_path):
-    files = []
-    for index in range(3):
-        path = tmp_path / f"photo{index}.png"
+def test_several_images_queue_and_a_running_one_can_be_cancelled(page, tmp_path):
+    # A photo large enough for many tiles comes first, so it is still running when cancelled.
+    large = tmp_path / "large.png"
+    Image.open(EXAMPLE).convert("RGB").resize((1024, 768)).save(large)
+    small = []
+    for index in range(2):
+        path = tmp_path / f"small{index}.png"
         Image.fromarray(np.full((64, 64, 3), index * 60, np.uint8)).save(path)
-        files.append(str(path))
+        small.append(str(path))
     page.select_option("#task", "superres")
-    page.select_option("#model", "superres-x2")
-    page.set_input_files("#file-input", files)
+    page.select_option("#model", "superres-x4")
+    page.fill("#tile", "64")
+    page.set_input_files("#file-input", [str(large), *small])
     page.click("#run")
     page.wait_for_function("document.querySelectorAll('.job').length === 3")
+    first = page.locator(".job").last  # the newest job is listed first
+    first.locator(".job-status").filter(has_text="tiles").wait_for(timeout=JOB_TIMEOUT_MS)
+    first.locator(".cancel").click()
     page.wait_for_function(
         "Array.from(document.querySelectorAll('.job')).every(job => ['done', 'cancelled'].includes(job.dataset.status))",
         timeout=JOB_TIMEOUT_MS,
     )
-    assert page.locator(".job[data-status=done]").count() == 3
+    assert first.get_attribute("data-status") == "cancelled"
+    assert page.locator(".job[data-status=done]").count() == 2

@@ -15,7 +15,8 @@
 Every error is JSON {"error": "what went wrong and what to do"} with a 4xx status (5xx only for
 the server's own faults). What a request sends is untrusted: a model is looked up by name in the
 catalogue, never opened by a path the client gives; an upload larger than `max_upload_bytes` is
-refused while it arrives and is held in memory, not spooled to the system's temporary folder;
+refused while it arrives and is held in memory, not spooled to the system's temporary folder
+(a few requests are read at a time, so that memory stays bounded);
 an image decodes only under the decompression-bomb guard of the command line (`max_pixels`).
 """
 
@@ -30,8 +31,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
@@ -49,6 +52,8 @@ from img2img.serve.jobs import OPEN_MODELS_PER_WORKER, Job, JobQueue, QueueFull,
 IMAGE_TASKS = ("superres", "translate", "inpaint", "style")
 FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 MAX_STYLE_IMAGES = 4
+# Requests whose bodies are read at the same time (each up to max_upload_bytes in memory).
+MAX_UPLOADS_AT_ONCE = 4
 # Form fields other than the files: short values only.
 MAX_FIELD_BYTES = 4096
 
@@ -84,6 +89,12 @@ def create_app(
         device, threads: how models run (as the command line's --device and --threads).
     """
     runner = _Runner(device=device, threads=threads, max_pixels=max_pixels)
+    # Uploads are held in memory while they arrive: a few at a time keeps that bounded.
+    receiving = anyio.Semaphore(MAX_UPLOADS_AT_ONCE)
+
+    async def read_form(request: Request) -> FormData:
+        async with receiving:
+            return await _read_form(request, max_upload_bytes)
 
     async def page(request: Request) -> Response:
         return FileResponse(static_folder() / "index.html")
@@ -95,7 +106,7 @@ def create_app(
         })
 
     async def submit_image(request: Request) -> Response:
-        form = await _read_form(request, max_upload_bytes)
+        form = await read_form(request)
         task = _field(form, "task", choices=IMAGE_TASKS)
         model = _model(catalogue, _field(form, "model"), task)
         image = _upload(form, "image", required=True)
@@ -131,7 +142,7 @@ def create_app(
         return _accepted(jobs, job)
 
     async def submit_faces(request: Request) -> Response:
-        form = await _read_form(request, max_upload_bytes)
+        form = await read_form(request)
         model = _model(catalogue, _field(form, "model"), "faces")
         options = {
             "seeds": _field(form, "seeds", default="0-7"),
@@ -162,7 +173,8 @@ def create_app(
             raise RequestError(400, "this result is an animation: ask for format=gif")
         if fmt not in FORMATS or fmt == "gif" and native != "gif":
             raise RequestError(400, f"format must be one of png, jpg, webp, not {fmt!r}")
-        path = job.result if fmt == native else runner.convert(job.result, fmt)
+        # Encoding takes a while for a large result: off the event loop, which serves everyone.
+        path = job.result if fmt == native else await run_in_threadpool(runner.convert, job.result, fmt)
         filename = f"{job.model.name}-{job.id}.{fmt}"
         return FileResponse(path, media_type=FORMATS[fmt], filename=filename)
 

@@ -9,6 +9,8 @@ inverts colours (1 - x) behind the same pair, so its output is known exactly.
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -304,3 +306,19 @@ def truncated_png(tmp_path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+# A Chromium binary for the browser tests: Debian's package, or the one IMG2IMG_CHROMIUM names.
+CHROMIUM = os.environ.get("IMG2IMG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright (the test extra); skips without either."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no playwright: pip install playwright (the test extra)")
+    if CHROMIUM is None:
+        pytest.skip("no Chromium: apt-get install chromium, or set IMG2IMG_CHROMIUM")
+    with sync_api.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

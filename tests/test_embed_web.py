@@ -14,8 +14,6 @@ import base64
 import functools
 import http.server
 import io
-import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -23,22 +21,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-playwright = pytest.importorskip("playwright.sync_api", reason="no playwright: pip install playwright (the test extra)")
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "examples" / "embed" / "web"
 EXAMPLE = ROOT / "examples" / "spaniels.png"
 ORT_BUILD = WEB / "node_modules" / "onnxruntime-web" / "dist" / "ort.min.mjs"
-CHROMIUM = os.environ.get("IMG2IMG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 RUN_TIMEOUT_MS = 180_000
 
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set IMG2IMG_CHROMIUM"),
-    pytest.mark.skipif(
-        not ORT_BUILD.is_file(),
-        reason="examples/embed/web/node_modules is missing: run `npm ci --prefix examples/embed/web`",
-    ),
-]
+# Chromium and Playwright: the `browser` fixture of conftest.py skips without them.
+pytestmark = pytest.mark.skipif(
+    not ORT_BUILD.is_file(), reason="examples/embed/web/node_modules is missing: run `npm ci --prefix examples/embed/web`"
+)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -57,13 +50,6 @@ def site_url():
     server.server_close()
     thread.join(timeout=10)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

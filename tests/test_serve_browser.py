@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,13 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
 
 from conftest import build_colour_mixer  # noqa: E402
 
-CHROMIUM = os.environ.get("IMG2IMG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium, or set IMG2IMG_CHROMIUM")
+# Chromium and Playwright: the `browser` fixture of conftest.py skips without them.
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "spaniels.png"
 JOB_TIMEOUT_MS = 180_000
@@ -62,13 +59,6 @@ def server_url(tmp_path_factory):
     server.terminate()
     server.wait(timeout=30)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--teacher-license", default="", help="with --teacher: its license, for the card")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     args = parser.parse_args()
+    args.out, args.photos = args.out.expanduser(), args.photos.expanduser()
     if args.count < 1 or args.lr_size < 16 or not 0 <= args.clean_prob <= 1:
         parser.error("--count must be positive, --lr-size at least 16 (the degradation blurs with a 21-pixel kernel) and --clean-prob in [0, 1]")
 

@@ -435,7 +435,7 @@ def recipe_nets(entry: Entry) -> tuple[Any, Any]:
     from img2img.tasks import TASKS
 
     task_class = TASKS.get(entry.task)
-    overrides = [f"{key}={json.dumps(str(REPO / folder))}" for key, folder in entry.data.items()]
+    overrides = [f"{key}={json.dumps(str(data_folder(folder)))}" for key, folder in entry.data.items()]
     config = resolve_config(task_class.config_class, config_file=entry.recipe, overrides=overrides)
     task = task_class(config, torch.device("cpu"))
     return task.build_generator(), task.build_discriminator()
@@ -447,8 +447,14 @@ def same_net(path: Path, net: Any) -> bool:
     return path.is_file() and safetensors_net_spec(path) == (net.arch, net.hparams)
 
 
+def data_folder(folder: str) -> Path:
+    """An entry's data folder: relative to the repository, or under the home folder ("~/..."),
+    where a set that takes long to build outlives the work tree as the run folders do."""
+    return Path(folder).expanduser() if folder.startswith("~") else REPO / folder
+
+
 def ensure_data(entry: Entry) -> None:
-    missing = [folder for folder in entry.data.values() if not (REPO / folder).is_dir()]
+    missing = [folder for folder in entry.data.values() if not data_folder(folder).is_dir()]
     if not missing:
         return
     if not entry.build:
@@ -516,7 +522,7 @@ class Worker:
         if entry.name == self.new_cycle:
             resume, current, self.new_cycle = False, None, None
         limit = self.minutes_left() - entry.stop_margin_minutes
-        data = [f"{key}={json.dumps(str(REPO / folder_))}" for key, folder_ in entry.data.items()]
+        data = [f"{key}={json.dumps(str(data_folder(folder_)))}" for key, folder_ in entry.data.items()]
         command = [sys.executable, "-m", "cli", "train", entry.task]
         if resume:
             run = current
@@ -921,7 +927,7 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
         "history": history_table(entry, folder),
     }
     for key, data in entry.data.items():
-        root = REPO / data
+        root = data_folder(data)
         counts = context.setdefault("data", {})
         for split in ("train", "val"):
             if (root / split).is_dir():

@@ -47,13 +47,15 @@ from img2img.errors import Img2ImgError
 from img2img.files.decode import load_image
 from img2img.files.encode import save_image
 from img2img.serve.catalogue import OfferedModel
-from img2img.serve.jobs import OPEN_MODELS_PER_WORKER, Job, JobQueue, QueueFull, job_view
+from img2img.serve.jobs import Job, JobQueue, QueueFull, job_view
 
 IMAGE_TASKS = ("superres", "translate", "inpaint", "style")
 FORMATS = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 MAX_STYLE_IMAGES = 4
 # Requests whose bodies are read at the same time (each up to max_upload_bytes in memory).
 MAX_UPLOADS_AT_ONCE = 4
+# Variants of one model kept open (one per set of options: the tile size is fixed when it opens).
+OPEN_MODELS_PER_WORKER = 2
 # Form fields other than the files: short values only.
 MAX_FIELD_BYTES = 4096
 

@@ -23,10 +23,6 @@ from typing import Any
 from img2img.errors import Img2ImgError
 from img2img.serve.catalogue import OfferedModel
 
-# Models a worker keeps open (one per set of options: the tile size is fixed when it opens).
-OPEN_MODELS_PER_WORKER = 2
-
-
 class JobCancelled(Exception):
     """Raised from a job's tile callback once the job was cancelled."""
 

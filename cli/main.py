@@ -8,8 +8,10 @@ the commands that need them: onnxruntime for `superres`, `translate`, `inpaint`,
 touch torch.
 """
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -542,6 +544,7 @@ def train(
     # The engine imports torch and friends lazily, so a missing package can surface during the
     # call as well as at import.
     with train_extra_errors("training"):
+        from img2img.engine.distributed import launched_by_torchrun
         from img2img.train import train_command
 
         train_command(
@@ -555,6 +558,14 @@ def train(
             resume=resume,
             dry_run=dry_run,
         )
+    if launched_by_torchrun():
+        # The run is complete: checkpoints and logs are written and closed, and the process group
+        # is gone. A torchrun worker leaves here without the interpreter's teardown, in which
+        # gloo's C++ threads could abort the process ("terminate called without an active
+        # exception") under load, and torchrun would report a finished run as failed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command()

@@ -978,11 +978,16 @@ def render(template: str, context: dict[str, Any], where: Any) -> str:
 
 
 def replace_readme_row(text: str, name: str, row: str) -> str:
-    """The README with the model-table row whose first cell is `name` replaced by `row`."""
-    pattern = re.compile(rf"^\| {re.escape(name)} \|.*$", re.MULTILINE)
-    if not pattern.search(text):
-        fail(f"the README has no model-table row starting with '| {name} |' to regenerate")
-    return pattern.sub(lambda _: row.strip(), text, count=1)
+    """The README with the model-table row whose first cell is `name` replaced by `row`: the
+    first such row with as many cells as `row`, so other tables naming the model (timings, say)
+    are left alone."""
+    row = row.strip()
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith(f"| {name} |") and line.count("|") == row.count("|"):
+            lines[index] = row
+            return "\n".join(lines)
+    fail(f"the README has no model-table row starting with '| {name} |' and {row.count('|') - 1} cells to regenerate")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from img2img.errors import Img2ImgError
+from img2img.files import DEFAULT_MAX_PIXELS
 from img2img.files.decode import load_image
 from img2img.files.encode import save_image
 from img2img.serve.catalogue import OfferedModel
@@ -77,7 +78,7 @@ def create_app(
     jobs: JobQueue,
     *,
     max_upload_bytes: int = 50 * 1024**2,
-    max_pixels: int | None = 178_956_970,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     device: str = "auto",
     threads: int | None = None,
 ) -> Starlette:

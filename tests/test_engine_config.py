@@ -90,7 +90,7 @@ def test_unknown_schedule_is_a_config_error():
         ("engine.precision=fp16", "engine.precision: 'fp16' is not one of auto, bf16, fp32"),
         ("engine.device=tpu", "engine.device: 'tpu' is not one of auto, cuda, mps, cpu"),
         ("schedule.kind=step", "schedule.kind: 'step' is not one of constant, linear, cosine"),
-        ("stage=adversarial", "stage: 'adversarial' is not one of psnr, gan"),
+        ("stage=adversarial", "stage: 'adversarial' is not one of psnr, perceptual, gan"),
         ("scale=8", "scale: 8 is not one of 2, 3, 4"),
         ("gan.loss=relativistic", "gan.loss: 'relativistic' is not one of"),
         ("gan.penalty=r2", "gan.penalty: 'r2' is not one of none, wgan-gp, dragan, r1"),

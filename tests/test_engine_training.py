@@ -320,6 +320,16 @@ def test_gan_stage_trains_with_perceptual_loss_and_spectral_norm_discriminator(p
     assert any("parametrizations" in name for name, _ in trainer.D.named_parameters())
 
 
+def test_perceptual_stage_adds_the_feature_loss_without_a_discriminator(photo_folder, tmp_path):
+    """Distilling a teacher: L1 + VGG19 perceptual, no D built, none in the checkpoint."""
+    config = tiny_config(photo_folder, "stage=perceptual", "engine.steps=2", "patch_size=32")
+    trainer = run(config, tmp_path / "perceptual")
+    logged = [json.loads(line) for line in (tmp_path / "perceptual" / "train_log.jsonl").read_text().splitlines()]
+    assert all(row["l_g_percep"] > 0 and "l_g_gan" not in row and "l_d_adv" not in row for row in logged)
+    assert trainer.D is None
+    assert load_checkpoint(tmp_path / "perceptual" / "checkpoints" / "last.pt").get("discriminator") is None
+
+
 @pytest.mark.parametrize("penalty", ["r1", "none"])
 def test_compiled_nets_train_like_eager_ones_and_checkpoint_plain_weights(photo_folder, tmp_path, penalty):
     """engine.compile=true changes the speed, not the math, and its checkpoints load into plain

@@ -2,6 +2,9 @@
 
 Recipe (ESRGAN / Real-ESRGAN):
 - stage "psnr": pixel loss only (L1 by default); the stage that PSNR/SSIM reward.
+- stage "perceptual": pixel loss plus a VGG19 perceptual loss, no discriminator; for a target
+  that is a function of the input (a teacher's outputs, `lr_data`), where a discriminator has
+  nothing to add but the feature loss still rewards the teacher's textures over their average.
 - stage "gan": starts from the PSNR weights (`engine.init_generator`) and adds a VGG19
   perceptual loss and an adversarial loss from a spectral-norm discriminator.
 Validation compares the EMA generator with bicubic upscaling on held-out images, PSNR/SSIM on
@@ -68,10 +71,10 @@ class SuperResConfig(RunConfig):
     patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
     degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
     net: str = "srvgg_compact"
-    stage: Literal["psnr", "gan"] = "psnr"
+    stage: Literal["psnr", "perceptual", "gan"] = "psnr"
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
-    # GAN stage only. The default VGG19 (Caffe weights, 0..255 input) gives large features: the
+    # Perceptual and GAN stages. The default VGG19 (Caffe weights, 0..255 input) gives large features: the
     # weighted feature L1 of a bicubic x4 upscale measured ~580 against a pixel L1 of ~0.017, so
     # 0.005 brings the term to ~3, where it leads without drowning the pixel and GAN terms.
     perceptual_weight: float = 0.005
@@ -119,9 +122,9 @@ class SuperResolution(Task):
         self.pixel_loss = PIXEL_LOSSES.get(config.pixel_loss)
         self.vgg_distance = VGGFeatureDistance().to(device) if config.val_vgg else None
         self.perceptual = self.gan = None
+        if config.stage != "psnr" and config.perceptual_weight > 0:
+            self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
         if config.stage == "gan":
-            if config.perceptual_weight > 0:
-                self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
             self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: HRCropDataset | None = None
         self._validation: ValidationImages | None = None

@@ -74,9 +74,10 @@ class SuperResConfig(RunConfig):
     stage: Literal["psnr", "perceptual", "gan"] = "psnr"
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
-    # Perceptual and GAN stages. The default VGG19 (Caffe weights, 0..255 input) gives large features: the
-    # weighted feature L1 of a bicubic x4 upscale measured ~580 against a pixel L1 of ~0.017, so
-    # 0.005 brings the term to ~3, where it leads without drowning the pixel and GAN terms.
+    # Perceptual and GAN stages. The default VGG19 (Caffe weights, 0..255 input) gives large
+    # features: the weighted feature L1 of a bicubic x4 upscale measured ~580 against a pixel L1
+    # of ~0.017, so 0.005 brings the term to ~3, where it leads without drowning the pixel and
+    # GAN terms.
     perceptual_weight: float = 0.005
     perceptual_layers: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}

@@ -330,6 +330,46 @@ def test_perceptual_stage_adds_the_feature_loss_without_a_discriminator(photo_fo
     assert load_checkpoint(tmp_path / "perceptual" / "checkpoints" / "last.pt").get("discriminator") is None
 
 
+def test_perceptual_loss_sees_fake_and_target_cropped_at_the_same_random_phase(photo_folder):
+    """perceptual_shift: each step crops both images by the same 0..scale-1 rows and columns, so
+    VGG's pooling grid meets the upscaling grid at a random phase; the pixel loss sees it all."""
+    task = SuperResolution(tiny_config(photo_folder, "stage=perceptual", "scale=4"), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    shifts = set()
+    for _ in range(40):
+        batch = task.prepare_batch(torch.rand(2, 3, 16, 16), generator)
+        shifts.add(tuple(int(offset) for offset in batch["shift"]))
+    assert shifts == {(top, left) for top in range(4) for left in range(4)}
+
+    fake, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    batch = {"hr": target, "lr": torch.rand(2, 3, 4, 4), "shift": torch.tensor([1, 3])}
+    terms = task.generator_loss(batch, fake, None)
+    expected = task.config.perceptual_weight * task.perceptual(fake[..., 1:, 3:], target[..., 1:, 3:])
+    torch.testing.assert_close(terms["l_g_percep"], expected)
+    torch.testing.assert_close(terms["l_g_pix"], torch.nn.functional.l1_loss(fake, target))
+
+
+@pytest.mark.parametrize("overrides", [("stage=psnr",), ("stage=perceptual", "perceptual_shift=false")])
+def test_no_shift_is_drawn_without_a_shifted_perceptual_loss(photo_folder, overrides):
+    task = SuperResolution(tiny_config(photo_folder, *overrides), torch.device("cpu"))
+    assert "shift" not in task.prepare_batch(torch.rand(2, 3, 16, 16), torch.Generator().manual_seed(0))
+
+
+def test_validation_reports_the_grid_an_upscaler_draws(photo_folder):
+    """grid_amplitude (and bicubic's) at the scale's period: a net whose sub-pixel outputs differ
+    by a fixed offset scores far above bicubic, which has no grid."""
+    task = SuperResolution(tiny_config(photo_folder), torch.device("cpu"))
+
+    class GriddedUpscale(torch.nn.Module):
+        def forward(self, lr):
+            upscaled = torch.nn.functional.interpolate(lr, scale_factor=2, mode="bicubic")
+            upscaled[..., ::2, ::2] += 0.05
+            return upscaled
+
+    metrics = task.validate(GriddedUpscale())
+    assert metrics["bicubic_grid_amplitude"] < 0.003 < 0.02 < metrics["grid_amplitude"]
+
+
 @pytest.mark.parametrize("penalty", ["r1", "none"])
 def test_compiled_nets_train_like_eager_ones_and_checkpoint_plain_weights(photo_folder, tmp_path, penalty):
     """engine.compile=true changes the speed, not the math, and its checkpoints load into plain

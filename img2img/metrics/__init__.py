@@ -1,7 +1,8 @@
 """Image quality metrics: full-reference (PSNR, SSIM, both also over an inpainted hole),
-distribution (FID, KID, IS) and a VGG19 feature distance. Everything here needs the train extra
-(torch)."""
+distribution (FID, KID, IS), a VGG19 feature distance and the grid an upscaler can leave.
+Everything here needs the train extra (torch)."""
 
+from img2img.metrics.artifacts import grid_amplitude
 from img2img.metrics.distribution import (
     FeatureSet,
     frechet_distance,
@@ -29,6 +30,7 @@ __all__ = [
     "VGGFeatureDistance",
     "folder_features",
     "frechet_distance",
+    "grid_amplitude",
     "hole_metrics",
     "inception_score",
     "kernel_inception_distance",

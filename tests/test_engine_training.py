@@ -16,6 +16,7 @@ from img2img.engine.checkpoint import load_checkpoint, load_generator, save_atom
 from img2img.engine.config import resolve_config
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError, TrainingError
+from img2img.losses import grid_loss
 from img2img.tasks.superres import SuperResConfig, SuperResolution
 
 
@@ -330,29 +331,22 @@ def test_perceptual_stage_adds_the_feature_loss_without_a_discriminator(photo_fo
     assert load_checkpoint(tmp_path / "perceptual" / "checkpoints" / "last.pt").get("discriminator") is None
 
 
-def test_perceptual_loss_sees_fake_and_target_cropped_at_the_same_random_phase(photo_folder):
-    """perceptual_shift: each step crops both images by the same 0..scale-1 rows and columns, so
-    VGG's pooling grid meets the upscaling grid at a random phase; the pixel loss sees it all."""
-    task = SuperResolution(tiny_config(photo_folder, "stage=perceptual", "scale=4"), torch.device("cpu"))
-    generator = torch.Generator().manual_seed(0)
-    shifts = set()
-    for _ in range(40):
-        batch = task.prepare_batch(torch.rand(2, 3, 16, 16), generator)
-        shifts.add(tuple(int(offset) for offset in batch["shift"]))
-    assert shifts == {(top, left) for top in range(4) for left in range(4)}
-
+def test_grid_weight_adds_the_sub_pixel_grid_term_at_the_scale_period(photo_folder, tmp_path):
+    """grid_weight > 0: l_g_grid = grid_weight * grid_loss(fake, target, scale) beside the pixel
+    and perceptual terms; without it no such term is computed."""
+    config = tiny_config(photo_folder, "stage=perceptual", "scale=4", "grid_weight=50")
+    task = SuperResolution(config, torch.device("cpu"))
     fake, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    batch = {"hr": target, "lr": torch.rand(2, 3, 4, 4), "shift": torch.tensor([1, 3])}
-    terms = task.generator_loss(batch, fake, None)
-    expected = task.config.perceptual_weight * task.perceptual(fake[..., 1:, 3:], target[..., 1:, 3:])
-    torch.testing.assert_close(terms["l_g_percep"], expected)
-    torch.testing.assert_close(terms["l_g_pix"], torch.nn.functional.l1_loss(fake, target))
+    fake[..., ::4, 1::4] += 0.2
+    terms = task.generator_loss({"hr": target, "lr": torch.rand(2, 3, 4, 4)}, fake, None)
+    torch.testing.assert_close(terms["l_g_grid"], 50 * grid_loss(fake, target, 4))
+    assert set(terms) == {"l_g_pix", "l_g_percep", "l_g_grid"}
 
-
-@pytest.mark.parametrize("overrides", [("stage=psnr",), ("stage=perceptual", "perceptual_shift=false")])
-def test_no_shift_is_drawn_without_a_shifted_perceptual_loss(photo_folder, overrides):
-    task = SuperResolution(tiny_config(photo_folder, *overrides), torch.device("cpu"))
-    assert "shift" not in task.prepare_batch(torch.rand(2, 3, 16, 16), torch.Generator().manual_seed(0))
+    run(tiny_config(photo_folder, "stage=perceptual", "grid_weight=10", "engine.steps=2", "patch_size=32"), tmp_path / "grid")
+    logged = [json.loads(line) for line in (tmp_path / "grid" / "train_log.jsonl").read_text().splitlines()]
+    assert all(row["l_g_grid"] > 0 for row in logged)
+    plain = SuperResolution(tiny_config(photo_folder, "stage=perceptual"), torch.device("cpu"))
+    assert "l_g_grid" not in plain.generator_loss({"hr": target, "lr": target[..., ::2, ::2]}, fake, None)
 
 
 def test_validation_reports_the_grid_an_upscaler_draws(photo_folder):

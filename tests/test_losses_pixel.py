@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from img2img.losses import PIXEL_LOSSES, charbonnier_loss, l1_loss, l2_loss, total_variation
+from img2img.losses import (
+    PIXEL_LOSSES,
+    charbonnier_loss,
+    grid_loss,
+    l1_loss,
+    l2_loss,
+    phase_deviation,
+    total_variation,
+)
 
 
 def test_registry_names():
@@ -72,3 +80,43 @@ def test_total_variation_rejects_bad_shapes():
         total_variation(torch.zeros(3, 4, 4))
     with pytest.raises(ValueError, match=">= 2"):
         total_variation(torch.zeros(1, 3, 1, 4))
+
+
+def test_phase_deviation_by_hand_over_whole_cells_only():
+    x = torch.zeros(1, 1, 5, 5)
+    x[..., 0:4:2, 0:4:2] = 4.0  # phase (0, 0) of the four whole 2x2 cells
+    x[..., 4, :] = 100.0  # a partial row of cells: not counted
+    deviation = phase_deviation(x, 2)
+    assert deviation.shape == (1, 1, 2, 2)
+    torch.testing.assert_close(deviation[0, 0], torch.tensor([[3.0, -1.0], [-1.0, -1.0]]))
+
+
+def test_grid_loss_sees_a_fixed_pattern_in_the_error_and_not_texture():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 256, 256, generator=generator)
+    pattern = torch.zeros(1, 1, 4, 4)
+    pattern[..., 1, 2] = 0.05
+    gridded = target + pattern.repeat(1, 1, 64, 64)
+    # Texture errors average out over the 4,096 cells: what is left is noise of 0.05 / 64.
+    textured = target + 0.05 * torch.randn(2, 3, 256, 256, generator=generator)
+    # The pattern's deviation: 0.05 * 15/16 at one phase, -0.05/16 at the 15 others.
+    assert float(grid_loss(gridded, target, 4)) == pytest.approx(0.05 * 30 / 16 / 16, rel=1e-4)
+    assert float(grid_loss(textured, target, 4)) < 0.1 * float(grid_loss(gridded, target, 4))
+    assert l1_loss(textured, target) > l1_loss(gridded, target)
+
+
+def test_descending_grid_loss_removes_the_pattern_and_keeps_the_rest():
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    pattern = torch.zeros(1, 3, 4, 4)
+    pattern[..., 0, 0] = 0.1
+    output = (target + pattern.repeat(1, 1, 8, 8) + 0.2).requires_grad_(True)
+    optimizer = torch.optim.SGD([output], lr=60.0)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.93)
+    for _ in range(100):
+        optimizer.zero_grad()
+        grid_loss(output, target, 4).backward()
+        optimizer.step()
+        schedule.step()
+    assert float(grid_loss(output, target, 4)) < 0.003
+    # A uniform offset repeats at every phase alike: not a grid, so it stays.
+    assert float((output - target).mean()) == pytest.approx(0.2 + 0.1 / 16, abs=1e-3)

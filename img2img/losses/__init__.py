@@ -22,8 +22,10 @@ from img2img.losses.perceptual import (
 from img2img.losses.pixel import (
     PIXEL_LOSSES,
     charbonnier_loss,
+    grid_loss,
     l1_loss,
     l2_loss,
+    phase_deviation,
     total_variation,
 )
 from img2img.losses.regularizers import (
@@ -67,9 +69,11 @@ __all__ = [
     "dragan_penalty",
     "feature_matching_loss",
     "gram_matrix",
+    "grid_loss",
     "l1_loss",
     "l2_loss",
     "load_vgg19_weights",
+    "phase_deviation",
     "r1_penalty",
     "total_variation",
     "wgan_gp_penalty",

@@ -63,6 +63,45 @@ def charbonnier_loss(input: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor
     return torch.sqrt((input - target).pow(2) + eps * eps).mean()
 
 
+def phase_deviation(x: Tensor, period: int) -> Tensor:
+    """What repeats every `period` pixels in `x`: its mean at each of the period x period phases
+    (row mod period, column mod period), over the whole cells, less the mean of those means.
+
+    A sub-pixel (PixelShuffle) upscaler computes each phase with its own output channel, so a
+    drift between those channels shows here as a fixed pattern; image content averages out.
+
+    Args:
+        x: (B, C, H, W), any range; H and W at least `period`.
+        period: >= 1 (an upscaler's scale).
+
+    Returns:
+        (B, C, period, period) in float32, summing to zero over the last two dimensions.
+
+    Example:
+        >>> x = torch.zeros(1, 1, 4, 4); x[..., ::2, ::2] = 4.0
+        >>> phase_deviation(x, 2)[0, 0].tolist()
+        [[3.0, -1.0], [-1.0, -1.0]]
+    """
+    height, width = x.shape[-2:]
+    if period < 1 or height < period or width < period:
+        raise ValueError(f"phase_deviation needs period >= 1 and at least {period}x{period} pixels, got {height}x{width}")
+    cells = x[..., : height // period * period, : width // period * period].float()
+    cells = cells.unflatten(-1, (width // period, period)).unflatten(-3, (height // period, period))
+    means = cells.mean(dim=(-4, -2))  # (B, C, period, period)
+    return means - means.mean(dim=(-2, -1), keepdim=True)
+
+
+def grid_loss(input: Tensor, target: Tensor, period: int) -> Tensor:
+    """The fixed pattern of period `period` in the error: mean(|phase_deviation(input - target)|).
+
+    An L1 on the part of the error that repeats at every LR pixel of a x`period` upscale and on
+    nothing else: it leaves texture free and removes the grid that a perceptual or adversarial
+    loss can teach a pixel-shuffle net. Shapes as `phase_deviation`.
+    """
+    _check_same_shape(input, target)
+    return phase_deviation(input - target, period).abs().mean()
+
+
 def total_variation(x: Tensor) -> Tensor:
     """Anisotropic total variation of images `x` of shape (B, C, H, W), any range.
 

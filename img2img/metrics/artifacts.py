@@ -1,11 +1,12 @@
 """No-reference measures of the artefacts an upscaler's architecture can leave.
 
 A sub-pixel (PixelShuffle) upscaler computes each of the scale x scale output phases with its own
-output channel. When those channels drift apart (a perceptual loss whose VGG pooling grid lines up
-with the upscaling grid rewards exactly that), every LR pixel gets the same small pattern and the
-output carries a fixed grid with the period of the scale: the "checkerboard" of sub-pixel and
+output channel. When those channels drift apart (a perceptual loss teaches that, measured on
+`superres-x4-real`), every LR pixel gets the same small pattern and the output carries a fixed
+grid with the period of the scale: the "checkerboard" of sub-pixel and
 transposed-convolution nets. Image content averages out over the phases of a whole image, so the
-mean detail at each phase measures that grid alone.
+mean detail at each phase measures that grid alone (`losses.phase_deviation`; `losses.grid_loss`
+trains it away).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from img2img.losses.pixel import phase_deviation
 from img2img.metrics.full_reference import rgb_to_y
 
 
@@ -50,9 +52,4 @@ def grid_amplitude(image: torch.Tensor, period: int) -> torch.Tensor:
     blurred = F.avg_pool2d(
         F.pad(luma, (radius,) * 4, mode="replicate"), kernel_size=2 * radius + 1, stride=1
     )
-    detail = (luma - blurred)[..., : height // period * period, : width // period * period]
-    batch = detail.shape[0]
-    cells = detail.reshape(batch, height // period, period, width // period, period)
-    phase_means = cells.mean(dim=(1, 3))  # (B, period, period)
-    deviation = phase_means - phase_means.mean(dim=(1, 2), keepdim=True)
-    return deviation.abs().amax(dim=(1, 2))
+    return phase_deviation(luma - blurred, period).abs().amax(dim=(1, 2, 3))

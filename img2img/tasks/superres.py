@@ -34,7 +34,7 @@ from img2img.engine.batches import seeded_example
 from img2img.engine.config import GanConfig, OptimizerConfig, RunConfig, require
 from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
-from img2img.losses import PIXEL_LOSSES, PerceptualLoss
+from img2img.losses import PIXEL_LOSSES, PerceptualLoss, grid_loss
 from img2img.losses.objective import GanObjective
 from img2img.metrics import VGGFeatureDistance, grid_amplitude, psnr, ssim
 from img2img.nets import NETS, build_net
@@ -82,12 +82,12 @@ class SuperResConfig(RunConfig):
     perceptual_layers: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
-    # VGG19 pools by 2, 4, 8 and 16 pixels, in step with an x2/x4 net's sub-pixel grid: a fixed
-    # pattern at every LR pixel then shifts the deep features in one direction, and the
-    # perceptual loss teaches the net to draw that grid (measured: grid_amplitude 0.013 against
-    # 0.0007 after 11k steps at x4). Cropping fake and target by the same random 0..scale-1
-    # pixels each step puts the pooling grid at a random phase, so no fixed pattern pays.
-    perceptual_shift: bool = True
+    # A perceptual loss teaches a pixel-shuffle net to draw a fixed pattern with the period of the
+    # scale (measured at x4 from L1 weights: grid_amplitude 0.0007 -> 0.006 in 1,000 steps and
+    # 0.013 after 11,684; cropping the loss's inputs at a random phase each step did not stop it).
+    # This term penalises that pattern alone: the mean error at each sub-pixel phase
+    # (`losses.grid_loss`), which the target never has; 0 leaves it out.
+    grid_weight: float = 0.0
     discriminator: str = "unet_discriminator"
     gan: GanConfig = dataclasses.field(default_factory=GanConfig)
     val_max_size: int = 256  # validation uses centre crops of at most this HR size
@@ -171,16 +171,9 @@ class SuperResolution(Task):
         [lr (N, 3, p/scale, p/scale), hr (N, 3, p, p)] as given. All in [0, 1]."""
         if isinstance(batch, (list, tuple)):
             lr, hr = (part.to(self.device, non_blocking=True) for part in batch)
-            return self._with_shift({"hr": hr, "lr": lr}, generator)
+            return {"hr": hr, "lr": lr}
         hr = batch.to(self.device, non_blocking=True)
-        return self._with_shift({"hr": hr, "lr": self.degrade(hr, generator)}, generator)
-
-    def _with_shift(self, batch: Batch, generator: torch.Generator) -> Batch:
-        """Adds the step's perceptual-loss crop offset (`perceptual_shift`): "shift", (2,) int64
-        rows and columns in [0, scale)."""
-        if self.perceptual is not None and self.config.perceptual_shift:
-            batch["shift"] = torch.randint(0, self.config.scale, (2,), generator=generator, device=generator.device)
-        return batch
+        return {"hr": hr, "lr": self.degrade(hr, generator)}
 
     def generate(self, generator_net: nn.Module, batch: Batch) -> torch.Tensor:
         return generator_net(batch["lr"])
@@ -190,10 +183,9 @@ class SuperResolution(Task):
         config = self.config
         terms = {"l_g_pix": config.pixel_weight * self.pixel_loss(fake, batch["hr"])}
         if self.perceptual is not None:
-            top, left = (int(offset) for offset in batch["shift"]) if "shift" in batch else (0, 0)
-            terms["l_g_percep"] = config.perceptual_weight * self.perceptual(
-                fake[..., top:, left:], batch["hr"][..., top:, left:]
-            )
+            terms["l_g_percep"] = config.perceptual_weight * self.perceptual(fake, batch["hr"])
+        if config.grid_weight > 0:
+            terms["l_g_grid"] = config.grid_weight * grid_loss(fake, batch["hr"], config.scale)
         if self.gan is not None:
             terms["l_g_gan"] = self.gan.generator_term(discriminator, fake)
         return terms

@@ -33,6 +33,7 @@ has the most to gain from the next hour.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -406,7 +407,7 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     discriminator_file = weights / model.get("discriminator", "")
     generator, discriminator = recipe_nets(entry)
     settings = []
-    if generator_file.is_file() and same_net(generator_file, generator):
+    if generator_file.is_file() and starts_from(generator_file, generator):
         settings.append(f"engine.init_generator={json.dumps(str(generator_file))}")
         # The folder continues the shipped model, so its hours, steps and history count on from
         # that model's: a card never restarts the count because a machine lost its folder.
@@ -445,6 +446,22 @@ def same_net(path: Path, net: Any) -> bool:
     from img2img.engine.checkpoint import safetensors_net_spec
 
     return path.is_file() and safetensors_net_spec(path) == (net.arch, net.hparams)
+
+
+def starts_from(path: Path, net: Any) -> bool:
+    """Whether `net` can start from the generator weights in `path`: the same net, or a narrower
+    one of its design that it widens (`widen_from`, as the trainer's engine.init_generator does)."""
+    if same_net(path, net):
+        return True
+    if not path.is_file() or not hasattr(net, "widen_from"):
+        return False
+    from img2img.engine.checkpoint import load_generator
+
+    try:
+        copy.deepcopy(net).widen_from(load_generator(path).net)
+    except ValueError:
+        return False
+    return True
 
 
 def data_folder(folder: str) -> Path:

@@ -218,8 +218,13 @@ def test_finished_cycles_warm_start_the_next_and_a_lost_folder_starts_from_the_s
     card = (paths["weights"] / "tiny-x2.md").read_text()
     assert "1008 steps in 4 cycle(s)" in card and "| 1.50 | 1 | 500 | -5.0000 |" in card
 
-    # A twin of another net cannot seed the recipe's: the first cycle then starts from scratch.
+    # A narrower twin of the recipe's net seeds it (the trainer widens it); a twin of another net
+    # cannot: the first cycle then starts from scratch.
     save_safetensors_generator(build_net("srvgg_tiny", scale=2, num_features=4), twin, task="superres", config={})
+    paths["root"] = tmp_path / "wider-root"
+    campaign(paths, "run", "--until", until(600), "--max-segments", "1")
+    assert run_config(paths["root"] / "tiny-x2" / "cycle-001")["engine"]["init_generator"] == str(twin)
+    save_safetensors_generator(build_net("srvgg_tiny", scale=2, num_conv=3), twin, task="superres", config={})
     paths["root"] = tmp_path / "fresh-root"
     campaign(paths, "run", "--until", until(600), "--max-segments", "1")
     assert run_config(paths["root"] / "tiny-x2" / "cycle-001")["engine"]["init_generator"] == ""

@@ -349,6 +349,29 @@ def test_grid_weight_adds_the_sub_pixel_grid_term_at_the_scale_period(photo_fold
     assert "l_g_grid" not in plain.generator_loss({"hr": target, "lr": target[..., ::2, ::2]}, fake, None)
 
 
+def test_init_generator_widens_a_narrower_net_of_the_same_preset(photo_folder, tmp_path):
+    """net_options={num_features=...} wider than engine.init_generator's net: the run starts from
+    the same function; anything else that differs is a config error naming both nets."""
+    run(tiny_config(photo_folder, "engine.steps=2"), tmp_path / "narrow")
+    source = tmp_path / "narrow" / "checkpoints" / "last.pt"
+    wide_config = tiny_config(photo_folder, f'engine.init_generator="{source}"', "net_options={num_features=12}")
+    wide = Trainer(SuperResolution(wide_config, torch.device("cpu")), tmp_path / "wide", show_progress=False)
+    assert wide.G.hparams["num_features"] == 12
+    lr = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.G(lr), load_generator(source).net(lr))
+
+    deeper = tiny_config(photo_folder, f'engine.init_generator="{source}"', "net_options={num_conv=4}")
+    with pytest.raises(ConfigError, match="differs only in fewer num_features"):
+        Trainer(SuperResolution(deeper, torch.device("cpu")), tmp_path / "deeper", show_progress=False)
+
+
+def test_unknown_net_options_are_a_config_error(photo_folder):
+    task = SuperResolution(tiny_config(photo_folder, "net_options={width=64}"), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="net_options.*width"):
+        task.build_generator()
+
+
 def test_validation_reports_the_grid_an_upscaler_draws(photo_folder):
     """grid_amplitude (and bicubic's) at the scale's period: a net whose sub-pixel outputs differ
     by a fixed offset scores far above bicubic, which has no grid."""

@@ -261,3 +261,38 @@ def test_cycle_pairs_rebuild_with_their_members_and_weights():
     assert pair.direction("b2a") is pair.F
     with pytest.raises(ValueError, match="a2b or b2a"):
         pair.direction("sideways")
+
+
+def test_a_widened_srvgg_net_computes_what_the_narrower_one_did_and_can_learn_more():
+    narrow = build_net("srvgg_tiny", scale=2, act="leaky_relu")
+    for parameter in narrow.parameters():  # trained-looking weights, not the initial ones
+        torch.nn.init.normal_(parameter, std=0.2)
+    wide = build_net("srvgg_tiny", scale=2, act="leaky_relu", num_features=12)
+    wide.widen_from(narrow)
+    lr = torch.rand(2, 3, 9, 7)
+    torch.testing.assert_close(wide(lr), narrow(lr))
+    # The new channels are live: the weights reading them into the output get a gradient.
+    wide(lr).square().mean().backward()
+    last_conv = wide.body[-2]
+    assert last_conv.weight.grad[:, 8:].abs().sum() > 0
+
+
+def test_a_widened_prelu_net_keeps_the_trained_slopes():
+    narrow = build_net("srvgg_tiny", scale=3)
+    for parameter in narrow.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    wide = build_net("srvgg_tiny", scale=3, num_features=10)
+    wide.widen_from(narrow)
+    lr = torch.rand(1, 3, 6, 6)
+    torch.testing.assert_close(wide(lr), narrow(lr))
+
+
+@pytest.mark.parametrize(
+    "narrow_options",
+    [{"num_features": 16}, {"num_conv": 3}, {"scale": 4}, {"act": "leaky_relu"}],
+    ids=["wider", "deeper", "other-scale", "other-activation"],
+)
+def test_widening_refuses_a_net_that_is_not_a_narrower_twin(narrow_options):
+    wide = build_net("srvgg_tiny", scale=2, num_features=12)
+    with pytest.raises(ValueError, match="differs only in fewer num_features"):
+        wide.widen_from(build_net("srvgg_tiny", **({"scale": 2} | narrow_options)))

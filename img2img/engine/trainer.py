@@ -194,14 +194,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _init_generator(self, source: str) -> None:
-        """Starts G from trained weights (e.g. the PSNR stage before GAN fine-tuning)."""
+        """Starts G from trained weights (e.g. the PSNR stage before GAN fine-tuning), or from a
+        narrower net of the same design where G can be widened from one (`widen_from`)."""
         pretrained = load_generator(source).net
-        if (pretrained.arch, pretrained.hparams) != (self.G.arch, self.G.hparams):
-            raise ConfigError(
-                f"engine.init_generator {source} holds a {pretrained.arch} {pretrained.hparams}, "
-                f"but this run builds a {self.G.arch} {self.G.hparams}; make the net settings match"
-            )
-        self.G.load_state_dict(pretrained.state_dict())
+        if (pretrained.arch, pretrained.hparams) == (self.G.arch, self.G.hparams):
+            self.G.load_state_dict(pretrained.state_dict())
+            return
+        mismatch = (
+            f"engine.init_generator {source} holds a {pretrained.arch} {pretrained.hparams}, "
+            f"but this run builds a {self.G.arch} {self.G.hparams}"
+        )
+        if pretrained.arch != self.G.arch or not hasattr(self.G, "widen_from"):
+            raise ConfigError(f"{mismatch}; make the net settings match")
+        try:
+            self.G.widen_from(pretrained)
+        except ValueError as error:
+            raise ConfigError(f"{mismatch}, and {error}; make the net settings match") from None
 
     def _init_discriminator(self, source: str) -> None:
         """Starts D from trained weights, so a resumed GAN recipe keeps its critic."""

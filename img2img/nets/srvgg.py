@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -88,6 +89,33 @@ class SRVGGNet(nn.Module):
             nn.PixelShuffle(scale),
         ]
         self.body = nn.Sequential(*layers)
+
+    @torch.no_grad()
+    def widen_from(self, narrower: SRVGGNet) -> None:
+        """Loads a trained net of fewer `num_features` so that this net computes the same function,
+        its extra channels ready to learn what the narrower net could not hold.
+
+        Every convolution keeps its trained weights in the leading channels; the extra output
+        channels keep this net's fresh initialisation, and the weights that read the extra
+        channels into the trained ones start at zero, so the output is unchanged until training
+        moves them. Everything but `num_features` must match.
+        """
+        if not isinstance(narrower, SRVGGNet):
+            raise ValueError(f"an SRVGGNet can only be widened from an SRVGGNet, not a {type(narrower).__name__}")
+        mine = {key: value for key, value in self.hparams.items() if key != "num_features"}
+        theirs = {key: value for key, value in narrower.hparams.items() if key != "num_features"}
+        if mine != theirs or narrower.hparams["num_features"] > self.hparams["num_features"]:
+            raise ValueError(
+                f"an SRVGGNet {self.hparams} can be widened from one that differs only in fewer "
+                f"num_features, not from {narrower.hparams}"
+            )
+        trained = narrower.state_dict()
+        for name, tensor in self.state_dict().items():
+            source = trained[name]
+            leading = tuple(slice(0, size) for size in source.shape)
+            if tensor.ndim == 4:  # (out, in, 3, 3): nothing trained reads the new input channels
+                tensor[: source.shape[0], source.shape[1] :] = 0
+            tensor[leading] = source
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_size(self, x, channels=self.in_channels)

@@ -71,6 +71,9 @@ class SuperResConfig(RunConfig):
     patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
     degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
     net: str = "srvgg_compact"
+    # Overrides of the preset's hyperparameters, e.g. {num_features = 64}; a run may start from
+    # a narrower trained net of the same preset (engine.init_generator), which it widens.
+    net_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     stage: Literal["psnr", "perceptual", "gan"] = "psnr"
     pixel_loss: str = "l1"
     pixel_weight: float = 1.0
@@ -139,7 +142,11 @@ class SuperResolution(Task):
 
     # ----------------------------------------------------------------- nets and data
     def build_generator(self) -> nn.Module:
-        return build_net(self.config.net, scale=self.config.scale)
+        config = self.config
+        try:
+            return build_net(config.net, **(config.net_options | {"scale": config.scale}))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"net_options {config.net_options} for {config.net}: {error}") from None
 
     def build_discriminator(self) -> nn.Module | None:
         return build_net(self.config.discriminator) if self.config.stage == "gan" else None

@@ -8,9 +8,11 @@ for every method in one process, so all of them see the same LR images and the s
    each photo's name: `img2img.data.protocol_lr`), the one training validation scores;
 3. every method upscales that uint8 LR, whole (the crops are small, so no tiling);
 4. PSNR-Y and SSIM-Y (BT.601 luma, `scale` border pixels cropped) and the VGG19 feature distance
-   of `img2img eval` (lower is better; not LPIPS) against HR. Bicubic upscaling of the same LR is
-   the baseline row, and it is also run as a method, through the same timing, as a check that
-   the pipeline scores it identically.
+   of `img2img eval` (lower is better; not LPIPS) against HR, and the grid amplitude of the
+   output (`img2img.metrics.grid_amplitude` at the scale's period: a pattern repeated at every LR
+   pixel, the checkerboard of sub-pixel nets; about 0.001 is the estimate's noise). Bicubic
+   upscaling of the same LR is the baseline row, and it is also run as a method, through the
+   same timing, as a check that the pipeline scores it identically.
 
 Speed: seconds per output megapixel, the sum of time.perf_counter() around each method's upscale
 calls (model loading excluded; one untimed warm-up call on the first image) over the summed output
@@ -477,7 +479,7 @@ def run_scale(args: argparse.Namespace, scale: int, protocol: str) -> tuple[list
     methods = [bicubic_method(scale), *our_methods(scale, args.threads), *peers]
     if wanted is not None:
         methods = [method for method in methods if method.name in wanted or method.name == "bicubic"]
-    scorer = PairScorer(crop_border=scale, perceptual=True)
+    scorer = PairScorer(crop_border=scale, perceptual=True, grid_period=scale)
     rows: list[Row] = []
     for method in methods:
         print(f"x{scale} {protocol} {method.name} ...", flush=True)
@@ -512,8 +514,8 @@ def check_same_baseline(rows: list[Row]) -> None:
 def markdown_table(rows: list[Row]) -> str:
     baseline = rows[0].table.summary()["bicubic"]
     lines = [
-        "| method | params / source | PSNR-Y | SSIM-Y | VGG dist | gain over bicubic | s/MP |",
-        "|---|---|---|---|---|---|---|",
+        "| method | params / source | PSNR-Y | SSIM-Y | VGG dist | grid | gain over bicubic | s/MP |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         means = row.table.summary()["model"]
@@ -521,7 +523,7 @@ def markdown_table(rows: list[Row]) -> str:
         gain_text = "-" if row.method.name == "bicubic" else f"{gain:+.2f} dB"
         lines.append(
             f"| {row.method.name} | {row.method.source} | {means['psnr_y']:.2f} dB | {means['ssim_y']:.4f} | "
-            f"{means['vgg_distance']:.4f} | {gain_text} | {row.seconds_per_megapixel:.3f} |"
+            f"{means['vgg_distance']:.4f} | {means['grid_amplitude']:.4f} | {gain_text} | {row.seconds_per_megapixel:.3f} |"
         )
     return "\n".join(lines)
 

@@ -260,7 +260,9 @@ def superres(
         # The same choice for both: "auto" lets onnxruntime take a GPU provider if it has one.
         net = Model(model, task="superres", scale=scale, device=device, tile=parse_tile(tile))
         factor = net.info.scale
-        scorer = PairScorer(crop_border=factor, perceptual=perceptual, device=torch_device)
+        # The grid a pixel-shuffle upscaler can draw repeats at the scale.
+        grid = factor if factor >= 2 else 0
+        scorer = PairScorer(crop_border=factor, perceptual=perceptual, device=torch_device, grid_period=grid)
         wants_pictures = sheet is not None or report is not None
         table, examples = evaluate_superres(
             net,

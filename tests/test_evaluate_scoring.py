@@ -152,3 +152,22 @@ def test_superres_evaluation_refuses_a_model_of_the_wrong_scale(tmp_path):
         lambda lr: lr, tmp_path / "hr", scale=2, scorer=PairScorer(crop_border=2, perceptual=False), model_name="identity"
     )
     assert not table.images and "is its scale 2?" in table.failures[0][1]
+
+
+def test_grid_period_adds_the_grid_amplitude_of_the_prediction():
+    """The checkerboard of a sub-pixel upscaler shows in the prediction alone: a pattern at one
+    phase of every 4x4 cell scores far above the clean image, which scores near zero."""
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    target = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0.1, 0.9)
+    gridded = target.clone()
+    gridded[..., ::4, ::4] += 4 / 255
+    scorer = PairScorer(perceptual=False, grid_period=4)
+    assert scorer.metrics[-1] == "grid_amplitude"
+    clean, marked = (scorer.score(image, target)["grid_amplitude"] for image in (target, gridded))
+    assert clean < 0.003 < 0.008 < marked
+    assert "grid_amplitude" not in PairScorer(perceptual=False).score(gridded, target)
+    # Too small to measure a period-8 grid: the other metrics still come.
+    small = target[..., :12, :12]
+    assert set(PairScorer(perceptual=False, grid_period=8).score(small, small)) == {"psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"}
+    with pytest.raises(ValueError, match="grid_period"):
+        PairScorer(perceptual=False, grid_period=1)

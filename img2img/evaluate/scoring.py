@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from img2img.errors import Img2ImgError
-from img2img.metrics import psnr, ssim
+from img2img.metrics import grid_amplitude, psnr, ssim
 from img2img.metrics.folders import load_rgb
 from img2img.files.listing import image_files
 
@@ -29,9 +29,10 @@ METRIC_LABELS = {
     "psnr_rgb": "PSNR-RGB dB",
     "ssim_rgb": "SSIM-RGB",
     "vgg_distance": "VGG dist",
+    "grid_amplitude": "grid",
 }
 # Lower is better for these; higher for the rest.
-LOWER_IS_BETTER = frozenset({"vgg_distance", "fid", "kid"})
+LOWER_IS_BETTER = frozenset({"vgg_distance", "grid_amplitude", "fid", "kid"})
 
 
 @dataclass
@@ -154,19 +155,28 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 class PairScorer:
-    """PSNR/SSIM on luma and on RGB, and optionally the VGG19 feature distance, of one pair.
+    """PSNR/SSIM on luma and on RGB, and optionally the VGG19 feature distance and the grid
+    amplitude of the prediction, of one pair.
 
     Args:
         crop_border: pixels dropped on every side before PSNR/SSIM (SR papers use the scale).
         perceptual: also compute the VGG19 feature distance (slow on the CPU for large images).
         device: where the metrics run.
+        grid_period: also measure the fixed pattern of this period in the prediction
+            (`metrics.grid_amplitude`; an upscaler's scale); 0 leaves it out. An image under
+            twice the period a side gets no grid score.
 
     `score(pred, target)`: (1, 3, H, W) RGB in [0, 1] each -> {metric: value}. Inputs are
     quantised to 8-bit levels first, as the saved images would be.
     """
 
-    def __init__(self, *, crop_border: int = 0, perceptual: bool = True, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, *, crop_border: int = 0, perceptual: bool = True, device: torch.device | str = "cpu", grid_period: int = 0
+    ) -> None:
+        if grid_period == 1 or grid_period < 0:
+            raise ValueError(f"grid_period must be 0 (off) or at least 2, got {grid_period}")
         self.crop_border = crop_border
+        self.grid_period = grid_period
         self.device = torch.device(device)
         self.distance = None
         if perceptual:
@@ -177,7 +187,8 @@ class PairScorer:
     @property
     def metrics(self) -> list[str]:
         names = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
-        return names + (["vgg_distance"] if self.distance is not None else [])
+        names += ["vgg_distance"] if self.distance is not None else []
+        return names + (["grid_amplitude"] if self.grid_period else [])
 
     @torch.no_grad()
     def score(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -200,6 +211,8 @@ class PairScorer:
         if self.distance is not None:
             quantized = [(image.clamp(0, 1) * 255).round() / 255 for image in (pred, target)]
             scores["vgg_distance"] = self.distance(*quantized)
+        if self.grid_period and min(pred.shape[-2:]) >= 2 * self.grid_period:
+            scores["grid_amplitude"] = grid_amplitude((pred.clamp(0, 1) * 255).round() / 255, self.grid_period)
         return {name: float(value[0]) for name, value in scores.items()}
 
 

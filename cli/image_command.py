@@ -28,7 +28,11 @@ ModelOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto (TensorRT/CUDA if available), cpu or cuda.")]
 PrecisionOption = Annotated[
-    str, typer.Option(help="fp32, or fp16 (the model's float16 variant; NaN tiles rerun in fp32).")
+    str,
+    typer.Option(
+        help="fp32; fp16 (the model's float16 variant; NaN tiles rerun in fp32); or int8 (its 8-bit "
+        "variant from `img2img quantize`: faster on a CPU)."
+    ),
 ]
 TileOption = Annotated[
     str,

@@ -12,8 +12,10 @@ value formats are those of `ModelInfo.to_metadata`). The graph itself follows on
 - one output "output" float32 (N, 3, H * scale, W * scale) RGB in [0, 1], already clamped
   ((N, 3, R, R) for a noise-to-image generator).
 
-A model comes in two precisions (PRECISIONS): `name.onnx` (float32) and `name.fp16.onnx`
-(float16 inside, float32 at the graph's edges); `precision_variant` maps one name to the other.
+A model comes in up to three precisions (PRECISIONS): `name.onnx` (float32), `name.fp16.onnx`
+(float16 inside, float32 at the graph's edges) and `name.int8.onnx` (8-bit convolutions with
+calibrated activation ranges, `img2img quantize`; float32 edges); `precision_variant` maps each
+name to the others.
 
 This module imports no torch and no onnx: the inference path (`pip install img2img`) reads it.
 
@@ -44,8 +46,11 @@ LATENT = ("z",)
 LATENT_LABEL = ("z", "label")
 INPUT_LAYOUTS = (IMAGE, IMAGE_MASK, IMAGE_STYLES, LATENT, LATENT_LABEL)
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 FP16_SUFFIX = ".fp16.onnx"
+INT8_SUFFIX = ".int8.onnx"
+# The file name ending of each precision's variant of `name.onnx`.
+VARIANT_SUFFIXES = {"fp32": ".onnx", "fp16": FP16_SUFFIX, "int8": INT8_SUFFIX}
 
 # The largest value each size-giving metadata field may take; beyond them a file is broken or
 # hostile (no real upscaler is x64, no net needs inputs padded to a multiple of 4096).
@@ -76,7 +81,7 @@ class ModelInfo:
         min_size: input height and width must be at least this.
         range: value range of the graph's input and output, always (0.0, 1.0) for img2img exports.
         inputs: kinds of the graph's inputs in order, one of INPUT_LAYOUTS.
-        precision: "fp32" or "fp16", the arithmetic inside the graph (its edges are float32).
+        precision: one of PRECISIONS, the arithmetic inside the graph (its edges are float32).
         license, data, version: provenance strings for the model card.
         source: where an imported model comes from (`img2img import --source`; "" for others).
         config: the resolved training configuration the model was trained with (for an imported
@@ -224,7 +229,8 @@ class ModelInfo:
         precision = props.get("precision", "fp32")
         if precision not in PRECISIONS:
             raise ModelError(
-                f"{source}: metadata 'precision' is {precision!r}, expected fp32 or fp16; re-export the model"
+                f"{source}: metadata 'precision' is {precision!r}, expected one of {', '.join(PRECISIONS)}; "
+                "re-export the model"
             )
         try:
             config = json.loads(props["config"]) if props.get("config") else {}
@@ -302,13 +308,32 @@ def _parse_background(text: str, source: str) -> tuple[int, int, int]:
 def precision_variant(path: str | os.PathLike[str], precision: str) -> Path:
     """The file holding `precision`'s variant of the model at `path`.
 
-    `model.onnx` is float32 and `model.fp16.onnx` its float16 twin; either name maps to the other.
+    `model.onnx` is float32, `model.fp16.onnx` its float16 twin and `model.int8.onnx` its 8-bit
+    one; any of the names maps to the others.
 
     Raises:
         ModelError: unknown precision.
+
+    Example:
+        >>> precision_variant("weights/superres-x4.fp16.onnx", "int8").as_posix()
+        'weights/superres-x4.int8.onnx'
     """
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    path = Path(path)
-    stem = path.name[: -len(FP16_SUFFIX)] if path.name.endswith(FP16_SUFFIX) else path.stem
-    return path.with_name(f"{stem}{FP16_SUFFIX}" if precision == "fp16" else f"{stem}.onnx")
+    return Path(path).with_name(f"{model_stem(path)}{VARIANT_SUFFIXES[precision]}")
+
+
+def model_stem(path: str | os.PathLike[str]) -> str:
+    """The model's name in a variant's file name: "superres-x4" for superres-x4.fp16.onnx."""
+    name = Path(path).name
+    for suffix in (FP16_SUFFIX, INT8_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def variant_precision(path: str | os.PathLike[str]) -> str:
+    """The precision a file's name declares: "fp16" for *.fp16.onnx, "int8" for *.int8.onnx,
+    else "fp32"."""
+    name = Path(path).name
+    return next((precision for precision, suffix in VARIANT_SUFFIXES.items() if precision != "fp32" and name.endswith(suffix)), "fp32")

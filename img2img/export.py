@@ -29,7 +29,16 @@ import torch
 from torch import nn
 
 from img2img import __version__
-from img2img.contract import IMAGE, IMAGE_MASK, IMAGE_STYLES, LATENT, LATENT_LABEL, ModelInfo, precision_variant
+from img2img.contract import (
+    IMAGE,
+    IMAGE_MASK,
+    IMAGE_STYLES,
+    LATENT,
+    LATENT_LABEL,
+    ModelInfo,
+    precision_variant,
+    variant_precision,
+)
 from img2img.engine.checkpoint import LoadedGenerator, load_generator
 from img2img.errors import ModelError, OutputError
 from img2img.files.atomic import write_atomically
@@ -244,7 +253,7 @@ def export_onnx(
     if precision_variant(output, precision) != output:
         # The runtime finds each variant by its name and refuses a file named as the other one.
         raise OutputError(
-            f"{output} is named as the {'fp32' if precision == 'fp16' else 'fp16'} variant; "
+            f"{output} is named as the {variant_precision(output)} variant; "
             "name fp16 models *.fp16.onnx and fp32 ones *.onnx"
         )
     reference = export_wrapper(net.float().cpu().eval()).eval()

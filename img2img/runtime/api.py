@@ -67,7 +67,8 @@ class Model:
         scale: for `model=None`, picks the shipped default of `task` with this scale; otherwise
             checked against the model's own scale.
         device: "auto", "cpu" or "cuda".
-        precision: "fp32" or "fp16" (the model's float16 variant; NaN tiles rerun in float32).
+        precision: "fp32", "fp16" (the model's float16 variant; NaN tiles rerun in float32) or
+            "int8" (its 8-bit variant, `img2img quantize`; faster on a CPU).
         tile: tile size in input pixels, "auto" (from the image size and free memory) or None
             (whole image at once). For a model whose metadata says `whole_image` (instance
             normalisation), "auto" runs every image whole, and a size still tiles but warns that

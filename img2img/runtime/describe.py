@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from img2img.contract import ModelInfo
+from img2img.contract import ModelInfo, variant_precision
 from img2img.runtime.faces import FaceGenerator
 from img2img.runtime.onnx_model import OnnxModel, open_session
 
@@ -14,7 +14,12 @@ def describe(path: Path) -> dict[str, object]:
     session = open_session(path, device="cpu", threads=None, precision="fp32")
     metadata = session.get_modelmeta().custom_metadata_map
     takes_latent = ModelInfo.from_metadata(metadata, source=str(path)).latent_dim
-    onnx_model = FaceGenerator(path, device="cpu") if takes_latent else OnnxModel(path, device="cpu")
+    # The file itself, whichever precision its name declares (not its float32 twin).
+    onnx_model = (
+        FaceGenerator(path, device="cpu")
+        if takes_latent
+        else OnnxModel(path, device="cpu", precision=variant_precision(path))
+    )
     info = onnx_model.info
     noise_rows = {"latent_dim": info.latent_dim, "labels": ",".join(info.labels) or "none (unconditional)"}
     return {

@@ -8,9 +8,10 @@ RGB, "mask": one channel, 1 = fill; a style-transfer model adds "style", "style_
 metadata_props (`ModelInfo`), so this module pads any image to what the net needs, runs it, and
 crops back.
 
-A model can come in two precisions: `name.onnx` (float32) and `name.fp16.onnx` (float16 weights
-and activations, float32 at the graph's edges). The fp16 variant writes NaN where its arithmetic
-overflowed, and such an item is run again in float32.
+A model can come in three precisions: `name.onnx` (float32), `name.fp16.onnx` (float16 weights
+and activations, float32 at the graph's edges) and `name.int8.onnx` (8-bit convolutions,
+`img2img quantize`). The fp16 variant writes NaN where its arithmetic overflowed, and such an
+item is run again in float32; int8 arithmetic saturates instead of overflowing.
 
 Example:
     >>> model = OnnxModel("weights/superres-x4.onnx", device="cpu")
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from img2img.contract import FP16_SUFFIX, ModelInfo, precision_variant
+from img2img.contract import FP16_SUFFIX, INT8_SUFFIX, ModelInfo, precision_variant
 from img2img.errors import InferenceMemoryError, ModelError, first_line
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -81,7 +82,7 @@ class OnnxModel:
         path: the .onnx file (its float32 variant, `model.onnx`, or float16 one, `model.fp16.onnx`).
         device: "auto" (TensorRT or CUDA when onnxruntime offers them, else CPU), "cpu" or "cuda".
         threads: onnxruntime intra-op threads; None lets onnxruntime choose (all cores).
-        precision: "fp32" or "fp16"; picks the matching variant beside `path`. With fp16, an item
+        precision: "fp32", "fp16" or "int8"; picks the matching variant beside `path`. With fp16, an item
             whose output holds NaN or inf is run again with the float32 variant (counted in
             `fp32_retries`).
 
@@ -106,10 +107,13 @@ class OnnxModel:
         self._warm_shapes: set[tuple[int, ...]] = set()
         self._fp32_fallback: OnnxModel | None = None
         if not self.path.is_file():
-            if precision == "fp16" and Path(path).is_file():
+            if precision != "fp32" and Path(path).is_file():
+                how = "export one with `img2img export --fp16`" if precision == "fp16" else (
+                    "make one with `img2img quantize MODEL.onnx --calibration PHOTOS`"
+                )
                 raise ModelError(
-                    f"{Path(path).name} has no fp16 variant ({self.path.name} does not exist); export one "
-                    "with `img2img export --fp16`, or use --precision fp32"
+                    f"{Path(path).name} has no {precision} variant ({self.path.name} does not exist); {how}, "
+                    "or use --precision fp32"
                 )
             what = "is a folder" if self.path.is_dir() else "does not exist"
             raise ModelError(
@@ -122,7 +126,7 @@ class OnnxModel:
         if self.info.precision != precision:
             raise ModelError(
                 f"{self.path} holds a {self.info.precision} model but is named as the {precision} variant; "
-                f"name fp16 models *{FP16_SUFFIX} and fp32 ones *.onnx"
+                f"name fp16 models *{FP16_SUFFIX}, int8 ones *{INT8_SUFFIX} and fp32 ones *.onnx"
             )
         if self.info.generates:
             raise ModelError(

@@ -40,6 +40,7 @@ class ShippedModel:
     path: Path
     sha256: str = ""
     fp16_sha256: str = ""
+    int8_sha256: str = ""
     checkpoint: str = ""
     card: str = ""
     use_for: str = ""  # one line: what to pick this model for (`img2img models` shows it)
@@ -81,6 +82,7 @@ def load_manifest(folder: Path | None = None) -> list[ShippedModel]:
                 path=folder / entry["file"],
                 sha256=entry.get("sha256", ""),
                 fp16_sha256=entry.get("fp16_sha256", ""),
+                int8_sha256=entry.get("int8_sha256", ""),
                 checkpoint=entry.get("checkpoint", ""),
                 card=entry.get("card", ""),
                 use_for=str(entry.get("use_for", "")),
@@ -111,8 +113,9 @@ def resolve_model(
         scale: picks the shipped default when `model` is None (None: `DEFAULT_MODELS[task]`).
             A named model or path is returned as is; its scale is in its ONNX metadata.
         verify: check a shipped file's sha256 against the manifest.
-        precision: "fp16" returns a shipped model's float16 variant (`name.fp16.onnx`), checked
-            against its own sha256; a path is returned as is (OnnxModel finds its variant).
+        precision: "fp16" or "int8" returns a shipped model's float16 or 8-bit variant
+            (`name.fp16.onnx`, `name.int8.onnx`), checked against its own sha256; a path is
+            returned as is (OnnxModel finds its variant).
 
     Raises:
         ModelError: unknown name, missing file, no shipped model for task/scale, or a checksum mismatch.
@@ -141,10 +144,11 @@ def resolve_model(
         if task is not None and entry.task != task:
             raise ModelError(f"model {model!r} is a {entry.task} model, not {task}; see `img2img models`")
     path, digest = entry.path, entry.sha256
-    if precision == "fp16":
-        path, digest = precision_variant(entry.path, "fp16"), entry.fp16_sha256
+    if precision != "fp32":
+        path = precision_variant(entry.path, precision)
+        digest = entry.fp16_sha256 if precision == "fp16" else entry.int8_sha256
         if not path.is_file() and entry.path.is_file():
-            raise ModelError(f"shipped model {entry.name!r} has no fp16 variant; use --precision fp32")
+            raise ModelError(f"shipped model {entry.name!r} has no {precision} variant; use --precision fp32")
     if not path.is_file():
         raise ModelError(f"shipped model file {path} is missing; reinstall img2img or set ${WEIGHTS_ENV}")
     if verify and digest:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from img2img.contract import FP16_SUFFIX, ModelInfo
+from img2img.contract import ModelInfo, variant_precision
 from img2img.errors import ModelError
 from img2img.runtime.onnx_model import open_session
 from img2img.runtime.shipped import load_manifest
@@ -88,7 +88,7 @@ def build_catalogue(models_dir: Path | None = None) -> dict[str, OfferedModel]:
         if not models_dir.is_dir():
             raise ModelError(f"--models-dir {models_dir} is not a folder")
         for path in sorted(models_dir.glob("*.onnx")):
-            if path.name.endswith(FP16_SUFFIX):
+            if variant_precision(path) != "fp32":  # another precision's file of a model listed here
                 continue
             name = path.stem
             if name in offered:

@@ -109,6 +109,9 @@ class Entry:
     evaluate_key: str = ""
     evaluate_into: str = ""
     fp16: bool = True  # ship a float16 variant beside the float32 file
+    # A folder of photos (repository-relative or "~/..."): ship an 8-bit variant beside the
+    # float32 file, calibrated on them (`img2img quantize`).
+    int8_calibration: str = ""
     direction: str = ""  # two-way runs (CycleGAN): the direction this model is
     weights_name: str = ""  # .safetensors twin name when several models share one run
     # A second model of the same run (CycleGAN's F beside G): a table of the fields that differ
@@ -842,6 +845,7 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             model = export_model(
                 checkpoint_path, name=model_entry.name, weights=staging, fp16=model_entry.fp16,
                 direction=model_entry.direction or None, weights_name=model_entry.weights_name or None,
+                int8_calibration=data_folder(model_entry.int8_calibration) if model_entry.int8_calibration else None,
             )
             if model_entry.use_for:
                 model["use_for"] = model_entry.use_for
@@ -940,6 +944,8 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
         "parameters": sum(p.numel() for p in rebuild_net(record["arch"], record["hparams"]).parameters()),
         "file_kb": (staging / model["file"]).stat().st_size / 1024,
         "fp16_kb": (staging / model["fp16_file"]).stat().st_size / 1024 if "fp16_file" in model else 0,
+        "int8_kb": (staging / model["int8_file"]).stat().st_size / 1024 if "int8_file" in model else 0,
+        "int8_psnr": model.get("int8_psnr", 0.0),
         "recipe": (entry.recipe.relative_to(REPO) if entry.recipe.is_relative_to(REPO) else entry.recipe).as_posix(),
         "history": history_table(entry, folder),
     }

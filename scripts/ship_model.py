@@ -1,7 +1,8 @@
 """Turn a finished training run into a shipped model in weights/.
 
 Writes weights/<name>.onnx (the EMA generator, exported and parity-checked), its float16 variant
-weights/<name>.fp16.onnx (unless --no-fp16), weights/<name>.safetensors
+weights/<name>.fp16.onnx (unless --no-fp16), with --int8-calibration PHOTOS its 8-bit variant
+weights/<name>.int8.onnx (`img2img quantize`), weights/<name>.safetensors
 (the same weights, for `engine.init_generator` fine-tuning), for a run that trained a
 discriminator weights/<name>.discriminator.safetensors (for `engine.init_discriminator`, so
 fine-tuning keeps a trained critic), and the model's entry in weights/manifest.json (sha256 and
@@ -9,7 +10,8 @@ the validation metrics of the chosen checkpoint). The model card weights/<name>.
 hand from the run's logs, or rendered from a template by `scripts/campaign.py ship`.
 
 Usage:
-    python scripts/ship_model.py runs/superres-x4 --name superres-x4 [--checkpoint best]
+    python scripts/ship_model.py runs/superres-x4 --name superres-x4 [--checkpoint best] \
+        [--int8-calibration data/photos/train]
     python scripts/ship_model.py runs/emoji-cyclegan --name emoji-google2twitter --direction a2b
 """
 
@@ -25,6 +27,7 @@ from img2img.engine.checkpoint import generator_from_checkpoint, load_checkpoint
 from img2img.contract import precision_variant
 from img2img.export import export_generator, export_net
 from img2img.nets import rebuild_net
+from img2img.quantize import quantize_model
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
@@ -37,9 +40,11 @@ def export_model(
     fp16: bool = True,
     direction: str | None = None,
     weights_name: str | None = None,
+    int8_calibration: Path | None = None,
 ) -> dict[str, Any]:
-    """Exports checkpoint `source` as model `name` into the folder `weights`; returns its
-    manifest entry (the caller writes the manifest)."""
+    """Exports checkpoint `source` as model `name` into the folder `weights`, with an 8-bit
+    variant calibrated on the photos of `int8_calibration` when given; returns its manifest
+    entry (the caller writes the manifest)."""
     checkpoint = load_checkpoint(source)
     generator = generator_from_checkpoint(checkpoint)
     onnx_path = weights / f"{name}.onnx"
@@ -62,6 +67,15 @@ def export_model(
             "fp16_file": precision_variant(onnx_path, "fp16").name,
             "fp16_sha256": hashlib.sha256(precision_variant(onnx_path, "fp16").read_bytes()).hexdigest(),
         }
+    entry_int8 = {}
+    if int8_calibration is not None:
+        int8_path, agreement = quantize_model(onnx_path, int8_calibration)
+        print(f"quantized {onnx_path} -> {int8_path} ({agreement:.1f} dB PSNR from the float32 outputs)")
+        entry_int8 = {
+            "int8_file": int8_path.name,
+            "int8_sha256": hashlib.sha256(int8_path.read_bytes()).hexdigest(),
+            "int8_psnr": round(agreement, 1),
+        }
     metrics = checkpoint.get("metrics") or {}
     return {
         "name": name,
@@ -72,6 +86,7 @@ def export_model(
         "checkpoint": f"{twin}.safetensors",
         **entry_discriminator,
         **entry_fp16,
+        **entry_int8,
         "card": f"{name}.md",
         "metrics": {
             "step": checkpoint["step"],
@@ -95,11 +110,16 @@ def main() -> None:
         "--no-fp16", dest="fp16", action="store_false",
         help="skip the float16 variant (small models gain nothing from it on a GPU)",
     )
+    parser.add_argument(
+        "--int8-calibration", type=Path,
+        help="folder of photos: also write the 8-bit variant <name>.int8.onnx, calibrated on them",
+    )
     args = parser.parse_args()
 
     source = args.run / "checkpoints" / f"{args.checkpoint}.pt" if args.checkpoint in ("last", "best") else Path(args.checkpoint)
     entry = export_model(
-        source, name=args.name, weights=WEIGHTS, fp16=args.fp16, direction=args.direction, weights_name=args.weights_name
+        source, name=args.name, weights=WEIGHTS, fp16=args.fp16, direction=args.direction,
+        weights_name=args.weights_name, int8_calibration=args.int8_calibration,
     )
     manifest_path = WEIGHTS / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}

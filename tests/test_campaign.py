@@ -4,6 +4,7 @@ from the shipped twin when its run folder is gone, and ships only a checkpoint t
 shipped model."""
 
 import datetime as dt
+import hashlib
 import json
 import subprocess
 import sys
@@ -173,6 +174,37 @@ def test_ship_exports_a_better_checkpoint_with_its_card_manifest_and_readme_row(
     assert "| tiny-x2 | 1 s | 2 s |" in readme  # another table naming the model is left alone
     upscale = img2img.load(str(weights / "tiny-x2.onnx"), task="superres")
     assert upscale(np.zeros((8, 8, 3), np.uint8)).shape == (16, 16, 3)
+
+
+def test_ship_writes_the_int8_variant_an_entry_asks_for(deadline_run, tmp_path):
+    """int8_calibration: the shipped model gets NAME.int8.onnx, calibrated on those photos, in
+    the manifest with its checksum and in the card."""
+    import img2img
+
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        pixels = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).resize((256, 256), Image.BICUBIC).save(calibration / f"{index}.png")
+    queue, manifest = deadline_run["queue"], deadline_run["weights"] / "manifest.json"
+    original_queue, original_manifest = queue.read_text(), manifest.read_text()
+    shipped = json.loads(original_manifest)
+    shipped["models"][0]["metrics"]["psnr_y_gain"] = -99.0  # so the same checkpoint ships again
+    manifest.write_text(json.dumps(shipped))
+    queue.write_text(original_queue.replace("fp16 = false", f'fp16 = false\nint8_calibration = "{calibration}"'))
+    try:
+        campaign(deadline_run, "ship", "tiny-x2")
+    finally:
+        queue.write_text(original_queue)
+    weights = deadline_run["weights"]
+    model = json.loads(manifest.read_text())["models"][0]
+    variant = weights / "tiny-x2.int8.onnx"
+    assert model["int8_file"] == variant.name and model["int8_psnr"] >= 35
+    assert model["int8_sha256"] == hashlib.sha256(variant.read_bytes()).hexdigest()
+    assert f"`tiny-x2.int8.onnx` ({variant.stat().st_size / 1024:.0f} KB" in (weights / "tiny-x2.md").read_text()
+    upscale = img2img.load(str(weights / "tiny-x2.onnx"), task="superres", precision="int8")
+    assert upscale.info.precision == "int8" and upscale(np.zeros((8, 8, 3), np.uint8)).shape == (16, 16, 3)
 
 
 def test_ship_with_a_template_naming_a_missing_figure_writes_nothing(deadline_run, tmp_path):

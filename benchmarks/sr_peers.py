@@ -70,6 +70,7 @@ import numpy as np
 import onnxruntime
 import torch
 
+from img2img.contract import precision_variant
 from img2img.data import bicubic_upscale
 from img2img.evaluate.scoring import EvalTable, PairScorer, from_uint8, to_uint8
 from img2img.evaluate.superres import SheetExample, evaluate_superres
@@ -365,25 +366,31 @@ def bicubic_method(scale: int) -> Method:
 
 
 def our_methods(scale: int, threads: int) -> list[Method]:
-    """Every shipped superres model of this scale, run through `img2img.load`'s Model on the CPU."""
+    """Every shipped superres model of this scale, run through `img2img.load`'s Model on the CPU,
+    and the 8-bit variant of each that ships one (`NAME int8`, `--precision int8`)."""
     methods = []
     for entry in load_manifest():
         if entry.task != "superres" or entry.scale != scale:
             continue
-        path = entry.path
-        parameters = onnx_parameter_count(path)
-        net = _onnx_net_name(path)
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        methods.append(
-            Method(
-                entry.name,
-                f"ours, {net}, {short_count(parameters)}; {display_path(path)}, Apache-2.0",
-                lambda path=path: Model(str(path), device="cpu", threads=threads),
-                parameters=parameters,
-                ours=True,
-                details={"file": str(path), "sha256": sha256, "runtime": f"onnxruntime {onnxruntime.__version__}"},
+        parameters = onnx_parameter_count(entry.path)
+        net = _onnx_net_name(entry.path)
+        variants = [("fp32", entry.name, entry.path)]
+        if entry.int8_sha256:
+            variants.append(("int8", f"{entry.name} int8", precision_variant(entry.path, "int8")))
+        for precision, name, path in variants:
+            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+            methods.append(
+                Method(
+                    name,
+                    f"ours, {net}, {short_count(parameters)}; {display_path(path)}, Apache-2.0",
+                    lambda path=entry.path, precision=precision: Model(
+                        str(path), device="cpu", threads=threads, precision=precision
+                    ),
+                    parameters=parameters,
+                    ours=True,
+                    details={"file": str(path), "sha256": sha256, "runtime": f"onnxruntime {onnxruntime.__version__}"},
+                )
             )
-        )
     return methods
 
 

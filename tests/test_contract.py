@@ -130,7 +130,7 @@ def test_missing_name_defaults_to_the_file_stem():
         ({"scale": "2", "range": "0-1"}, "expected 'low,high'"),
         ({"scale": "2", "range": "-1,1"}, "the runtime feeds and reads \\[0, 1\\]"),
         ({"scale": "2", "inputs": "image,style"}, "metadata 'inputs' is 'image,style'"),
-        ({"scale": "2", "precision": "int8"}, "expected fp32 or fp16"),
+        ({"scale": "2", "precision": "int4"}, "expected one of fp32, fp16, int8"),
         ({"scale": "2", "config": "{not json"}, "'config' is not valid JSON"),
         ({"scale": "2", "whole_image": "yes"}, "expected '1' or '0'"),
         ({"scale": "2", "background": "255,255"}, "expected 'r,g,b' with each 0-255"),

@@ -86,8 +86,8 @@ class SuperResConfig(RunConfig):
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
     # A perceptual loss teaches a pixel-shuffle net to draw a fixed pattern with the period of the
-    # scale (measured at x4 from L1 weights: grid_amplitude 0.0007 -> 0.006 in 1,000 steps and
-    # 0.013 after 11,684; cropping the loss's inputs at a random phase each step did not stop it).
+    # scale (measured at x4 from L1 weights: grid_amplitude 0.0007 -> 0.013 after 11,684 steps,
+    # and 0.006 after 1,000 with the loss's inputs cropped at a random phase each step).
     # This term penalises that pattern alone: the mean error at each sub-pixel phase
     # (`losses.grid_loss`), which the target never has; 0 leaves it out.
     grid_weight: float = 0.0

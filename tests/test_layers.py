@@ -27,7 +27,7 @@ LAYERS = [
     {"nets", "losses", "metrics", "data", "runtime"},
     {"engine"},
     {"tasks"},
-    {"evaluate", "export", "importing", "serve", "train"},
+    {"evaluate", "export", "importing", "quantize", "serve", "train"},
 ]
 LAYER_OF = {part: index for index, parts in enumerate(LAYERS) for part in parts}
 

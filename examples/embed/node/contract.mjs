@@ -18,7 +18,7 @@ export const INPUT_LAYOUTS = [
   ['z'],
   ['z', 'label'],
 ];
-export const PRECISIONS = ['fp32', 'fp16'];
+export const PRECISIONS = ['fp32', 'fp16', 'int8'];
 
 // The largest value each size-giving metadata field may take (a larger one means a broken or
 // hostile file: these values size buffers and padding).
@@ -148,7 +148,7 @@ export function parseModelInfo(props, source) {
   }
   const precision = get('precision', 'fp32');
   if (!PRECISIONS.includes(precision)) {
-    throw new ModelError(`${source}: metadata 'precision' is '${precision}', expected fp32 or fp16; re-export the model`);
+    throw new ModelError(`${source}: metadata 'precision' is '${precision}', expected one of ${PRECISIONS.join(', ')}; re-export the model`);
   }
   let config = {};
   if (get('config', '')) {

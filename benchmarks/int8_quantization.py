@@ -5,11 +5,10 @@ what it gains in CPU speed, before any int8 variant ships.
         [--calibration data/photos/train --calibration-count 32] [--hr-dir data/photos/val] \\
         [--protocols clean degraded] [--threads 2] [--json OUT]
 
-For each model, weights/NAME.onnx is quantized with ONNX Runtime's static quantization (QDQ
-format; convolution weights int8 per output channel, activations uint8 with min/max ranges
-calibrated on the LR of --calibration-count centre crops of the training photos, made as the
-clean protocol makes them). Only the convolutions are quantized: the nearest-upsampled input
-that the net adds back, and the output, stay float32.
+For each model, weights/NAME.onnx is quantized as `img2img quantize` does it
+(`img2img.quantize.quantize_model`: QDQ int8 convolutions, uint8 activation ranges calibrated on
+the LR of --calibration-count centre crops of the training photos; the rest of the graph stays
+float32).
 
 Both graphs then upscale the same LR of the held-out photos through
 `img2img.evaluate.superres.evaluate_superres`, the protocol of `img2img eval superres` and
@@ -27,54 +26,19 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from img2img.contract import ModelInfo
-from img2img.data import bicubic_downscale
-from img2img.evaluate.scoring import PairScorer, from_uint8, to_uint8
-from img2img.evaluate.superres import centre_crop, evaluate_superres, hr_images
-from img2img.metrics import load_rgb
+from img2img.evaluate.scoring import PairScorer, from_uint8
+from img2img.evaluate.superres import evaluate_superres
+from img2img.quantize import quantize_model
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 WEIGHTS = REPOSITORY / "weights"
-
-
-def calibration_inputs(folder: Path, scale: int, count: int, size: int = 256) -> Iterator[np.ndarray]:
-    """(1, 3, size/scale, size/scale) float32 in [0, 1]: bicubic LR (8-bit levels) of the centre
-    size x size crop of the first `count` images of `folder`."""
-    for path in hr_images(folder)[:count]:
-        hr = centre_crop(load_rgb(path), scale, size)
-        lr = bicubic_downscale(hr, scale).clamp(0, 1)
-        yield from_uint8(to_uint8(lr)).numpy()
-
-
-class Calibration(CalibrationDataReader):
-    def __init__(self, input_name: str, inputs: Iterator[np.ndarray]) -> None:
-        self.feeds = ({input_name: array} for array in inputs)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self.feeds, None)
-
-
-def quantize(source: Path, output: Path, inputs: Iterator[np.ndarray]) -> None:
-    """Writes the int8 (QDQ) version of the float32 model `source` to `output`."""
-    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        # The symbolic shape pass cannot follow the dynamic height and width through Resize.
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared), str(output), Calibration(input_name, inputs),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )
 
 
 class OrtUpscaler:
@@ -138,8 +102,10 @@ def main() -> None:
             metadata = {prop.key: prop.value for prop in onnx.load(str(source)).metadata_props}
             scale = ModelInfo.from_metadata(metadata, source=str(source)).scale
             scorer = PairScorer(crop_border=scale, perceptual=True, grid_period=scale)
-            quantized = Path(scratch) / f"{name}.int8.onnx"
-            quantize(source, quantized, calibration_inputs(args.calibration, scale, args.calibration_count))
+            quantized, agreement = quantize_model(
+                source, args.calibration, output=Path(scratch) / f"{name}.int8.onnx", count=args.calibration_count
+            )
+            print(f"{name}: int8 outputs {agreement:.1f} dB PSNR from float32 on the calibration photos", flush=True)
             for protocol in args.protocols:
                 for precision, path in (("fp32", source), ("int8", quantized)):
                     upscaler = OrtUpscaler(path, args.threads)

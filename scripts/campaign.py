@@ -561,12 +561,12 @@ class Worker:
             command += ["--set", setting]
         from_step = checkpoint_step(run / "checkpoints" / "last.pt") or 0
         print(f"[campaign] {dt.datetime.now():%H:%M} {entry.name}: {' '.join(command)}", flush=True)
-        # No progress bar in the log: the trainer's logs and the ledger say how far it got.
-        # Passive OpenMP threads sleep while they wait instead of spinning: beside other work on
+        # The log is a file, so the trainer draws no progress bar in it: its logs and the ledger
+        # say how far it got. Passive OpenMP threads sleep while they wait instead of spinning: beside other work on
         # the same cores, a spinning team waits on its descheduled thread and a training step
         # took 4 to 9 times longer (benchmarks/omp_contention.py).
         environment = {"OMP_WAIT_POLICY": "PASSIVE"} | os.environ | {
-            "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+            "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
         }
         started = time.monotonic()
         with (folder / "train.log").open("a") as log:

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,17 @@ def test_run_folder_has_config_logs_samples_and_validation(photo_folder, tmp_pat
     assert len(validation) == 2 and '"bicubic_psnr_y"' in validation[0] and '"psnr_y_gain"' in validation[0]
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert list((run_dir / "tensorboard").iterdir())
+
+
+def test_training_logged_to_a_file_draws_no_progress_bar_in_it(photo_folder, tmp_path, monkeypatch):
+    """A run whose output goes to a log file (the campaign's, nohup's) gets lines, not a bar
+    redrawn with carriage returns into one endless line."""
+    log = tmp_path / "train.log"
+    with log.open("w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        Trainer(SuperResolution(tiny_config(photo_folder), torch.device("cpu")), tmp_path / "run").fit()
+    assert "\r" not in log.read_text()
+    assert "step/s" not in log.read_text()
 
 
 def test_best_checkpoint_must_meet_every_best_requires_condition(photo_folder, tmp_path):

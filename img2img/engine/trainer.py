@@ -399,8 +399,11 @@ class Trainer:
         window_start, window_steps, window_wait = time.monotonic(), 0, 0.0
         last_metrics: dict[str, Any] = {}
         validated_at = None  # the step of the last validation, the same on every rank
+        # disable=None: no bar where stderr is not a terminal (a log file), where its carriage
+        # returns would pile up as one endless line.
         progress = tqdm(
-            total=engine.steps, initial=self.step, disable=not self.show_progress, dynamic_ncols=True, unit="step"
+            total=engine.steps, initial=self.step, disable=None if self.show_progress else True,
+            dynamic_ncols=True, unit="step",
         )
         batches_ahead = iter(loader)
         stop_signal = StopSignal()

@@ -673,16 +673,32 @@ def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
     if args.new_cycle:
         command += ["--new-cycle"]
     log = (args.root / "campaign.log").open("a")
-    # nice 19: tests and editing keep the CPU they need; children inherit the niceness.
     worker = subprocess.Popen(
         command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=lambda: os.nice(19),
+        start_new_session=True, preexec_fn=lowest_priority,
     )
     write_text_atomic(
         worker_file(args.root),
         json.dumps({"pid": worker.pid, "until": deadline.isoformat(timespec="minutes"), "entry": args.entry}) + "\n",
     )
     print(f"campaign started (pid {worker.pid}) until {deadline:%Y-%m-%d %H:%M}; log {args.root / 'campaign.log'}")
+
+
+def lowest_priority() -> None:
+    """Lowers the calling process, and the children it starts, to the lowest CPU priority, so
+    that tests and editing keep the CPU they need beside the campaign.
+
+    Runs in the new session of `start` (after setsid). Where Linux groups processes by session
+    for scheduling (autogroup, on by default on desktop and cloud kernels), nice orders processes
+    only inside their own group and groups share the CPU equally: a nice 19 worker in its own
+    session took half the cores from the work beside it. The group's own nice value,
+    /proc/self/autogroup, is what ranks it against the other sessions, so both are set.
+    """
+    os.nice(19)
+    try:
+        Path("/proc/self/autogroup").write_text("19")
+    except OSError:
+        pass  # no autogroup scheduling (other kernels, other systems): the nice value suffices
 
 
 def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:

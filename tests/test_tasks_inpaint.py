@@ -85,6 +85,21 @@ def test_training_logs_every_term_and_validates_against_telea(photo_folder, tmp_
         assert grid.width > grid.height  # three columns: input with hole, fill, truth
 
 
+def test_val_vgg_scores_model_and_telea_as_the_evaluation_script_does(photo_folder):
+    """The campaign tracks the VGG distance target from training's validation: Telea's figure
+    there is the one `scripts/evaluate_inpainting.py` reports on the same crops and masks."""
+    from img2img.evaluate.inpaint import evaluate_inpainting, opencv_fillers
+
+    task = Inpainting(tiny_config(photo_folder, "val_vgg=true"), torch.device("cpu"))
+    metrics = task.validate(task.build_generator().eval())
+    table, _ = evaluate_inpainting(task.validation_items(), {"telea": opencv_fillers()["telea"]})
+    assert metrics["telea_vgg_distance"] == pytest.approx(table.summary()["telea"]["vgg_distance"], abs=1e-3)
+    assert 0 < metrics["vgg_distance"] < 2 and metrics["vgg_distance"] != metrics["telea_vgg_distance"]
+    assert "vgg_distance" not in Inpainting(tiny_config(photo_folder), torch.device("cpu")).validate(
+        task.build_generator().eval()
+    )
+
+
 def test_resume_is_exact(photo_folder, tmp_path):
     """2 steps, interrupted, resumed for 2 more == 4 straight steps (masks drawn the same)."""
     straight = fit(tiny_config(photo_folder), tmp_path / "straight")

@@ -36,6 +36,7 @@ from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
 from img2img.losses import PerceptualLoss, StyleLoss
 from img2img.losses.objective import GanObjective
+from img2img.metrics import VGGFeatureDistance
 from img2img.metrics.masked import hole_metrics
 from img2img.nets import NETS, build_net
 from img2img.nets.inpaint import composite
@@ -55,6 +56,9 @@ class InpaintConfig(RunConfig):
     min_coverage: float = 0.10  # fraction of a training crop the hole covers
     max_coverage: float = 0.60
     mask_seed: int = 0  # seeds the held-out masks
+    # Validation also scores the whole image's VGG19 feature distance (vgg_distance, and Telea's
+    # as telea_vgg_distance), as `scripts/evaluate_inpainting.py` does: a few seconds more each.
+    val_vgg: bool = False
     net: str = "inpaint_unet"
     net_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {gated = true}
     discriminator: str = "patchgan_70"
@@ -147,6 +151,7 @@ class Inpainting(Task):
         self._train: HoleCrops | None = None
         self._validation: list[tuple[str, np.ndarray, np.ndarray]] | None = None
         self._telea: dict[str, float] | None = None
+        self.vgg_distance = VGGFeatureDistance().to(device) if config.val_vgg else None
 
     # ----------------------------------------------------------------- nets and data
     def build_generator(self) -> nn.Module:
@@ -248,6 +253,14 @@ class Inpainting(Task):
         prediction = _from_net(generator_net(_to_net(images), masks))
         return composite(prediction, images, masks)
 
+    def _scores(self, filled: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`hole_metrics` of (B, 3, H, W) fills in [0, 1], with `vgg_distance` where `val_vgg` is
+        set (on 8-bit levels, as the evaluation script scores saved images); (B,) each."""
+        scores = hole_metrics(filled, truth, masks)
+        if self.vgg_distance is not None:
+            scores["vgg_distance"] = self.vgg_distance((filled * 255).round() / 255, truth)
+        return scores
+
     def _telea_metrics(self) -> dict[str, float]:
         """The same metrics for OpenCV's Telea inpainting of the held-out holes (computed once)."""
         if self._telea is None:
@@ -257,7 +270,9 @@ class Inpainting(Task):
             for _, image, mask in self.validation_items():
                 filled = torch.tensor(opencv_inpaint(image, mask, "telea")).permute(2, 0, 1)[None].float() / 255.0
                 truth = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0
-                for name, value in hole_metrics(filled, truth, torch.tensor(mask)[None, None]).items():
+                hole = torch.tensor(mask)[None, None]
+                scores = self._scores(filled.to(self.device), truth.to(self.device), hole.to(self.device))
+                for name, value in scores.items():
                     sums[name] = sums.get(name, 0.0) + float(value.sum())
             self._telea = {f"telea_{name}": total / len(self.validation_items()) for name, total in sums.items()}
         return self._telea
@@ -268,7 +283,7 @@ class Inpainting(Task):
             return {}
         sums: dict[str, float] = {}
         for images, masks in self._validation_batches():
-            for name, value in hole_metrics(self.fill(generator_net, images, masks), images, masks).items():
+            for name, value in self._scores(self.fill(generator_net, images, masks), images, masks).items():
                 sums[name] = sums.get(name, 0.0) + float(value.sum())
         count = len(self.validation_items())
         metrics = {name: total / count for name, total in sums.items()}

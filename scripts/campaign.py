@@ -10,7 +10,8 @@ Every entry trains in a run folder outside the work tree, `~/.cache/img2img/camp
 
 - a run continues exactly where the last one stopped (`img2img train --resume`);
 - a recipe trains in cycles of `engine.steps` steps, each with its own warm-up and cosine decay;
-  a finished cycle starts the next from its best weights (G and D), a warm restart;
+  a finished cycle starts the next from its best weights (G and D), a warm restart, and so does
+  an unfinished one whose recipe was edited since it began (`recipe_changes`);
 - where the folder is gone, the first cycle warm-starts from the shipped `.safetensors` twin
   (and the shipped discriminator, where the recipe trains one) if the recipe builds the same
   net, and from scratch otherwise;
@@ -431,6 +432,39 @@ def ranking_settings(entry: Entry) -> list[str]:
     return [f"engine.{key}={json.dumps(engine[key])}" for key in RANKING_KEYS if key in engine]
 
 
+# Settings the campaign itself gives each segment, whatever the recipe says.
+CAMPAIGN_KEYS = {"engine.init_generator", "engine.init_discriminator", "engine.time_limit_minutes"} | {
+    f"engine.{key}" for key in RANKING_KEYS
+}
+
+
+def recipe_changes(entry: Entry, run: Path) -> list[str]:
+    """The recipe's settings that differ from the config `run`'s cycle began with, as
+    "key: then -> now" lines; empty when the cycle can resume on the recipe as it is.
+
+    Only the settings the recipe file names are compared (a comment or a new default in the code
+    changes nothing), except those the campaign sets itself and the data folders. A setting
+    deleted from the recipe is not noticed: `--new-cycle` ends the cycle then.
+    """
+    began = json.loads((run / "config.json").read_text())
+    skipped = CAMPAIGN_KEYS | set(entry.data)
+    changes = []
+
+    def compare(recipe: dict[str, Any], config: dict[str, Any], prefix: str) -> None:
+        for key, value in recipe.items():
+            name = prefix + key
+            if name in skipped:
+                continue
+            then = config.get(key, "(unset)")
+            if isinstance(value, dict) and isinstance(then, dict):
+                compare(value, then, name + ".")
+            elif json.loads(json.dumps(value)) != then:
+                changes.append(f"{name}: {json.dumps(then)} -> {json.dumps(value)}")
+
+    compare(tomllib.loads(entry.recipe.read_text()), began, "")
+    return changes
+
+
 def recipe_nets(entry: Entry) -> tuple[Any, Any]:
     """The (G, D) the entry's recipe builds, untrained (D is None without one)."""
     import torch
@@ -541,6 +575,12 @@ class Worker:
             resume, current = False, None  # that cycle is complete: start the next one
         if entry.name == self.new_cycle:
             resume, current, self.new_cycle = False, None, None
+        elif resume and (changes := recipe_changes(entry, current)):
+            # A cycle resumes on the config it began with, so an edited recipe would wait for the
+            # cycle's end; it starts the next cycle from this one's best weights instead.
+            print(f"[campaign] {entry.name}: the recipe changed since cycle {cycle_number(current)} began "
+                  f"({'; '.join(changes)}): the next cycle starts from its best weights", flush=True)
+            resume, current = False, None
         limit = self.minutes_left() - entry.stop_margin_minutes
         data = [f"{key}={json.dumps(str(data_folder(folder_)))}" for key, folder_ in entry.data.items()]
         command = [sys.executable, "-m", "cli", "train", entry.task]
@@ -1049,7 +1089,7 @@ def main() -> None:
         command.add_argument(
             "--new-cycle", action="store_true",
             help="with --entry: end its unfinished cycle and start the next from its best weights, "
-            "on the recipe as it is now (after a recipe change; a cycle otherwise resumes on its own config)",
+            "on the recipe as it is now (an edited setting does so by itself; this is for a deleted one)",
         )
     commands.choices["run"].add_argument(
         "--max-segments", type=int, default=0, help="stop after this many training processes (default: none)"

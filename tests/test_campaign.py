@@ -277,6 +277,25 @@ def test_new_cycle_ends_an_unfinished_cycle_and_starts_the_changed_recipe_from_i
     assert [(s["cycle"], s["from_step"]) for s in ledger(paths)] == [(1, 0), (2, 0)]
 
 
+def test_an_edited_recipe_ends_the_unfinished_cycle_and_a_comment_does_not(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=100_000, shipped_gain=-99.0)
+    recipe = tmp_path / "recipe.toml"
+    def run_segment() -> str:
+        return campaign(paths, "run", "--until", until(12), "--min-segment-minutes", "0.05").stdout
+
+    run_segment()
+    recipe.write_text("# a note on the recipe\n" + recipe.read_text())
+    run_segment()
+    assert [(s["cycle"], s["from_step"] > 0) for s in ledger(paths)] == [(1, False), (1, True)]
+    recipe.write_text(recipe.read_text().replace("ema_decay = 0.9", "ema_decay = 0.5"))
+    log = run_segment()
+    assert "the recipe changed since cycle 1 began (engine.ema_decay: 0.9 -> 0.5)" in log
+    first, second = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
+    assert run_config(second)["engine"]["ema_decay"] == 0.5
+    assert run_config(second)["engine"]["init_generator"] == str(first / "checkpoints" / "best.pt")
+    assert [s["cycle"] for s in ledger(paths)] == [1, 1, 2]
+
+
 def test_start_runs_in_the_background_at_low_priority_and_stop_checkpoints(photos, tmp_path):
     paths = make_campaign(tmp_path, photos, steps=100_000)
     started = campaign(paths, "start", "--until", until(300), "--min-segment-minutes", "0.05")

@@ -19,7 +19,7 @@ Every entry trains in a run folder outside the work tree, `~/.cache/img2img/camp
   from the kernel), wall seconds and the machine.
 
 Usage:
-    python scripts/campaign.py start --until 02:10          # background, nice 19, entry picked
+    python scripts/campaign.py start --until 02:10          # background, lowest priority, entry picked
     python scripts/campaign.py start --until 02:10 --entry superres-x4
     python scripts/campaign.py status                       # hours, best vs shipped, curves
     python scripts/campaign.py stop                         # checkpoint now and stop

@@ -594,7 +594,11 @@ def main() -> None:
         help="how LR is made: bicubic (clean) and/or the seeded real-world degradation (degraded)",
     )
     args = parser.parse_args()
-    known = {"bicubic", *(peer.name for peer in PEERS), *(entry.name for entry in load_manifest() if entry.task == "superres")}
+    shipped = [entry for entry in load_manifest() if entry.task == "superres"]
+    known = {
+        "bicubic", *(peer.name for peer in PEERS), *(entry.name for entry in shipped),
+        *(f"{entry.name} int8" for entry in shipped if entry.int8_sha256),
+    }
     unknown = sorted(set(args.methods or []) - known)
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")

@@ -69,7 +69,7 @@ def superres(
     ] = None,
     model: ModelOption = None,
     device: DeviceOption = "auto",
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = "auto",
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = 16,
     alpha: Annotated[
@@ -123,7 +123,7 @@ def translate(
     ] = None,
     model: ModelOption = None,
     device: DeviceOption = "auto",
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = "auto",
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = 16,
     alpha: Annotated[
@@ -213,7 +213,7 @@ def inpaint(
         ),
     ] = False,
     device: DeviceOption = "auto",
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = "auto",
     tile: TileOption = "auto",
     tile_overlap: TileOverlapOption = 16,
     threads: ThreadsOption = None,

@@ -77,6 +77,11 @@ def test_quantize_writes_an_int8_variant_that_upscales_like_the_float32_model(we
     fp32, int8 = (np.asarray(Image.open(tmp_path / f"{p}.png"), dtype=np.float64) for p in ("fp32", "int8"))
     assert int8.shape == fp32.shape == (96, 96, 3)
     assert 10 * np.log10(255**2 / np.mean((int8 - fp32) ** 2)) > 35
+    # With the variant beside the model, the default (--precision auto) on the CPU runs it.
+    done = run_img2img("superres", tmp_path / "in.png", "--model", shipped_x2, "-o", tmp_path / "auto.png", weights=weights)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {tmp_path / 'auto.png'} (96x96, x2, int8, ")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "auto.png")), int8.astype(np.uint8))
     described = run_img2img("info", variant, weights=weights).stdout
     assert any(line.split() == ["precision", "int8"] for line in described.splitlines())
 
@@ -142,3 +147,22 @@ def test_shipped_int8_variant_is_checked_against_its_own_checksum(weights):
         stream.write(b"\0")
     with pytest.raises(ModelError, match="checksum"):
         img2img.load("superres-x4", precision="int8")
+
+
+def test_auto_precision_takes_the_int8_variant_on_the_cpu_where_one_ships(weights):
+    assert img2img.load("superres-x4", device="cpu").info.precision == "fp32"  # none ships yet
+    build_upscaler(weights / "superres-x4.int8.onnx", scale=4, name="superres-x4", metadata={"precision": "int8"})
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["models"][0]["int8_sha256"] = hashlib.sha256((weights / "superres-x4.int8.onnx").read_bytes()).hexdigest()
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    chosen = {precision: img2img.load("superres-x4", device="cpu", precision=precision) for precision in ("auto", "fp32")}
+    assert chosen["auto"].path.name == "superres-x4.int8.onnx" and chosen["auto"].info.precision == "int8"
+    assert chosen["fp32"].path.name == "superres-x4.onnx" and chosen["fp32"].info.precision == "fp32"
+    assert img2img.load(weights / "superres-x4.onnx", device="cpu").info.precision == "int8"
+    with pytest.raises(ModelError, match="choose one of: auto, fp32, fp16, int8"):
+        img2img.load("superres-x4", precision="int4")
+    # A damaged variant is refused, not silently replaced by the float32 model.
+    with (weights / "superres-x4.int8.onnx").open("ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ModelError, match="checksum"):
+        img2img.load("superres-x4", device="cpu")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2img.contract import ModelInfo
+from img2img.contract import PRECISIONS, ModelInfo
 from img2img.errors import ModelError
 from img2img.files.decode import GRAY_MODES, LoadedImage, from_pil
 from img2img.files.encode import output_format, save_png_bands, streams_png, to_pil
@@ -38,7 +38,7 @@ from img2img.files.pixels import composite, quantize, resize_alpha, unit_float
 from img2img.runtime.batch import ProcessedImage, write_output
 from img2img.runtime.inpaint import as_mask, check_mask, fill_holes
 from img2img.runtime.memory import check_fits
-from img2img.runtime.onnx_model import OnnxModel
+from img2img.runtime.onnx_model import OnnxModel, automatic_precision
 from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color
 from img2img.runtime.tiling import DEFAULT_OVERLAP, check_tiling, run_with_fallback, stream_with_fallback
@@ -67,8 +67,10 @@ class Model:
         scale: for `model=None`, picks the shipped default of `task` with this scale; otherwise
             checked against the model's own scale.
         device: "auto", "cpu" or "cuda".
-        precision: "fp32", "fp16" (the model's float16 variant; NaN tiles rerun in float32) or
-            "int8" (its 8-bit variant, `img2img quantize`; faster on a CPU).
+        precision: "auto" (the model's 8-bit variant on the CPU where it has one, else float32;
+            see `automatic_precision`), "fp32", "fp16" (the model's float16 variant; NaN tiles
+            rerun in float32) or "int8" (its 8-bit variant, `img2img quantize`; faster on a CPU).
+            `info.precision` says which one runs.
         tile: tile size in input pixels, "auto" (from the image size and free memory) or None
             (whole image at once). For a model whose metadata says `whole_image` (instance
             normalisation), "auto" runs every image whole, and a size still tiles but warns that
@@ -107,7 +109,7 @@ class Model:
         task: str | None = None,
         scale: int | None = None,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         tile: int | str | None = "auto",
         tile_overlap: int = DEFAULT_OVERLAP,
         batch_size: int | None = None,
@@ -126,9 +128,12 @@ class Model:
             raise ModelError(
                 f"threads must be 1 to {MAX_THREADS}, got {threads:,}; leave it out to use every core"
             )
-        self.path = resolve_model(
-            None if model is None else os.fspath(model), task=task, scale=scale, precision=precision
-        )
+        name = None if model is None else os.fspath(model)
+        if precision == "auto":
+            precision = automatic_precision(resolve_model(name, task=task, scale=scale, verify=False), device)
+        elif precision not in PRECISIONS:
+            raise ModelError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
+        self.path = resolve_model(name, task=task, scale=scale, precision=precision)
         self.onnx = OnnxModel(self.path, device=device, threads=threads, precision=precision)
         self.info.require(task=task, scale=scale, channels=3)
         if self.fills_holes and self.info.scale != 1:

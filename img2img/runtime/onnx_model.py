@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from img2img.contract import FP16_SUFFIX, INT8_SUFFIX, ModelInfo, precision_variant
+from img2img.contract import FP16_SUFFIX, INT8_SUFFIX, ModelInfo, precision_variant, variant_precision
 from img2img.errors import InferenceMemoryError, ModelError, first_line
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,6 +68,22 @@ def select_providers(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     gpu = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["TensorrtExecutionProvider", *gpu] if "TensorrtExecutionProvider" in available else gpu
+
+
+def automatic_precision(path: Path, device: str) -> str:
+    """What `precision="auto"` runs for the model at `path` (its float32 file, or a variant's):
+
+    - the precision a variant's file name declares (`name.int8.onnx` runs int8);
+    - on the CPU, the 8-bit variant where one lies beside the model (shipped, or written by
+      `img2img quantize`, which refuses one that strays more than 35 dB PSNR from float32): it
+      runs about twice as fast (benchmarks/RESULTS.md, int8_quantization);
+    - float32 otherwise, and on a GPU, where 8-bit convolutions gain nothing here.
+    """
+    declared = variant_precision(path)
+    if declared != "fp32":
+        return declared
+    on_cpu = select_providers(device, import_onnxruntime().get_available_providers()) == ["CPUExecutionProvider"]
+    return "int8" if on_cpu and precision_variant(path, "int8").is_file() else "fp32"
 
 
 def cache_dir() -> Path:

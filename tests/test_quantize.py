@@ -166,3 +166,21 @@ def test_auto_precision_takes_the_int8_variant_on_the_cpu_where_one_ships(weight
         stream.write(b"\0")
     with pytest.raises(ModelError, match="checksum"):
         img2img.load("superres-x4", device="cpu")
+
+
+def test_auto_precision_keeps_float32_on_a_gpu_and_a_variant_file_its_own(weights, monkeypatch):
+    from img2img.runtime import onnx_model
+
+    build_upscaler(weights / "superres-x4.int8.onnx", scale=4, name="superres-x4", metadata={"precision": "int8"})
+    model = weights / "superres-x4.onnx"
+    assert onnx_model.automatic_precision(model, "cpu") == "int8"
+    assert onnx_model.automatic_precision(weights / "superres-x4.fp16.onnx", "cpu") == "fp16"
+
+    class WithCuda:
+        @staticmethod
+        def get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnx_model, "import_onnxruntime", lambda: WithCuda)
+    assert onnx_model.automatic_precision(model, "auto") == "fp32"  # a GPU runs the float32 model
+    assert onnx_model.automatic_precision(model, "cpu") == "int8"

@@ -31,8 +31,8 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         help="auto: the model's 8-bit variant on a CPU where it has one (about twice as fast), else "
-        "fp32; fp32; fp16 (the model's float16 variant; NaN tiles rerun in fp32); or int8 (its 8-bit "
-        "variant, shipped or from `img2img quantize`)."
+        "fp32; fp32: the float32 model; fp16: its float16 variant (NaN tiles rerun in fp32); int8: "
+        "its 8-bit variant, shipped or from `img2img quantize`."
     ),
 ]
 TileOption = Annotated[

@@ -458,7 +458,7 @@ def recipe_changes(entry: Entry, run: Path) -> list[str]:
             then = config.get(key, "(unset)")
             if isinstance(value, dict) and isinstance(then, dict):
                 compare(value, then, name + ".")
-            elif json.loads(json.dumps(value)) != then:
+            elif value != then:
                 changes.append(f"{name}: {json.dumps(then)} -> {json.dumps(value)}")
 
     compare(tomllib.loads(entry.recipe.read_text()), began, "")
@@ -602,9 +602,9 @@ class Worker:
         from_step = checkpoint_step(run / "checkpoints" / "last.pt") or 0
         print(f"[campaign] {dt.datetime.now():%H:%M} {entry.name}: {' '.join(command)}", flush=True)
         # The log is a file, so the trainer draws no progress bar in it: its logs and the ledger
-        # say how far it got. Passive OpenMP threads sleep while they wait instead of spinning: beside other work on
-        # the same cores, a spinning team waits on its descheduled thread and a training step
-        # took 4 to 9 times longer (benchmarks/omp_contention.py).
+        # say how far it got. Passive OpenMP threads sleep while they wait instead of spinning:
+        # beside other work on the same cores, a spinning team waits on its descheduled thread
+        # and a training step took 4 to 9 times longer (benchmarks/omp_contention.py).
         environment = {"OMP_WAIT_POLICY": "PASSIVE"} | os.environ | {
             "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
         }
@@ -731,7 +731,8 @@ def lowest_priority() -> None:
     Runs in the new session of `start` (after setsid). Where Linux groups processes by session
     for scheduling (autogroup, on by default on desktop and cloud kernels), nice orders processes
     only inside their own group and groups share the CPU equally: a nice 19 worker in its own
-    session took half the cores from the work beside it. The group's own nice value,
+    session left two busy processes beside it 45% of the CPU (92% with its group lowered too,
+    benchmarks/background_priority.py). The group's own nice value,
     /proc/self/autogroup, is what ranks it against the other sessions, so both are set.
     """
     os.nice(19)

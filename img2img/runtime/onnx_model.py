@@ -75,8 +75,8 @@ def automatic_precision(path: Path, device: str) -> str:
 
     - the precision a variant's file name declares (`name.int8.onnx` runs int8);
     - on the CPU, the 8-bit variant where one lies beside the model (shipped, or written by
-      `img2img quantize`, which refuses one that strays more than 35 dB PSNR from float32): it
-      runs about twice as fast (benchmarks/RESULTS.md, int8_quantization);
+      `img2img quantize`, which refuses one whose outputs are under 35 dB PSNR from the float32
+      model's): it runs about twice as fast (benchmarks/RESULTS.md);
     - float32 otherwise, and on a GPU, where 8-bit convolutions gain nothing here.
     """
     declared = variant_precision(path)

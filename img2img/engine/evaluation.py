@@ -43,10 +43,10 @@ class TrainingEvaluation:
         else:
             self.metric, self.goal = task.primary_metric, task.primary_goal
         self._best = self.no_best()
-        # FID/KID: the Inception net and the real images' features are built at the first
-        # measurement and kept, since the real side is the same at every measurement.
+        # FID/KID: the Inception net and the real images' features (by direction) are built at
+        # the first measurement and kept, since the real side is the same at every measurement.
         self.inception: nn.Module | None = None
-        self.fid_reference = None
+        self.fid_references: dict[str, Any] = {}
 
     def no_best(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": -math.inf if self.goal == "max" else math.inf, "step": None}
@@ -86,22 +86,32 @@ class TrainingEvaluation:
     @torch.no_grad()
     def measure_distribution(self, net: nn.Module, step: int) -> dict[str, float]:
         """FID and KID (with its standard error) of `net`'s images against the task's real
-        images, on `engine.fid_samples` fixed inputs; logged with validation."""
+        images, on `engine.fid_samples` fixed inputs; logged with validation. A two-way task
+        gets them per direction (fid_a2b, ...) and their means (fid_mean, kid_mean)."""
         from img2img.metrics import FeatureSet, InceptionFeatures, frechet_distance, kernel_inception_distance
 
         if self.inception is None:
             self.inception = InceptionFeatures().to(self.task.device)
         net.eval()
-        generated, real = [], []
-        for fake_batch, real_batch in self.task.distribution_samples(net, self.engine.fid_samples):
-            generated.append(self.inception(fake_batch.float()).cpu().numpy())
-            if self.fid_reference is None and real_batch is not None:
-                real.append(self.inception(real_batch.float()).cpu().numpy())
-        if self.fid_reference is None:
-            self.fid_reference = FeatureSet.from_features(np.concatenate(real))
-        fakes = FeatureSet.from_features(np.concatenate(generated))
-        kid, kid_error = kernel_inception_distance(self.fid_reference.features, fakes.features)
-        metrics = {"fid": frechet_distance(self.fid_reference, fakes), "kid": kid, "kid_std_error": kid_error}
+        metrics: dict[str, float] = {}
+        for direction in self.task.distribution_directions:
+            generated, real = [], []
+            for fake_batch, real_batch in self.task.distribution_samples(net, self.engine.fid_samples, direction):
+                generated.append(self.inception(fake_batch.float()).cpu().numpy())
+                if direction not in self.fid_references and real_batch is not None:
+                    real.append(self.inception(real_batch.float()).cpu().numpy())
+            if direction not in self.fid_references:
+                self.fid_references[direction] = FeatureSet.from_features(np.concatenate(real))
+            reference = self.fid_references[direction]
+            fakes = FeatureSet.from_features(np.concatenate(generated))
+            kid, kid_error = kernel_inception_distance(reference.features, fakes.features)
+            suffix = f"_{direction}" if direction else ""
+            metrics |= {f"fid{suffix}": frechet_distance(reference, fakes), f"kid{suffix}": kid,
+                        f"kid_std_error{suffix}": kid_error}  # fmt: skip
+        if len(self.task.distribution_directions) > 1:
+            for name in ("fid", "kid"):
+                directions = self.task.distribution_directions
+                metrics[f"{name}_mean"] = sum(metrics[f"{name}_{d}"] for d in directions) / len(directions)
         self.log.scalars("validation", step, metrics)
         # A task that ranks checkpoints by FID or KID (noise-to-image GANs) keeps the best one,
         # which guards the shipped weights against a late collapse.

@@ -33,6 +33,9 @@ class Task(ABC):
     primary_goal: ClassVar[str] = "max"
     # Images per example in `sample_images` (one grid row per example).
     sample_columns: ClassVar[int]
+    # The directions `distribution_samples` measures FID/KID in: "" for one-way tasks, "a2b" and
+    # "b2a" for CycleGAN, whose figures are then logged per direction and as their mean.
+    distribution_directions: ClassVar[tuple[str, ...]] = ("",)
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         self.config = config
@@ -101,12 +104,13 @@ class Task(ABC):
         """Metrics on the held-out data, computed with `generator_net` in eval mode."""
 
     def distribution_samples(
-        self, generator_net: nn.Module, count: int
+        self, generator_net: nn.Module, count: int, direction: str = ""
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches of (generated, real) images, each (B, 3, H, W) in [0, 1], `count` generated in
         all, made from the same fixed inputs at every call: what FID/KID compare during training
-        (`engine.fid_every`). The real side may run out before `count` (a small training set):
-        its batches are then None. `generator_net` is in eval mode and gradients are off."""
+        (`engine.fid_every`), in `direction` (one of `distribution_directions`). The real side may
+        run out before `count` (a small training set): its batches are then None.
+        `generator_net` is in eval mode and gradients are off."""
         raise ConfigError(f"task {self.name} does not measure FID/KID during training; set engine.fid_every=0")
 
     @abstractmethod

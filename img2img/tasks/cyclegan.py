@@ -77,6 +77,7 @@ class CycleGAN(Task):
     config_class = CycleGANConfig
     primary_metric = "psnr_mean"
     sample_columns = 6  # a, G(a), F(G(a)), b, F(b), G(F(b))
+    distribution_directions = DIRECTIONS  # FID/KID of G and of F, and their mean (fid_mean)
 
     def __init__(self, config: CycleGANConfig, device: torch.device) -> None:
         super().__init__(config, device)
@@ -199,14 +200,19 @@ class CycleGAN(Task):
         return metrics
 
     @torch.no_grad()
-    def distribution_samples(self, generator_net: CycleGenerators, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """G(a) against real b on the held-out pairs (A -> B direction)."""
+    def distribution_samples(
+        self, generator_net: CycleGenerators, count: int, direction: str = "a2b"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """G(a) against the real b ("a2b"), or F(b) against the real a ("b2a"), on the held-out
+        pairs."""
         roots = self._val_roots()
         if roots is None:
             raise ConfigError("FID during training needs held-out images: give val_a and val_b folders")
         config = dataclasses.replace(self.config, val_max_images=count)
+        translate = generator_net.direction(direction)
         for a, b in paired_batches(*roots, config, config.engine.batch_size, self.device):
-            yield as_rgb(from_net(generator_net.G(to_net(a)))), as_rgb(b)
+            source, target = (a, b) if direction == "a2b" else (b, a)
+            yield as_rgb(from_net(translate(to_net(source)))), as_rgb(target)
 
     @torch.no_grad()
     def sample_images(self, generator_net: CycleGenerators) -> torch.Tensor:

@@ -243,7 +243,7 @@ class Faces(Task):
         return {}
 
     @torch.no_grad()
-    def distribution_samples(self, generator_net: nn.Module, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def distribution_samples(self, generator_net: nn.Module, count: int, direction: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """`count` samples from fixed latents (labels in the data's proportions) against up to
         `count` training images in a fixed random order (unflipped)."""
         seed = self.config.engine.seed + FID_SEED

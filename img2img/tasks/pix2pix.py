@@ -167,7 +167,7 @@ class Pix2Pix(Task):
         return score_translation(lambda a: from_net(generator_net(to_net(a))), batches)
 
     @torch.no_grad()
-    def distribution_samples(self, generator_net: nn.Module, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def distribution_samples(self, generator_net: nn.Module, count: int, direction: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = self._val_batches(count)
         if batches is None:
             raise ConfigError("FID during training needs held-out pairs: give a val/ split")

@@ -257,7 +257,7 @@ class SuperResolution(Task):
         return {name: total / counts[name] for name, total in sums.items()}
 
     @torch.no_grad()
-    def distribution_samples(self, generator_net: nn.Module, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def distribution_samples(self, generator_net: nn.Module, count: int, direction: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`count` fixed `patch_size` crops of the held-out images (of the training images when
         there are none): the net's upscale of each crop's bicubic LR against the crop itself."""
         if self._fid_crops is None:

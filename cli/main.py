@@ -129,9 +129,10 @@ def translate(
     alpha: Annotated[
         str,
         typer.Option(
-            help="Transparency: bicubic (keep the input's), or drop (opaque output, as composited for the model)."
+            help="Transparency: bicubic (keep the input's), drop (opaque output, as composited for the model), "
+            "or auto (drop for a model that paints over transparent areas, such as a colouring model; else bicubic)."
         ),
-    ] = "bicubic",
+    ] = "auto",
     threads: ThreadsOption = None,
     *,
     run: RunOptions,
@@ -140,7 +141,9 @@ def translate(
     into another), or every image in a folder (recursively, mirroring the tree into OUTDIR).
 
     Transparent pixels are composited onto the background the model was trained on before the
-    net sees them; the output keeps the input's transparency unless --alpha drop. Models that
+    net sees them; the output keeps the input's transparency unless --alpha drop, or unless the
+    model paints over transparent areas (a colouring model: `opaque_output` in `img2img info`),
+    whose outputs are opaque unless --alpha bicubic. Models that
     normalise over the whole image run whole under --tile auto; an explicit --tile cuts them
     anyway, with a warning that the result may differ. A folder run reports bad files and goes
     on; it exits with 1 if any file failed.

@@ -95,6 +95,10 @@ class ModelInfo:
         domains: what a translation model turns into what, free text "A->B" ("" when not recorded).
         whole_image: the net normalises over the whole image (instance norm), so tiles would
             change its output: `tile="auto"` then runs images whole (metadata "whole_image", "1").
+        opaque_output: the net paints over what its input leaves transparent (a colouring of
+            line art fills the shapes between the lines), so the input's transparency does not
+            fit the output: the runtime writes it opaque unless asked to keep the input's
+            (metadata "opaque_output", "1").
         resolution: the square side, in pixels, the model works best at (an inpainting net sees
             holes at the scale it was trained at): the runtime shrinks a crop around the hole so
             that its longer side is at most this. 0 when not recorded: crops run at their own size.
@@ -126,6 +130,7 @@ class ModelInfo:
     background: tuple[int, int, int] | None = None
     domains: str = ""
     whole_image: bool = False
+    opaque_output: bool = False
     resolution: int = 0
     style: str = ""
     style_size: int = 0
@@ -154,6 +159,7 @@ class ModelInfo:
             "domains": self.domains,
             "background": "" if self.background is None else ",".join(map(str, self.background)),
             "whole_image": "1" if self.whole_image else "",
+            "opaque_output": "1" if self.opaque_output else "",
             "size": self.size,
             "resolution": str(self.resolution or ""),
             "style": self.style,
@@ -238,11 +244,10 @@ class ModelInfo:
             raise ModelError(
                 f"{source}: metadata 'config' is not valid JSON ({error}); re-export the model"
             ) from None
-        whole_image = props.get("whole_image", "0").strip()
-        if whole_image not in ("0", "1"):
-            raise ModelError(
-                f"{source}: metadata 'whole_image' is {whole_image!r}, expected '1' or '0'; re-export the model"
-            )
+        flags = {key: props.get(key, "0").strip() for key in ("whole_image", "opaque_output")}
+        for key, flag in flags.items():
+            if flag not in ("0", "1"):
+                raise ModelError(f"{source}: metadata {key!r} is {flag!r}, expected '1' or '0'; re-export the model")
         text = {key: props.get(key, "") for key in (
             "task", "license", "data", "source", "version", "trained_as", "direction", "size", "domains", "style"
         )}
@@ -258,7 +263,8 @@ class ModelInfo:
             precision=precision,
             config=config,
             background=_parse_background(props["background"], source) if "background" in props else None,
-            whole_image=whole_image == "1",
+            whole_image=flags["whole_image"] == "1",
+            opaque_output=flags["opaque_output"] == "1",
             resolution=optional("resolution"),
             style_size=optional("style_size"),
             latent_dim=optional("latent_dim"),

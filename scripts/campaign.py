@@ -1043,11 +1043,17 @@ def thinned(points: list[Any], count: int) -> list[Any]:
 
 
 def history_table(entry: Entry, folder: Path, rows: int = 8) -> str:
-    """Markdown table of the validation metric over CPU hours (at most `rows` evenly spaced points)."""
+    """Markdown table of the validation metric over CPU hours: at most `rows` evenly spaced
+    points, the best one always among them."""
     points = curve(entry, folder)
     if not points:
         return ""
+    best = points[0]
+    for point in points[1:]:
+        best = point if entry.better(point[1], best[1]) else best
     picked = thinned(points, rows)
+    if best not in picked:
+        picked = sorted([*thinned(points, rows - 1), best], key=points.index)
     lines = [f"| CPU hours | cycle | step | {entry.ranking_metric} |", "|---|---|---|---|"]
     lines += [f"| {hours:.2f} | {cycle} | {step} | {value:.4f} |" for hours, value, cycle, step in dict.fromkeys(picked)]
     return "\n".join(lines)

@@ -447,3 +447,19 @@ def test_an_evaluated_entry_ships_its_table_and_records_a_baseline_once(deadline
     assert first["heldout"] == {"score": 1.5} and first["identity"] == {"score": 0.5}
     second = ship(model=2.5, identity=0.7)
     assert second["heldout"] == {"score": 2.5} and second["identity"] == {"score": 0.5}
+
+
+def test_a_card_s_history_table_always_shows_the_best_point(tmp_path, monkeypatch):
+    """Thinned to 8 rows, the table still has the checkpoint that ships (here a dip in FID
+    that even spacing would skip), in training order."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    values = [90.0, 88.0, 87.0, 86.0, 85.0, 84.5, 84.0, 70.0, 82.5, 82.0, 81.5, 81.0, 80.5, 80.0, 79.5, 79.0]
+    points = [(0.1 * index, value, 1, 1000 * index) for index, value in enumerate(values)]
+    monkeypatch.setattr(campaign_module, "curve", lambda entry, folder: points)
+    entry = campaign_module.Entry(name="p2p", task="pix2pix", recipe=tmp_path, data={}, metric="fid", goal="min")
+    rows = campaign_module.history_table(entry, tmp_path).splitlines()[2:]
+    steps = [int(row.split("|")[3]) for row in rows]
+    assert len(rows) == 8 and 7000 in steps and steps == sorted(steps)
+    assert steps[0] == 0 and steps[-1] == 15000

@@ -43,6 +43,27 @@ def test_output_option_and_alpha_drop(weights: Path, rgba_png: Path, invert: Pat
     assert not rgba_png.with_name("sprite_invert.png").exists()
 
 
+def test_a_model_that_paints_over_transparency_writes_opaque_unless_asked(
+    weights: Path, rgba_png: Path, make_translator: Callable[..., Path], tmp_path: Path
+) -> None:
+    """opaque_output (a colouring model): the input's alpha would cut away the fills it paints,
+    so --alpha auto (the default) drops it; --alpha bicubic keeps it all the same."""
+    colouring = make_translator(name="colouring", metadata={"opaque_output": "1"})
+    result = img2img("translate", rgba_png, "--model", colouring, "-o", tmp_path / "auto.png", weights=weights)
+    assert result.returncode == 0, result.stderr
+    source = np.asarray(Image.open(rgba_png)).astype(float)
+    with Image.open(tmp_path / "auto.png") as written:
+        assert written.mode == "RGB"
+        opacity = source[:, :, 3:] / 255
+        np.testing.assert_allclose(np.asarray(written).astype(float), (255 - source[:, :, :3]) * opacity, atol=1)
+    kept = img2img("translate", rgba_png, "--model", colouring, "-o", tmp_path / "kept.png", "--alpha", "bicubic",
+                   weights=weights)  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    with Image.open(tmp_path / "kept.png") as written:
+        assert written.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(written)[:, :, 3], source[:, :, 3])
+
+
 def test_folder_goes_to_in_underscore_model_name(weights: Path, tmp_path: Path, invert: Path) -> None:
     source = tmp_path / "emoji"
     (source / "faces").mkdir(parents=True)

@@ -97,6 +97,14 @@ def test_task_descriptors_declare_their_graph():
     assert cyclegan["task"] == "translate" and cyclegan["trained_as"] == "cyclegan"
 
 
+def test_a_colouring_model_declares_that_it_paints_over_transparency():
+    info = ModelInfo(task="translate", name="colour", scale=1, opaque_output=True)
+    props = info.to_metadata()
+    assert props["opaque_output"] == "1" and ModelInfo.from_metadata(props, source="colour.onnx").opaque_output
+    assert "opaque_output" not in task_descriptor("pix2pix")[0].to_metadata()  # the default: keep the input's
+    assert shipped_metadata("openmoji-outline2color.onnx")["opaque_output"] == "1"
+
+
 @pytest.mark.parametrize("file", sorted(path.name for path in WEIGHTS.glob("*.onnx")))
 def test_shipped_metadata_reads_back_to_the_same_strings(file):
     props = shipped_metadata(file)
@@ -133,6 +141,7 @@ def test_missing_name_defaults_to_the_file_stem():
         ({"scale": "2", "precision": "int4"}, "expected one of fp32, fp16, int8"),
         ({"scale": "2", "config": "{not json"}, "'config' is not valid JSON"),
         ({"scale": "2", "whole_image": "yes"}, "expected '1' or '0'"),
+        ({"scale": "1", "opaque_output": "true"}, "metadata 'opaque_output' is 'true', expected '1' or '0'"),
         ({"scale": "2", "background": "255,255"}, "expected 'r,g,b' with each 0-255"),
     ],
 )

@@ -45,6 +45,20 @@ def test_padding_matches_an_aligned_image_where_they_overlap(tiny_x2: Path) -> N
     np.testing.assert_array_equal(cropped, full[:26, :14])
 
 
+def test_a_model_with_a_background_is_padded_with_it(make_translator: Callable[..., Path]) -> None:
+    """The drawings it learned from lie on that background: a mirrored copy of the image in the
+    pad would be made-up content. A model without one is padded by reflection. The translator
+    whose every output pixel shifts by the mean of its whole (padded) input shows what the pad held."""
+    image = random_image(5, 6, seed=4)  # padded to 8x8 (multiple_of 4)
+    reflected = np.pad(image, ((0, 3), (0, 2), (0, 0)), mode="reflect")
+    white, black = np.ones((8, 8, 3), np.float32), np.zeros((8, 8, 3), np.float32)
+    white[:5, :6], black[:5, :6] = image, image
+    for background, padded in (("255,255,255", white), ("0,0,0", black), (None, reflected)):
+        path = make_translator(name="mean", global_mean=True, metadata={"background": background})
+        expected = np.clip(1 - image + (padded.mean(axis=(0, 1)) - 0.5), 0, 1)
+        np.testing.assert_allclose(OnnxModel(path, device="cpu").run(image), expected, atol=1e-6)
+
+
 def test_padded_size_honours_multiple_and_minimum() -> None:
     info = ModelInfo(task="superres", name="t", scale=4, multiple_of=4, min_size=8)
     assert info.padded_size(13, 7) == (16, 8)

@@ -43,7 +43,7 @@ from img2img.runtime.shipped import resolve_model
 from img2img.runtime.style import load_styles, preserve_color
 from img2img.runtime.tiling import DEFAULT_OVERLAP, check_tiling, run_with_fallback, stream_with_fallback
 
-ALPHA_MODES = ("bicubic", "model", "drop")
+ALPHA_MODES = ("auto", "bicubic", "model", "drop")
 # More threads than any machine has cores.
 MAX_THREADS = 1_024
 
@@ -78,7 +78,9 @@ class Model:
         tile_overlap: input pixels shared by neighbouring tiles.
         batch_size: tiles per model call; None: 4 on a GPU, 1 on the CPU (where batching does not
             speed anything up but costs memory).
-        alpha: what becomes of transparency: "bicubic" keeps the input's opacity plane, resized
+        alpha: what becomes of transparency: "auto" is "drop" for a model whose metadata says
+            it paints over transparent areas (`opaque_output`: a colouring of line art), else
+            "bicubic"; "bicubic" keeps the input's opacity plane, resized
             smoothly to the output size; "model" upscales the plane through the model as a gray
             image (edges as sharp as the colours'; a same-size model keeps the plane as it is,
             since nothing needs resizing and a translator would restyle opacity as if it were an
@@ -113,7 +115,7 @@ class Model:
         tile: int | str | None = "auto",
         tile_overlap: int = DEFAULT_OVERLAP,
         batch_size: int | None = None,
-        alpha: str = "bicubic",
+        alpha: str = "auto",
         threads: int | None = None,
         full: bool = False,
         style: Sequence[str | os.PathLike[str] | np.ndarray] | None = None,
@@ -150,6 +152,8 @@ class Model:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.batch_size = batch_size or (4 if self.onnx.on_gpu else 1)
+        if alpha == "auto":
+            alpha = "drop" if self.info.opaque_output else "bicubic"
         self.alpha = alpha
 
     @property

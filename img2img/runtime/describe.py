@@ -41,6 +41,7 @@ def describe(path: Path) -> dict[str, object]:
         "domains": info.domains,
         "background": "none" if info.background is None else ",".join(map(str, info.background)),
         "whole_image": "yes" if info.whole_image else "no",
+        "opaque_output": "yes" if info.opaque_output else "no",
         "resolution": info.resolution or "any",
         "style": info.style or ("any (style images)" if "style" in info.inputs else "none"),
         "style_size": info.style_size or "none",

@@ -267,7 +267,9 @@ class OnnxModel:
             raise ModelError(f"{self.info.name} renders a style image it is given; pass one (--style-image)")
         _, height, width, _ = images.shape
         size = self.info.padded_size(height, width)
-        feeds = {self.input_names[0]: _to_nchw(_pad_bottom_right(images.astype(np.float32, copy=False), *size))}
+        # A model trained on images laid over a plain background is padded with that background.
+        fill = None if self.info.background is None else np.asarray(self.info.background, np.float32) / 255
+        feeds = {self.input_names[0]: _to_nchw(_pad_bottom_right(images.astype(np.float32, copy=False), *size, fill=fill))}
         if masks is not None:
             padded = _pad_bottom_right(masks.astype(np.float32, copy=False)[..., None], *size)
             feeds[self.input_names[1]] = _to_nchw(padded)
@@ -391,13 +393,22 @@ def _to_nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
-def _pad_bottom_right(images: np.ndarray, height: int, width: int) -> np.ndarray:
+def _pad_bottom_right(images: np.ndarray, height: int, width: int, fill: np.ndarray | None = None) -> np.ndarray:
     """Pad (N, H, W, C) on the bottom and right to (N, height, width, C).
 
     Reflection keeps image statistics at the border, so the net sees no artificial edge; it needs
     the pad to be shorter than the image, so tiny images fall back to repeating the edge pixel.
+    With `fill` (C values), the pad is that colour instead: the background of a model trained on
+    drawings laid over it, where a mirrored copy of the drawing would be made up content.
     Padding only the far sides keeps output pixel (y, x) aligned with input (y / s, x / s).
     """
+    if fill is not None:
+        if images.shape[1:3] == (height, width):
+            return images
+        padded = np.empty((images.shape[0], height, width, images.shape[3]), images.dtype)
+        padded[...] = fill
+        padded[:, : images.shape[1], : images.shape[2]] = images
+        return padded
     for axis, target in ((1, height), (2, width)):
         pad = target - images.shape[axis]
         if pad == 0:

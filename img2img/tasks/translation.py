@@ -44,6 +44,11 @@ class TranslationConfig(RunConfig):
     val_max_images: int = 400  # validation scores at most this many held-out pairs
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
+    # The exported weights' license; share-alike training data may bind it (OpenMoji's CC-BY-SA).
+    weights_license: str = "Apache-2.0"
+    # The model fills what its input leaves transparent (colouring line art): the runtime writes
+    # its outputs opaque instead of keeping the input's transparency (metadata "opaque_output").
+    opaque_output: bool = False
 
     def __post_init__(self) -> None:
         require(self.crop_size <= self.load_size, f"crop_size {self.crop_size} must not exceed load_size {self.load_size}")
@@ -133,7 +138,7 @@ def score_translation(
 
 def translation_fields(task: str, config: TranslationConfig, *, domains: str) -> dict[str, Any]:
     """The `ModelInfo` fields every translation model exports (the runtime reads task,
-    background, whole_image and domains); the task adds "data"."""
+    background, whole_image, opaque_output and domains); the task adds "data"."""
     return {
         "task": "translate",
         "trained_as": task,
@@ -141,6 +146,7 @@ def translation_fields(task: str, config: TranslationConfig, *, domains: str) ->
         "background": parse_background(config.background),
         # Instance-normalised nets depend on whole-image statistics: tiles would change them.
         "whole_image": True,
+        "opaque_output": config.opaque_output,
         "size": f"trained on {config.crop_size}x{config.crop_size} crops",
-        "license": f"weights Apache-2.0; training data {config.data_license or 'unrecorded'}",
+        "license": f"weights {config.weights_license}; training data {config.data_license or 'unrecorded'}",
     }

@@ -158,11 +158,12 @@ export function parseModelInfo(props, source) {
       throw new ModelError(`${source}: metadata 'config' is not valid JSON (${error.message}); re-export the model`);
     }
   }
-  const wholeImage = get('whole_image', '0').trim();
-  if (wholeImage !== '0' && wholeImage !== '1') {
-    throw new ModelError(
-      `${source}: metadata 'whole_image' is '${wholeImage}', expected '1' or '0'; re-export the model`,
-    );
+  const flags = {};
+  for (const key of ['whole_image', 'opaque_output']) {
+    flags[key] = get(key, '0').trim();
+    if (flags[key] !== '0' && flags[key] !== '1') {
+      throw new ModelError(`${source}: metadata '${key}' is '${flags[key]}', expected '1' or '0'; re-export the model`);
+    }
   }
   const text = {};
   for (const key of ['task', 'license', 'data', 'source', 'version', 'trained_as', 'direction', 'size', 'domains', 'style']) {
@@ -180,7 +181,10 @@ export function parseModelInfo(props, source) {
     precision,
     config,
     background: has('background') ? parseBackground(props.background, source) : null,
-    whole_image: wholeImage === '1',
+    whole_image: flags.whole_image === '1',
+    // The net paints over what its input leaves transparent (a colouring model): its output is
+    // written opaque, as the Python runtime's alpha "auto" does.
+    opaque_output: flags.opaque_output === '1',
     resolution: optional('resolution'),
     style_size: optional('style_size'),
     latent_dim: optional('latent_dim'),
@@ -221,9 +225,10 @@ export function paddedSize(info, height, width) {
  * Pad planar (C, height, width) float32 samples on the bottom and right to (C, toHeight, toWidth),
  * as the Python runtime's `_pad_bottom_right` does with numpy: reflection (the edge pixel itself
  * not repeated) where the pad is shorter than the image along that axis, else the edge pixel
- * repeated. Padding only the far sides keeps output pixel (y, x) aligned with input (y / s, x / s).
+ * repeated; with `fill` (C values in [0, 1]), that colour instead (a model's background).
+ * Padding only the far sides keeps output pixel (y, x) aligned with input (y / s, x / s).
  */
-export function padBottomRight(planes, channels, height, width, toHeight, toWidth) {
+export function padBottomRight(planes, channels, height, width, toHeight, toWidth, fill = null) {
   if (toHeight === height && toWidth === width) return planes;
   const rows = axisSource(height, toHeight);
   const columns = axisSource(width, toWidth);
@@ -232,10 +237,18 @@ export function padBottomRight(planes, channels, height, width, toHeight, toWidt
     for (let y = 0; y < toHeight; y++) {
       const from = (c * height + rows[y]) * width;
       const to = (c * toHeight + y) * toWidth;
-      for (let x = 0; x < toWidth; x++) out[to + x] = planes[from + columns[x]];
+      for (let x = 0; x < toWidth; x++) {
+        out[to + x] = fill && (y >= height || x >= width) ? fill[c] : planes[from + columns[x]];
+      }
     }
   }
   return out;
+}
+
+/** The model's background as the padding colour of its image input ([0, 1] per channel), or
+ * null for a model without one (padded by reflection). */
+export function backgroundFill(info) {
+  return info.background ? Float32Array.from(info.background, (value) => value / 255) : null;
 }
 
 /** For each index 0..target-1 of a padded axis, the index of the original 0..length-1 it copies. */

@@ -8,7 +8,7 @@
 
 import * as ort from 'onnxruntime-node';
 
-import { ModelError, padBottomRight, paddedSize, readModelInfo } from './contract.mjs';
+import { backgroundFill, ModelError, padBottomRight, paddedSize, readModelInfo } from './contract.mjs';
 import { firstLine } from './pixels.mjs';
 
 /**
@@ -52,7 +52,11 @@ export async function runImage(model, rgb, mask, height, width) {
   }
   const [padHeight, padWidth] = paddedSize(info, height, width);
   const feeds = {
-    [model.inputNames[0]]: new ort.Tensor('float32', padBottomRight(rgb, 3, height, width, padHeight, padWidth), [1, 3, padHeight, padWidth]),
+    [model.inputNames[0]]: new ort.Tensor(
+      'float32',
+      padBottomRight(rgb, 3, height, width, padHeight, padWidth, backgroundFill(info)),
+      [1, 3, padHeight, padWidth],
+    ),
   };
   if (mask) {
     const padded = padBottomRight(mask, 1, height, width, padHeight, padWidth);

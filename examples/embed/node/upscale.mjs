@@ -18,8 +18,10 @@ memory grows with the image: a 1000x1000 input at x4 needs a few GB.
   -h, --help     show this message
 
 Transparent pixels are laid over the model's metadata "background" first, when it has one
-(the emoji translators). An alpha channel comes back unchanged for same-size models and is
-resized with the Python runtime's bicubic filter for upscalers. A 16-bit PNG gives a 16-bit PNG.
+(the emoji translators), and the image is padded with it. An alpha channel comes back unchanged
+for same-size models and is resized with the Python runtime's bicubic filter for upscalers; a
+model whose metadata says "opaque_output" (it paints over transparent areas: the OpenMoji
+colouring model) writes an opaque image. A 16-bit PNG gives a 16-bit PNG.
 `;
 
 await runMain('upscale', async () => {
@@ -54,7 +56,7 @@ await runMain('upscale', async () => {
   const samples = interleave(result, null, image.bitDepth);
   let channels = 3;
   let written = samples;
-  if (image.alpha) {
+  if (image.alpha && !info.opaque_output) {
     const alpha = scale === 1 ? sourceAlpha(image) : resizeAlpha(image, scale);
     written = withAlpha(samples, alpha);
     channels = 4;

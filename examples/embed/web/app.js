@@ -240,7 +240,7 @@ async function run(modelName = elements.model.value) {
     const runStarted = performance.now();
     const { width, height, rgba } = photo;
     const [paddedHeight, paddedWidth] = paddedSize(info, height, width);
-    const input = new ort.Tensor('float32', toPaddedNCHW(rgba, width, height, paddedHeight, paddedWidth), [
+    const input = new ort.Tensor('float32', toPaddedNCHW(rgba, width, height, paddedHeight, paddedWidth, info.background), [
       1,
       3,
       paddedHeight,

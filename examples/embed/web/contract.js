@@ -71,10 +71,11 @@ function sourceIndex(index, length, pad) {
 
 /**
  * RGBA bytes (H, W, 4) -> float32 (1, 3, paddedHeight, paddedWidth) RGB in [0, 1], padded on
- * the bottom and right as onnx_model.py's `_pad_bottom_right` pads (alpha is ignored).
+ * the bottom and right as onnx_model.py's `_pad_bottom_right` pads (alpha is ignored): with the
+ * model's `background` ("r,g,b") where it has one, else by reflection.
  * Each sample is byte / 255 rounded to float32, as pixels.py's `unit_float` divides.
  */
-export function toPaddedNCHW(rgba, width, height, paddedHeight, paddedWidth) {
+export function toPaddedNCHW(rgba, width, height, paddedHeight, paddedWidth, background = '') {
   const plane = paddedHeight * paddedWidth;
   const out = new Float32Array(3 * plane);
   const padY = paddedHeight - height;
@@ -89,6 +90,14 @@ export function toPaddedNCHW(rgba, width, height, paddedHeight, paddedWidth) {
       out[base + x] = rgba[from] / 255;
       out[plane + base + x] = rgba[from + 1] / 255;
       out[2 * plane + base + x] = rgba[from + 2] / 255;
+    }
+  }
+  if (background && (padY > 0 || padX > 0)) {
+    const fill = background.split(',').map((value) => Number(value) / 255);
+    for (let y = 0; y < paddedHeight; y += 1) {
+      for (let x = y < height ? width : 0; x < paddedWidth; x += 1) {
+        for (let channel = 0; channel < 3; channel += 1) out[channel * plane + y * paddedWidth + x] = fill[channel];
+      }
     }
   }
   return out;

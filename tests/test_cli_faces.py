@@ -90,4 +90,5 @@ def test_an_image_model_is_not_a_face_generator(weights, tmp_path):
 def test_info_shows_latent_size_and_labels(face_weights):
     result = img2img("info", "faces-emoji", weights=face_weights)
     assert result.returncode == 0, result.stderr
-    assert "latent_dim    4" in result.stdout and "labels        smiley,person" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
+    assert rows["latent_dim"] == ["4"] and rows["labels"] == ["smiley,person"]

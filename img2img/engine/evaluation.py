@@ -108,9 +108,9 @@ class TrainingEvaluation:
             suffix = f"_{direction}" if direction else ""
             metrics |= {f"fid{suffix}": frechet_distance(reference, fakes), f"kid{suffix}": kid,
                         f"kid_std_error{suffix}": kid_error}  # fmt: skip
-        if len(self.task.distribution_directions) > 1:
+        directions = self.task.distribution_directions
+        if len(directions) > 1:
             for name in ("fid", "kid"):
-                directions = self.task.distribution_directions
                 metrics[f"{name}_mean"] = sum(metrics[f"{name}_{d}"] for d in directions) / len(directions)
         self.log.scalars("validation", step, metrics)
         # A task that ranks checkpoints by FID or KID (noise-to-image GANs) keeps the best one,

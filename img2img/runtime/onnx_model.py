@@ -399,7 +399,7 @@ def _pad_bottom_right(images: np.ndarray, height: int, width: int, fill: np.ndar
     Reflection keeps image statistics at the border, so the net sees no artificial edge; it needs
     the pad to be shorter than the image, so tiny images fall back to repeating the edge pixel.
     With `fill` (C values), the pad is that colour instead: the background of a model trained on
-    drawings laid over it, where a mirrored copy of the drawing would be made up content.
+    drawings laid over it, where a mirrored copy of the drawing would be made-up content.
     Padding only the far sides keeps output pixel (y, x) aligned with input (y / s, x / s).
     """
     if fill is not None:

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from sr_peers import machine_description, peer_methods
 
 from img2img.export import describe_net, export_onnx
 from img2img.nets import build_net
 from img2img.quantize import quantize_model
 from img2img.runtime.api import Model
-from sr_peers import machine_description, peer_methods
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,8 @@ GENERATOR_CASES = [
     ("resnet_tiny", {}, (8, 12)),
     ("resnet_tiny", {"padding": "zero", "upsample": "resize"}, (4, 8)),
     ("resnet_tiny", {"padding": "replicate", "self_attention": True, "use_dropout": True}, (12, 8)),
+    ("unet_tiny", {"residual": True}, (16, 8)),
+    ("resnet_tiny", {"residual": True, "upsample": "resize"}, (8, 12)),
 ]
 CASE_IDS = [
     f"{name}-{'-'.join(f'{k}={v}' for k, v in overrides.items())}" for name, overrides, _ in GENERATOR_CASES
@@ -153,6 +155,8 @@ def test_presets_accept_overrides():
         lambda: SRVGGNet(in_channels=1, out_channels=3),
         lambda: RRDBNet(scale=3),
         lambda: build_net("unet_tiny", num_downs=0),
+        lambda: build_net("unet_tiny", residual=True, in_channels=1),
+        lambda: build_net("resnet_tiny", residual=True, out_channels=1),
     ],
 )
 def test_invalid_hparams_raise(call):
@@ -201,6 +205,23 @@ def test_self_attention_starts_as_identity(name):
     assert not torch.allclose(with_attention(x), plain(x))
 
 
+@pytest.mark.parametrize("name", ["unet_tiny", "resnet_tiny"])
+def test_a_residual_generator_starts_as_identity_and_learns_a_change(name):
+    torch.manual_seed(0)
+    net = build_net(name, residual=True)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(net(x), x)
+    # Darker everywhere, and at -1 where the input is already dark.
+    target = (x - 0.3).clamp(-1.0, 1.0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    before = F.l1_loss(net(x), target).item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        F.l1_loss(net(x), target).backward()
+        optimizer.step()
+    assert F.l1_loss(net(x), target).item() < 0.5 * before
+
+
 # (preset, overrides, export size, check size): the check size differs to prove the axes are dynamic.
 ONNX_CASES = [
     ("srvgg_tiny", {}, (8, 8), (7, 5)),
@@ -210,6 +231,8 @@ ONNX_CASES = [
     ("unet_tiny", {"upsample": "resize", "self_attention": True}, (16, 16), (8, 32)),
     ("resnet_tiny", {}, (12, 12), (8, 16)),
     ("resnet_tiny", {"self_attention": True}, (8, 8), (16, 12)),
+    ("unet_tiny", {"residual": True}, (16, 16), (24, 8)),
+    ("resnet_tiny", {"residual": True}, (12, 12), (8, 16)),
 ]
 
 
@@ -221,6 +244,8 @@ ONNX_CASES = [
 def test_onnx_export_matches_torch_on_another_size(name, overrides, export_size, check_size):
     torch.manual_seed(0)
     net = build_net(name, **overrides).eval()
+    if overrides.get("residual"):  # a zero last layer would export only the identity
+        torch.nn.init.normal_(net.ups[0][1].weight if name.startswith("unet") else net.decoder[-1].weight, std=0.1)
     buffer = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():

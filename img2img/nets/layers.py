@@ -213,6 +213,24 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
     return module
 
 
+def zero_init(module: nn.Module) -> nn.Module:
+    """Set every parameter of `module` to 0 and return it: the last layer of a net that
+    predicts a residual, so the untrained net adds nothing to its input."""
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
+def check_residual(residual: bool, in_channels: int, out_channels: int) -> None:
+    """Raise ValueError where a generator asked to add its output to its input (`residual`)
+    has different input and output channels."""
+    if residual and in_channels != out_channels:
+        raise ValueError(
+            f"residual needs as many output channels as input channels, got {in_channels} in and "
+            f"{out_channels} out; set residual = false"
+        )
+
+
 def _refresh_spectral_norm(layer: nn.Module) -> None:
     # Spectral norm keeps power-iteration estimates of the weight's top singular vectors and in
     # training mode refines them by one step per forward; after a re-initialisation they describe

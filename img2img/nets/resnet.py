@@ -21,10 +21,12 @@ from img2img.contract import IMAGE
 from img2img.nets.layers import (
     SelfAttention,
     check_image_size,
+    check_residual,
     conv_bias,
     get_norm_layer,
     get_upsample_layer,
     init_weights,
+    zero_init,
 )
 from img2img.nets.registry import NETS
 from img2img.registry import Registry
@@ -80,9 +82,15 @@ class ResnetGenerator(nn.Module):
         upsample: "transpose" (transposed convolutions) or "resize" (nearest upsampling + 3x3
             conv, free of checkerboard artefacts).
         self_attention: add a SAGAN self-attention block halfway through the residual blocks.
+        residual: predict a change to the input instead of the output, x + G(x), with no tanh
+            and the last convolution zero-initialised, so the untrained net returns its input
+            (the mapping CycleGAN's identity loss asks for on the target domain). Needs
+            in_channels == out_channels.
 
     Shape:
-        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1] (tanh). H and W
+        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1] (tanh); with
+        `residual`, nominally in [-1, 1] but not clamped, so a pixel pushed past the range still
+        gets a gradient back (the exported graph and the metrics clamp). H and W
         at least `min_size`: reflection padding needs 2 pixels at the lowest resolution.
     """
 
@@ -104,9 +112,11 @@ class ResnetGenerator(nn.Module):
         padding: str = "reflect",
         upsample: str = "transpose",
         self_attention: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         padding_mode = PADDINGS.get(padding)
+        check_residual(residual, in_channels, out_channels)
         self.hparams: dict[str, Any] = dict(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -119,6 +129,9 @@ class ResnetGenerator(nn.Module):
             upsample=upsample,
             self_attention=self_attention,
         )
+        if residual:  # recorded only when set, so the nets saved before it existed still match
+            self.hparams["residual"] = True
+        self.residual = residual
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.multiple_of = 2**num_downsampling
@@ -160,16 +173,20 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(),
             ]
             width //= 2
-        decoder += [nn.Conv2d(width, out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh()]
+        head = nn.Conv2d(width, out_channels, 7, padding=3, padding_mode="reflect")
+        decoder += [head] if residual else [head, nn.Tanh()]
         self.decoder = nn.Sequential(*decoder)
 
         init_weights(self, "normal", 0.02)
+        if residual:
+            zero_init(head)
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_size(
             self, x, channels=self.in_channels, multiple_of=self.multiple_of, min_size=self.min_size
         )
-        return self.decoder(self.bottleneck(self.encoder(x)))
+        change_or_output = self.decoder(self.bottleneck(self.encoder(x)))
+        return x + change_or_output if self.residual else change_or_output
 
 
 @NETS.register("resnet_6blocks")

@@ -23,10 +23,12 @@ from img2img.contract import IMAGE
 from img2img.nets.layers import (
     SelfAttention,
     check_image_size,
+    check_residual,
     conv_bias,
     get_norm_layer,
     get_upsample_layer,
     init_weights,
+    zero_init,
 )
 from img2img.nets.registry import NETS
 
@@ -50,9 +52,15 @@ class UNetGenerator(nn.Module):
         upsample: "transpose" (transposed convolutions, as in the paper) or "resize" (nearest
             upsampling + 3x3 conv, free of checkerboard artefacts).
         self_attention: add a SAGAN self-attention block after the encoder level halfway down.
+        residual: predict a change to the input instead of the output, x + U(x), with no
+            tanh and the last layer zero-initialised, so the untrained net returns its input.
+            For domains that mostly agree pixel for pixel (two vendors' drawings of one emoji),
+            where identity is already a strong baseline. Needs in_channels == out_channels.
 
     Shape:
-        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1] (tanh).
+        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1] (tanh); with
+        `residual`, nominally in [-1, 1] but not clamped, so a pixel pushed past the range still
+        gets a gradient back (the exported graph and the metrics clamp).
     """
 
     arch = "UNetGenerator"
@@ -71,10 +79,12 @@ class UNetGenerator(nn.Module):
         use_dropout: bool = False,
         upsample: str = "transpose",
         self_attention: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if num_downs < 1:
             raise ValueError(f"UNetGenerator needs num_downs >= 1, got {num_downs}")
+        check_residual(residual, in_channels, out_channels)
         self.hparams: dict[str, Any] = dict(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -85,6 +95,9 @@ class UNetGenerator(nn.Module):
             upsample=upsample,
             self_attention=self_attention,
         )
+        if residual:  # recorded only when set, so the nets saved before it existed still match
+            self.hparams["residual"] = True
+        self.residual = residual
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.multiple_of = 2**num_downs
@@ -118,7 +131,9 @@ class UNetGenerator(nn.Module):
             # Every level but the innermost receives its skip concatenated to the level below.
             up_in = width if level == innermost else 2 * width
             if level == 0:
-                layers = [nn.ReLU(), get_upsample_layer(upsample, up_in, out_channels), nn.Tanh()]
+                layers = [nn.ReLU(), get_upsample_layer(upsample, up_in, out_channels)]
+                if not residual:
+                    layers.append(nn.Tanh())
             else:
                 layers = [
                     nn.ReLU(),
@@ -131,6 +146,8 @@ class UNetGenerator(nn.Module):
             self.ups.append(nn.Sequential(*layers))
 
         init_weights(self, "normal", 0.02)
+        if residual:
+            zero_init(self.ups[0][1])
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_size(self, x, channels=self.in_channels, multiple_of=self.multiple_of)
@@ -144,7 +161,7 @@ class UNetGenerator(nn.Module):
         innermost = len(self.ups) - 1
         for level in range(innermost, -1, -1):
             h = self.ups[level](h if level == innermost else torch.cat([skips[level], h], dim=1))
-        return h
+        return x + h if self.residual else h
 
 
 @NETS.register("unet_128")

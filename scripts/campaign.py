@@ -346,11 +346,14 @@ def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
 
 def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
     """The cycles' best.pt with the best value of the entry's metric, and that value. A
-    checkpoint whose validation already fails one of the ship gates is passed over for one
+    checkpoint whose validation already fails one of the ship gates, or the recipe's
+    `engine.best_requires` as they are now (an earlier cycle may have kept its best.pt before a
+    condition was added; one whose record lacks the figure fails it), is passed over for one
     that does not, since it could not ship; where every one fails, the best of them comes
     back, for `ship` to refuse with the figures."""
     import torch
 
+    requires = tomllib.loads(entry.recipe.read_text()).get("engine", {}).get("best_requires", [])
     best, best_gated = None, None
     for run in cycle_dirs(folder):
         path = run / "checkpoints" / "best.pt"
@@ -362,7 +365,7 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
             continue
         if best is None or entry.better(value, best[1]):
             best = (path, value)
-        passes = not gate_failures(entry.ship_gate, metrics, only_measured=True)
+        passes = not gate_failures(entry.ship_gate, metrics, only_measured=True) and not gate_failures(requires, metrics)
         if passes and (best_gated is None or entry.better(value, best_gated[1])):
             best_gated = (path, value)
     return best_gated or best

@@ -395,11 +395,32 @@ def test_ship_picks_the_best_checkpoint_that_meets_the_gates_its_validation_meas
     for cycle, metrics in validations.items():
         (folder / cycle / "checkpoints").mkdir(parents=True)
         torch.save({"step": 1000, "metrics": metrics}, folder / cycle / "checkpoints" / "best.pt")
-    entry = campaign_module.Entry(name="real", task="superres", recipe=tmp_path, data={}, metric="degraded_vgg_distance", goal="min",
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[engine]\nsteps = 4\n")
+    entry = campaign_module.Entry(name="real", task="superres", recipe=recipe, data={}, metric="degraded_vgg_distance", goal="min",
                                   ship_gate=["degraded_vgg_distance <= 0.92", "vgg_distance <= 0.43", "fid <= 10"])
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 0.90)
     entry.ship_gate = ["vgg_distance <= 0.30"]  # none passes: the best by the metric, for ship to refuse
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 0.85)
+
+
+def test_ship_passes_over_a_cycle_whose_best_pt_fails_the_recipe_s_best_requires_as_they_are_now(tmp_path, monkeypatch):
+    """Cycle 1 kept its best.pt (lowest FID) before the recipe required a PSNR; cycle 2's meets
+    the condition: cycle 2's is the one to ship, though cycle 1's FID is lower."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    validations = {"cycle-001": {"fid": 87.3}, "cycle-002": {"fid": 130.5, "psnr": 14.04}, "cycle-003": {"fid": 120.0, "psnr": 13.5}}
+    for cycle, metrics in validations.items():
+        (folder / cycle / "checkpoints").mkdir(parents=True)
+        torch.save({"step": 2500, "metrics": metrics}, folder / cycle / "checkpoints" / "best.pt")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[engine]\nbest_metric = "fid"\nbest_goal = "min"\nbest_requires = ["psnr >= 13.81"]\n')
+    entry = campaign_module.Entry(name="p2p", task="pix2pix", recipe=recipe, data={}, metric="val.fid", goal="min", train_metric="fid")
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 130.5)
+    recipe.write_text('[engine]\nbest_metric = "fid"\nbest_goal = "min"\n')
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 87.3)
 
 
 def test_a_resumed_cycle_takes_the_recipe_s_checkpoint_ranking_as_it_is_now(tmp_path, monkeypatch):

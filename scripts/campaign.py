@@ -353,7 +353,7 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
     back, for `ship` to refuse with the figures."""
     import torch
 
-    requires = tomllib.loads(entry.recipe.read_text()).get("engine", {}).get("best_requires", [])
+    requires = recipe_engine(entry).get("best_requires", [])
     best, best_gated = None, None
     for run in cycle_dirs(folder):
         path = run / "checkpoints" / "best.pt"
@@ -435,9 +435,14 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
 RANKING_KEYS = ("best_metric", "best_goal", "best_requires")
 
 
+def recipe_engine(entry: Entry) -> dict[str, Any]:
+    """The [engine] table of the entry's recipe as the file is now."""
+    return tomllib.loads(entry.recipe.read_text()).get("engine", {})
+
+
 def ranking_settings(entry: Entry) -> list[str]:
     """--set overrides of the recipe's engine.best_* keys, for resuming a cycle."""
-    engine = tomllib.loads(entry.recipe.read_text()).get("engine", {})
+    engine = recipe_engine(entry)
     return [f"engine.{key}={json.dumps(engine[key])}" for key in RANKING_KEYS if key in engine]
 
 

@@ -45,8 +45,8 @@ def test_shipped_adain_goes_from_the_photo_at_alpha_0_to_the_painting_at_alpha_1
     kiss[::4] *= 0.5  # some texture: a flat style has no standard deviation to transfer
     reconstructed = img2img.load(path, task="style", device="cpu", style=[kiss], style_alpha=0.0)(photo)
     painted = img2img.load(path, task="style", device="cpu", style=[kiss], style_alpha=1.0)(photo)
-    # alpha 0 is the decoder's reconstruction of the photo: close to it, far closer than the painting.
-    assert np.abs(reconstructed - photo).mean() < 0.5 * np.abs(painted - photo).mean()
+    # alpha 0 is the photo itself (to the 8-bit step), whatever the painting.
+    assert np.abs(reconstructed - photo).max() <= 1 / 255
     assert colour_gap(painted, PAINTING_MEANS["the-kiss"]) < 0.5 * colour_gap(photo, PAINTING_MEANS["the-kiss"])
 
 

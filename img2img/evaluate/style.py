@@ -51,14 +51,16 @@ def fit_longer_side(image: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
-def model_stylist(model: str, *, style_image: Path | None = None, threads: int | None = None) -> Stylist:
-    """One of our models (a shipped name or an .onnx path) on the CPU; `style_image` for an
-    arbitrary-style model."""
+def model_stylist(
+    model: str, *, style_image: Path | None = None, alpha: float = 1.0, threads: int | None = None
+) -> Stylist:
+    """One of our models (a shipped name or an .onnx path) on the CPU; `style_image` and the
+    style strength `alpha` for an arbitrary-style model."""
     from img2img.runtime.api import Model
 
-    return Model(
-        model, task="style", device="cpu", threads=threads, style=None if style_image is None else [str(style_image)]
-    )
+    if style_image is None:
+        return Model(model, task="style", device="cpu", threads=threads)
+    return Model(model, task="style", device="cpu", threads=threads, style=[str(style_image)], style_alpha=alpha)
 
 
 def peer_stylists(style_image: Path, pick_photos: Sequence[np.ndarray], distance: StyleDistance) -> tuple[dict[str, Stylist], int]:
@@ -120,6 +122,44 @@ def evaluate_style(
             outputs=outputs,
         )
     return results
+
+
+def compare_with_peer(
+    results_by_painting: dict[str, dict[str, StyleScores]], ours: str = "ours-adain", peer: str = "peer-arbitrary"
+) -> dict[str, float]:
+    """How one of our methods scores against a peer's over several paintings.
+
+    Distances differ by orders of magnitude from one painting to the next, so each painting
+    counts through the ratio of ours to the peer's, and the ratios are averaged.
+
+    Returns:
+        content_vs_peer and style_vs_peer (mean ratios: below 1 is better than the peer),
+        worse_vs_peer (the larger of the two: below 1 means better on both), and our own mean
+        content_distance and style_distance over the paintings.
+    """
+    if not results_by_painting:
+        raise Img2ImgError("no painting was scored: give at least one --style")
+    content_ratios, style_ratios = [], []
+    for painting, results in results_by_painting.items():
+        if ours not in results or peer not in results:
+            raise Img2ImgError(f"{painting}: both {ours} and {peer} must be scored to compare them")
+        content_ratios.append(results[ours].content_distance / results[peer].content_distance)
+        style_ratios.append(results[ours].style_distance / results[peer].style_distance)
+    content_vs_peer, style_vs_peer = float(np.mean(content_ratios)), float(np.mean(style_ratios))
+    return {
+        "content_vs_peer": content_vs_peer,
+        "style_vs_peer": style_vs_peer,
+        "worse_vs_peer": max(content_vs_peer, style_vs_peer),
+        "content_distance": float(np.mean([results[ours].content_distance for results in results_by_painting.values()])),
+        "style_distance": float(np.mean([results[ours].style_distance for results in results_by_painting.values()])),
+    }
+
+
+def mean_absolute_error(stylist: Stylist, photos: Sequence[np.ndarray]) -> float:
+    """Mean absolute difference in [0, 1] between each (H, W, 3) uint8 photo and what `stylist`
+    returns for it: 0 for a method that gives the photo back (an arbitrary-style model at alpha 0)."""
+    errors = [np.abs(np.asarray(stylist(photo), np.float32) - photo).mean() / 255.0 for photo in photos]
+    return float(np.mean(errors))
 
 
 def seconds_per_megapixel(stylist: Stylist, photo: np.ndarray, repeats: int = 3) -> float:

@@ -4,8 +4,13 @@ After Huang & Belongie, "Arbitrary Style Transfer in Real-time with Adaptive Ins
 Normalization" (ICCV 2017): a frozen ImageNet VGG19 encodes content and style images up to
 relu4_1, AdaIN gives the content features the channel-wise mean and standard deviation of the
 style features, and a trained decoder that mirrors the encoder turns the result back into an
-image. `alpha` blends the stylised features with the content's own, so alpha 0 is the decoder's
-reconstruction of the content image.
+image. `alpha` blends the stylised features with the content's own, as in the paper, and below 1
+it also adds back (1 - alpha) times what the decoder loses of the content image,
+c - g(f(c)): the paper's alpha 0 is the decoder's reconstruction of the photo, blurred and
+colour-shifted by however far the decoder is from inverting VGG19, while a user who turns the
+style down to nothing expects the photo itself. Here alpha 0 gives it back exactly, and alpha 1
+is the paper's output; the price is a second decoder pass below alpha 1 (always, in an exported
+graph, whose alpha is an input).
 
 The encoder's weights are not trained: `AdaINNet.from_vgg19` copies them from the VGG19 weights
 of `img2img.losses.vgg`, and they travel with the decoder in checkpoints and exported models,
@@ -158,15 +163,40 @@ class AdaINNet(nn.Module):
         """(B, 512, H/8, W/8) relu4_1-like features -> (B, 3, H, W) image."""
         return self.decoder(features)
 
-    def stylise(self, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> tuple[Tensor, Tensor]:
-        """(target features t, output image g(t)); training compares g(t)'s features with t."""
+    def stylise(self, content: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """(target features t, output image g(t)) at full style; training compares g(t)'s
+        features with t."""
         content_features = self.encode(content)["relu4_1"]
         target = self.adain(content_features, self.encode(style)["relu4_1"])
-        target = alpha * target + (1 - alpha) * content_features
         return target, self.decode(target)
 
     def forward(self, content: Tensor, style: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
-        return self.stylise(content, style, alpha)[1]
+        """(B, 3, H, W) content and (B, 3, h, w) style in [0, 1] -> (B, 3, H, W), nominally in
+        [0, 1] (not clamped); `alpha` as in `decode_towards`."""
+        content_features = self.encode(content)["relu4_1"]
+        target = self.adain(content_features, self.encode(style)["relu4_1"])
+        return self.decode_towards(content, content_features, target, alpha)
+
+    def decode_towards(self, content: Tensor, content_features: Tensor, target: Tensor, alpha: float | Tensor) -> Tensor:
+        """The image at style strength `alpha`:
+        g(alpha * t + (1 - alpha) * f(c)) + (1 - alpha) * (c - g(f(c))).
+
+        Args:
+            content: (B, 3, H, W) content images c in [0, 1].
+            content_features: (B, 512, H/8, W/8) their relu4_1 features f(c).
+            target: (B, 512, H/8, W/8) stylised features t.
+            alpha: in [0, 1], a float or a (1,) tensor: 1 is g(t) alone (one decoder pass), 0 is
+                c exactly.
+
+        Returns:
+            (B, 3, H, W), nominally in [0, 1] (not clamped).
+        """
+        if not isinstance(alpha, Tensor) and alpha == 1:
+            return self.decode(target)
+        if isinstance(alpha, Tensor):
+            alpha = alpha.reshape(-1, 1, 1, 1)
+        stylised = self.decode(alpha * target + (1 - alpha) * content_features)
+        return stylised + (1 - alpha) * (content - self.decode(content_features))
 
     def blend(self, content: Tensor, styles: Tensor, weights: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
         """Every content image in a weighted mix of several styles (the paper's interpolation).
@@ -178,7 +208,7 @@ class AdaINNet(nn.Module):
             content: (N, 3, H, W) in [0, 1].
             styles: (K, 3, h, w) in [0, 1].
             weights: (K,) style weights summing to 1 ([1.0] for one style).
-            alpha: content/style trade-off in [0, 1], a float or a (1,) tensor.
+            alpha: style strength in [0, 1], a float or a (1,) tensor (`decode_towards`).
 
         Returns:
             (N, 3, H, W), nominally in [0, 1] (not clamped).
@@ -190,9 +220,7 @@ class AdaINNet(nn.Module):
         std = (weights * style_std).sum(dim=0, keepdim=True)
         content_mean, content_std = channel_mean_std(content_features)
         target = (content_features - content_mean) / content_std * std + mean
-        if isinstance(alpha, Tensor):
-            alpha = alpha.reshape(-1, 1, 1, 1)
-        return self.decode(alpha * target + (1 - alpha) * content_features)
+        return self.decode_towards(content, content_features, target, alpha)
 
 
 @NETS.register("adain")

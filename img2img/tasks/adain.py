@@ -8,14 +8,17 @@ another photo, so plain photographic statistics are covered too):
     content: MSE(f(y), t) / mean(t^2) at relu4_1   (the decoder must reproduce the target features)
     style:   sum over relu1_1 ... relu4_1 of [MSE(mean(f_l(y)), mean(f_l(s)))
                  + MSE(std(f_l(y)), std(f_l(s)))] / mean(mean(f_l(s))^2 + std(f_l(s))^2)
-    identity: mean |g(f(c)) - c|                    (the photo back at alpha 0)
+    identity: mean |g(f(c)) - c|                    (the decoder's reconstruction of the photo)
     G: content_weight * content + style_weight * style + identity_weight * identity
        (the paper's lambda = style_weight = 10; it has no identity term)
 
-The identity term (the pixel part of SANet's identity loss, Park & Lee, 2019) is what makes
-`alpha` 0 give the photo back: the content term alone only asks g(f(c)) to share c's relu4_1
-features, which leaves its colours free (measured: 0.26 mean absolute error after 1,500 steps
-without it). Its decoding of f(c) runs in the same decoder call as g(t), on a batch twice the size.
+The identity term (the pixel part of SANet's identity loss, Park & Lee, 2019) trains g to invert
+f: the content term alone only asks g(f(c)) to share c's relu4_1 features, which leaves its
+colours free (measured: 0.26 mean absolute error after 1,500 steps without it). The net gives
+the photo back exactly at `alpha` 0 whatever the decoder (`AdaINNet.decode_towards` adds back
+what it loses), but between 0 and 1 it blends decoded features, so the better g inverts f, the
+more faithful the intermediate strengths. Its decoding of f(c) runs in the same decoder call as
+g(t), on a batch twice the size. Validation reports the reconstruction error it trains down.
 
 Each content and style term is divided by the size of its target features (not differentiated). The paper's VGG19
 was rescaled so every layer's mean activation is about 1; the default weights here are the
@@ -69,7 +72,7 @@ class AdaINConfig(RunConfig):
     vgg_weights: str = ""  # a torchvision vgg19 state dict; empty = the default ImageNet VGG19
     content_weight: float = 1.0
     style_weight: float = 10.0
-    identity_weight: float = 0.0  # L1 of the photo decoded back from its own features (alpha 0)
+    identity_weight: float = 0.0  # L1 of the photo decoded back from its own features
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
     style_data_license: str = ""
@@ -262,14 +265,14 @@ class AdaINStyle(Task):
         metrics = {name: total / count for name, total in sums.items()}
         metrics["neg_loss"] = -metrics["loss"]
         metrics["pairs"] = float(count)
-        metrics["alpha0_error"] = self.alpha0_error(generator_net, [photo for _, photo in photos])
+        metrics["reconstruction_error"] = self.reconstruction_error(generator_net, [photo for _, photo in photos])
         return metrics
 
     @torch.no_grad()
-    def alpha0_error(self, generator_net: AdaINNet, photos: list[torch.Tensor]) -> float:
-        """Mean absolute error in [0, 1] of the photos given back at alpha 0 (the decoder applied
-        to the photo's own relu4_1 features, as the exported model computes it): a user who
-        turns the style down to nothing expects the photo itself.
+    def reconstruction_error(self, generator_net: AdaINNet, photos: list[torch.Tensor]) -> float:
+        """Mean absolute error in [0, 1] of the decoder's reconstruction g(f(c)) of each photo:
+        what the net adds back below alpha 1 (`AdaINNet.decode_towards`), so the smaller it is,
+        the less the intermediate strengths lean on that correction.
 
         Args:
             photos: held-out (3, S, S) images in [0, 1].

@@ -217,36 +217,6 @@ def test_adain_losses_are_zero_on_matching_statistics_and_blind_to_each_layers_s
     )
 
 
-def test_adain_gram_term_sees_the_channel_correlations_the_statistics_term_leaves_free():
-    from img2img.tasks.adain import gram_style_loss, style_statistics_loss
-
-    generator = torch.Generator().manual_seed(0)
-    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-    base = {name: torch.rand(2, 1, 6, 6, generator=generator) * (10**i) for i, name in enumerate(layers)}
-    # Two channels that rise and fall together in the style; in the output the second is the same
-    # values in another order: same channel means and deviations, no correlation.
-    style = {name: torch.cat([f, f], dim=1) for name, f in base.items()}
-    output = {name: torch.cat([f, f.flatten(2)[..., torch.randperm(36, generator=generator)].view_as(f)], dim=1)
-              for name, f in base.items()}
-    assert float(style_statistics_loss(output, style)) == pytest.approx(0.0, abs=1e-6)
-    assert float(gram_style_loss(style, style)) == pytest.approx(0.0, abs=1e-6)
-    loss = gram_style_loss(output, style)
-    assert float(loss) > 1e-3
-    # Each layer's term is divided by the size of the style's Gram matrix there.
-    louder = {name: f * 1000 if name == "relu1_1" else f for name, f in output.items()}
-    louder_style = {name: f * 1000 if name == "relu1_1" else f for name, f in style.items()}
-    assert float(gram_style_loss(louder, louder_style)) == pytest.approx(float(loss), rel=1e-4)
-
-
-def test_adain_gram_term_is_logged_when_weighted(folders, tmp_path):
-    trainer = Trainer(AdaINStyle(adain_config(folders, "gram_weight=5.0"), torch.device("cpu")), tmp_path / "run", show_progress=False)
-    trainer.fit()
-    logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    assert logged and all(np.isfinite(entry["l_g_gram"]) and entry["l_g_gram"] > 0 for entry in logged)
-    with pytest.raises(ConfigError, match="gram_weight must be at least 0"):
-        adain_config(folders, "gram_weight=-1")
-
-
 def test_adain_reconstruction_error_is_zero_for_a_decoder_that_inverts_the_encoder(folders):
     task = AdaINStyle(adain_config(folders), torch.device("cpu"))
 

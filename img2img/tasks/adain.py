@@ -8,16 +8,9 @@ another photo, so plain photographic statistics are covered too):
     content: MSE(f(y), t) / mean(t^2) at relu4_1   (the decoder must reproduce the target features)
     style:   sum over relu1_1 ... relu4_1 of [MSE(mean(f_l(y)), mean(f_l(s)))
                  + MSE(std(f_l(y)), std(f_l(s)))] / mean(mean(f_l(s))^2 + std(f_l(s))^2)
-    gram:    sum over relu1_1 ... relu4_1 of MSE(Gram(f_l(y)), Gram(f_l(s))) / mean(Gram(f_l(s))^2)
     identity: mean |g(f(c)) - c|                    (the decoder's reconstruction of the photo)
-    G: content_weight * content + style_weight * style + gram_weight * gram
-       + identity_weight * identity
-       (the paper's lambda = style_weight = 10; it has neither the Gram nor the identity term)
-
-The Gram term is Gatys et al.'s style loss, which the style distance of the evaluation
-(`img2img.metrics.style`) also measures: the channel means and standard deviations the paper
-matches leave the correlations between channels free (Gram matrices normalised by C * H * W,
-computed in float32).
+    G: content_weight * content + style_weight * style + identity_weight * identity
+       (the paper's lambda = style_weight = 10; it has no identity term)
 
 The identity term (the pixel part of SANet's identity loss, Park & Lee, 2019) trains g to invert
 f: the content term alone only asks g(f(c)) to share c's relu4_1 features, which leaves its
@@ -54,7 +47,6 @@ from img2img.engine.config import OptimizerConfig, RunConfig, require
 from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
 from img2img.losses import VGG19Features
-from img2img.losses.perceptual import gram_matrix
 from img2img.metrics.style import STYLE_DISTANCE_LAYERS, StyleDistance
 from img2img.nets import NETS, build_net
 from img2img.nets.adain import CONVENTIONS, ENCODER_LAYERS, AdaINNet, channel_mean_std
@@ -80,7 +72,6 @@ class AdaINConfig(RunConfig):
     vgg_weights: str = ""  # a torchvision vgg19 state dict; empty = the default ImageNet VGG19
     content_weight: float = 1.0
     style_weight: float = 10.0
-    gram_weight: float = 0.0  # Gram-matrix style loss (Gatys et al.) beside the paper's statistics one
     identity_weight: float = 0.0  # L1 of the photo decoded back from its own features
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
@@ -97,8 +88,7 @@ class AdaINConfig(RunConfig):
             0.0 <= self.photo_style_fraction <= 1.0,
             f"photo_style_fraction must be between 0 and 1, got {self.photo_style_fraction}",
         )
-        for name in ("identity_weight", "gram_weight"):
-            require(getattr(self, name) >= 0.0, f"{name} must be at least 0, got {getattr(self, name)}")
+        require(self.identity_weight >= 0.0, f"identity_weight must be at least 0, got {self.identity_weight}")
         NETS.require(self.net, key="net")
 
 
@@ -135,18 +125,6 @@ def style_statistics_loss(output_features: dict[str, torch.Tensor], style_featur
         scale = (style_mean.pow(2) + style_std.pow(2)).mean().detach()
         error = nn.functional.mse_loss(output_mean, style_mean) + nn.functional.mse_loss(output_std, style_std)
         total = total + error / scale
-    return total
-
-
-def gram_style_loss(output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over the encoder's layers of the MSE between the Gram matrices of the output's and the
-    style's features (each (B, C, H, W); `gram_matrix`, float32), each layer's term divided by
-    the mean square of the style's Gram matrix there (no gradient)."""
-    total = 0.0
-    for name in ENCODER_LAYERS:
-        style_gram = gram_matrix(style_features[name]).detach()
-        error = nn.functional.mse_loss(gram_matrix(output_features[name]), style_gram)
-        total = total + error / style_gram.pow(2).mean()
     return total
 
 
@@ -238,13 +216,10 @@ class AdaINStyle(Task):
         with torch.no_grad():
             style_features = self.encoder(style)
         output_features = self.encoder(image)
-        losses = {
+        return {
             "l_g_content": self.config.content_weight * content_feature_loss(output_features["relu4_1"], target),
             "l_g_style": self.config.style_weight * style_statistics_loss(output_features, style_features),
         }
-        if self.config.gram_weight:
-            losses["l_g_gram"] = self.config.gram_weight * gram_style_loss(output_features, style_features)
-        return losses
 
     def generator_loss(self, batch: Batch, fake: Batch, discriminator: nn.Module | None) -> Batch:
         losses = self._losses(batch["style"], fake["target"], fake["image"])

@@ -127,6 +127,9 @@ class Entry:
     # "METRIC <= VALUE" or "METRIC >= VALUE" (a model shipped for the first time has no figure
     # to beat, so this is what stops a useless one).
     ship_gate: list[str] = dataclasses.field(default_factory=list)
+    # The ranking metric depends on the recipe (a loss whose weights it sets): checkpoints are
+    # compared only among the cycles trained on the recipe as it is now (`recipe_changes`).
+    rank_within_recipe: bool = False
 
     @property
     def ranking_metric(self) -> str:
@@ -350,14 +353,15 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
     `engine.best_requires` as they are now (an earlier cycle may have kept its best.pt before a
     condition was added; one whose record lacks the figure fails it), is passed over for one
     that does not, since it could not ship; where every one fails, the best of them comes
-    back, for `ship` to refuse with the figures."""
+    back, for `ship` to refuse with the figures. With `rank_within_recipe`, only the cycles
+    trained on the recipe as it is now take part."""
     import torch
 
     requires = recipe_engine(entry).get("best_requires", [])
     best, best_gated = None, None
     for run in cycle_dirs(folder):
         path = run / "checkpoints" / "best.pt"
-        if not path.is_file():
+        if not path.is_file() or (entry.rank_within_recipe and recipe_changes(entry, run)):
             continue
         metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics") or {}
         value = lookup(metrics, entry.ranking_metric)

@@ -423,6 +423,29 @@ def test_ship_passes_over_a_cycle_whose_best_pt_fails_the_recipe_s_best_requires
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 87.3)
 
 
+def test_a_loss_ranked_entry_compares_only_the_cycles_of_the_recipe_as_it_is_now(tmp_path, monkeypatch):
+    """Cycle 2 trains with five times the content weight, so its validation loss is larger
+    though the model is better: a loss-ranked entry must not pick cycle 1 for it."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    for cycle, weight, loss in (("cycle-001", 1.0, 4.5), ("cycle-002", 5.0, 7.0)):
+        (folder / cycle / "checkpoints").mkdir(parents=True)
+        (folder / cycle / "config.json").write_text(json.dumps({"content_weight": weight, "engine": {"steps": 20000}}))
+        torch.save({"step": 2000, "metrics": {"loss": loss}}, folder / cycle / "checkpoints" / "best.pt")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("content_weight = 5.0\n[engine]\nsteps = 20000\n")
+    entry = campaign_module.Entry(name="adain", task="adain", recipe=recipe, data={}, metric="val.worse", goal="min",
+                                  train_metric="loss")
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 4.5)
+    entry.rank_within_recipe = True
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 7.0)
+    # Back to the first recipe: only cycle 1 was trained on it.
+    recipe.write_text("content_weight = 1.0\n[engine]\nsteps = 20000\n")
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 4.5)
+
+
 def test_a_resumed_cycle_takes_the_recipe_s_checkpoint_ranking_as_it_is_now(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import campaign as campaign_module

@@ -347,6 +347,16 @@ def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
     return points
 
 
+def ranked_points(entry: Entry, folder: Path, points: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
+    """The points of `curve` that compete for the entry's best figure: all of them, or with
+    `rank_within_recipe` those of the cycles trained on the recipe as it is now."""
+    if not entry.rank_within_recipe:
+        return points
+    offset = inherited(folder).get("cycles", 0)
+    current = {offset + cycle_number(run) for run in cycle_dirs(folder) if not recipe_changes(entry, run)}
+    return [point for point in points if point[2] in current]
+
+
 def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
     """The cycles' best.pt with the best value of the entry's metric, and that value. A
     checkpoint whose validation already fails one of the ship gates, or the recipe's
@@ -797,7 +807,7 @@ def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
         ledger = Ledger(folder)
         points = curve(entry, folder)
         best = None
-        for _, value, _, _ in points:
+        for _, value, _, _ in ranked_points(entry, folder, points):
             if best is None or entry.better(value, best):
                 best = value
         steps, hours = ledger.steps(), ledger.cpu_hours()

@@ -441,6 +441,9 @@ def test_a_loss_ranked_entry_compares_only_the_cycles_of_the_recipe_as_it_is_now
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 4.5)
     entry.rank_within_recipe = True
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 7.0)
+    # `status` shows the best figure of the same cycles.
+    points = [(0.5, 4.5, 1, 2000), (0.9, 7.0, 2, 2000)]
+    assert campaign_module.ranked_points(entry, folder, points) == [(0.9, 7.0, 2, 2000)]
     # Back to the first recipe: only cycle 1 was trained on it.
     recipe.write_text("content_weight = 1.0\n[engine]\nsteps = 20000\n")
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 4.5)

@@ -347,14 +347,21 @@ def curve(entry: Entry, folder: Path) -> list[tuple[float, float, int, int]]:
     return points
 
 
+def ranked_cycles(entry: Entry, folder: Path) -> list[Path]:
+    """The cycle folders whose checkpoints compete for the entry's best: all of them, or with
+    `rank_within_recipe` those trained on the recipe as it is now."""
+    runs = cycle_dirs(folder)
+    return [run for run in runs if not recipe_changes(entry, run)] if entry.rank_within_recipe else runs
+
+
 def ranked_points(entry: Entry, folder: Path, points: list[tuple[float, float, int, int]]) -> list[tuple[float, float, int, int]]:
-    """The points of `curve` that compete for the entry's best figure: all of them, or with
-    `rank_within_recipe` those of the cycles trained on the recipe as it is now."""
+    """The points of `curve` from the `ranked_cycles` (all of them, the shipped model's history
+    included, unless `rank_within_recipe`)."""
     if not entry.rank_within_recipe:
         return points
     offset = inherited(folder).get("cycles", 0)
-    current = {offset + cycle_number(run) for run in cycle_dirs(folder) if not recipe_changes(entry, run)}
-    return [point for point in points if point[2] in current]
+    ranked = {offset + cycle_number(run) for run in ranked_cycles(entry, folder)}
+    return [point for point in points if point[2] in ranked]
 
 
 def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
@@ -363,15 +370,14 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
     `engine.best_requires` as they are now (an earlier cycle may have kept its best.pt before a
     condition was added; one whose record lacks the figure fails it), is passed over for one
     that does not, since it could not ship; where every one fails, the best of them comes
-    back, for `ship` to refuse with the figures. With `rank_within_recipe`, only the cycles
-    trained on the recipe as it is now take part."""
+    back, for `ship` to refuse with the figures. Only the `ranked_cycles` take part."""
     import torch
 
     requires = recipe_engine(entry).get("best_requires", [])
     best, best_gated = None, None
-    for run in cycle_dirs(folder):
+    for run in ranked_cycles(entry, folder):
         path = run / "checkpoints" / "best.pt"
-        if not path.is_file() or (entry.rank_within_recipe and recipe_changes(entry, run)):
+        if not path.is_file():
             continue
         metrics = torch.load(path, map_location="cpu", weights_only=False).get("metrics") or {}
         value = lookup(metrics, entry.ranking_metric)

@@ -28,7 +28,10 @@ Usage:
 
 The entry picked is the unmet one (its shipped figure short of its target) with the fewest CPU
 hours per unit of its `weight`: training curves rise fastest early, so the least-trained entry
-has the most to gain from the next hour.
+has the most to gain from the next hour. It trains until its hours per weight pass the next
+entry's (at least its weight times SEGMENT_QUANTUM_MINUTES), then the pick is made again: a
+quarter-weight entry gets a quarter share, not every minute left. A named entry (--entry) trains
+until the deadline.
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ HISTORY_POINTS = 32
 # started: a resume costs data decoding and warm-up that it would not earn back.
 DEFAULT_STOP_MARGIN_MINUTES = 4.0
 MIN_SEGMENT_MINUTES = 6.0
+# The shortest share of a weight-1 entry before the pick is made again (a quarter-weight entry
+# gets a quarter of it), so that entries with nearly equal hours do not take turns every few
+# minutes, each paying for a resume.
+SEGMENT_QUANTUM_MINUTES = 30.0
 # After the deadline a training process gets this long to stop on its own before SIGTERM.
 DEADLINE_GRACE_SECONDS = 180
 POLL_SECONDS = 5
@@ -559,17 +566,33 @@ def target_met(entry: Entry, figure: float | None) -> bool:
     return figure >= entry.target if entry.goal == "max" else figure <= entry.target
 
 
+def unmet_entries(entries: list[Entry], weights: Path, skip: set[str]) -> list[Entry]:
+    """The entries not in `skip` with a model whose shipped figure is short of its target."""
+    return [
+        entry for entry in entries
+        if entry.name not in skip and not all(target_met(model, shipped_figure(model, weights)) for model in entry.models)
+    ]
+
+
+def hours_per_weight(entry: Entry, root: Path) -> float:
+    return Ledger(root / entry.name).cpu_hours() / max(entry.weight, 1e-9)
+
+
 def pick_entry(entries: list[Entry], root: Path, weights: Path, skip: set[str]) -> Entry | None:
     """The unmet entry with the fewest CPU hours per unit of weight (see the module docstring)."""
-    candidates = []
-    for entry in entries:
-        if entry.name in skip:
-            continue
-        if not all(target_met(model, shipped_figure(model, weights)) for model in entry.models):
-            candidates.append(entry)
-    if not candidates:
-        return None
-    return min(candidates, key=lambda e: Ledger(root / e.name).cpu_hours() / max(e.weight, 1e-9))
+    candidates = unmet_entries(entries, weights, skip)
+    return min(candidates, key=lambda e: hours_per_weight(e, root)) if candidates else None
+
+
+def share_minutes(entry: Entry, entries: list[Entry], root: Path, weights: Path, skip: set[str], threads: int) -> float:
+    """Wall minutes `entry` trains before its CPU hours per weight pass those of the next
+    unmet entry, at least its weight's part of SEGMENT_QUANTUM_MINUTES; infinite when no other entry is waiting.
+    A training process on an otherwise idle machine spends about `threads` CPU hours per hour."""
+    others = [hours_per_weight(other, root) for other in unmet_entries(entries, weights, skip) if other.name != entry.name]
+    if not others:
+        return math.inf
+    catch_up_cpu_hours = (min(others) - hours_per_weight(entry, root)) * entry.weight
+    return max(SEGMENT_QUANTUM_MINUTES * entry.weight, catch_up_cpu_hours * 60 / threads)
 
 
 class Worker:
@@ -597,8 +620,9 @@ class Worker:
     def minutes_left(self) -> float:
         return (self.deadline - dt.datetime.now()).total_seconds() / 60
 
-    def train(self, entry: Entry) -> str:
-        """One segment of `entry`; returns "deadline", "cycle" (a cycle finished) or "failed"."""
+    def train(self, entry: Entry, share: float = math.inf) -> str:
+        """One segment of `entry`, of at most `share` minutes of training; returns "deadline"
+        (the deadline or the share ended it), "cycle" (a cycle finished) or "failed"."""
         folder = self.root / entry.name
         folder.mkdir(parents=True, exist_ok=True)
         ensure_data(entry)
@@ -615,7 +639,7 @@ class Worker:
             print(f"[campaign] {entry.name}: the recipe changed since cycle {cycle_number(current)} began "
                   f"({'; '.join(changes)}): the next cycle starts from its best weights", flush=True)
             resume, current = False, None
-        limit = self.minutes_left() - entry.stop_margin_minutes
+        limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
         data = [f"{key}={json.dumps(str(data_folder(folder_)))}" for key, folder_ in entry.data.items()]
         command = [sys.executable, "-m", "cli", "train", entry.task]
         if resume:
@@ -703,7 +727,8 @@ class Worker:
                 return
             if self.minutes_left() - entry.stop_margin_minutes < self.min_segment_minutes:
                 break
-            if self.train(entry) == "failed":
+            share = math.inf if only else share_minutes(entry, entries, self.root, self.weights, failed, self.threads)
+            if self.train(entry, share) == "failed":
                 print(f"[campaign] {entry.name} failed; see {self.root / entry.name / 'train.log'}", flush=True)
                 failed.add(entry.name)
         print(f"[campaign] {dt.datetime.now():%H:%M} stopped", flush=True)

@@ -510,3 +510,41 @@ def test_a_card_s_history_table_always_shows_the_best_point(tmp_path, monkeypatc
     steps = [int(row.split("|")[3]) for row in rows]
     assert len(rows) == 8 and 7000 in steps and steps == sorted(steps)
     assert steps[0] == 0 and steps[-1] == 15000
+
+
+def test_a_picked_entry_trains_its_weight_s_share_and_then_the_pick_is_made_again(tmp_path, monkeypatch):
+    """A quarter-weight entry at 0 hours is picked first, but only until its hours per weight
+    catch up with the next entry's (at least its part of the quantum), not for every minute left; an entry
+    whose shipped figure meets its target is not waited for."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "manifest.json").write_text(json.dumps({"models": [{"name": "done", "metrics": {"gain": 3.0}}]}))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[engine]\nsteps = 4\n")
+    root = tmp_path / "root"
+
+    def entry(name: str, weight: float) -> "campaign_module.Entry":
+        return campaign_module.Entry(name=name, task="superres", recipe=recipe, data={}, metric="gain", goal="max",
+                                     target=2.0, weight=weight)
+
+    def spend(name: str, cpu_hours: float) -> None:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        campaign_module.Ledger(root / name).add({"cycle": 1, "from_step": 0, "to_step": 1, "cpu_seconds": cpu_hours * 3600})
+
+    style, superres, done = entry("style", 0.25), entry("superres", 1.0), entry("done", 1.0)
+    entries = [superres, style, done]
+    spend("superres", 8.0)
+    spend("done", 0.5)
+    assert campaign_module.pick_entry(entries, root, weights, set()) is style
+    # 8 CPU hours per weight for a quarter weight: 2 CPU hours, 60 minutes on 2 threads.
+    assert campaign_module.share_minutes(style, entries, root, weights, set(), threads=2) == pytest.approx(60.0)
+    spend("style", 1.9)
+    assert campaign_module.share_minutes(style, entries, root, weights, set(), threads=2) == pytest.approx(
+        0.25 * campaign_module.SEGMENT_QUANTUM_MINUTES)
+    spend("style", 0.2)
+    assert campaign_module.pick_entry(entries, root, weights, set()) is superres
+    # Alone in the queue (the other one failed this run): it trains until the deadline.
+    assert campaign_module.share_minutes(superres, entries, root, weights, {"style"}, threads=2) == float("inf")

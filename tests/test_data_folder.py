@@ -121,6 +121,29 @@ def test_small_image_is_reflect_padded(tmp_path):
     assert np.array_equal(crop[top : top + 6, left - 1], image[:, 1])
 
 
+def test_short_side_range_shows_a_crop_as_much_of_the_scene_as_a_held_out_image_of_that_size(tmp_path):
+    """A 60x120 left-to-right ramp resized to a shorter side of 32 is 64 wide, so a 32-pixel
+    crop spans half the ramp, where a crop of the photo as it is spans a quarter."""
+    ramp = np.tile(np.linspace(0, 255, 120).round().astype(np.uint8)[None, :, None], (60, 1, 3))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    resized = HRCropDataset(root=tmp_path, patch_size=32, augment=False, short_side_range=(32, 32))
+    as_is = HRCropDataset(root=tmp_path, patch_size=32, augment=False)
+    for _ in range(4):
+        span = np.ptp(as_uint8(resized[0])[0, :, 0].astype(int))
+        assert 110 <= span <= 135  # 31 of the resized 63 steps of 255/63
+        assert abs(np.ptp(as_uint8(as_is[0])[0, :, 0].astype(int)) - 31 * 255 / 119) <= 1  # the ramp's rounding
+    ranged = HRCropDataset(root=tmp_path, patch_size=32, augment=False, short_side_range=(32, 40))
+    assert {as_uint8(ranged[0]).shape for _ in range(4)} == {(32, 32, 3)}
+
+
+def test_short_side_range_below_the_patch_or_beside_scale_range_is_refused(tmp_path):
+    write_image(tmp_path / "a.png", 64, 64)
+    with pytest.raises(ValueError, match="patch_size"):
+        HRCropDataset(root=tmp_path, patch_size=32, short_side_range=(24, 40))
+    with pytest.raises(ValueError, match="not both"):
+        HRCropDataset(root=tmp_path, patch_size=32, scale_range=(0.5, 1.0), short_side_range=(32, 40))
+
+
 def test_corrupt_file_is_named(tmp_path):
     write_image(tmp_path / "good.png", 16, 16)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")

@@ -163,6 +163,8 @@ def test_generator_never_sees_what_is_under_the_hole():
 def test_bad_settings_are_clear_errors(photo_folder):
     with pytest.raises(ConfigError, match="min_coverage"):
         Inpainting(tiny_config(photo_folder, "min_coverage=0.7", "max_coverage=0.6"), torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"short_side_range .*patch_size \(32\)"):
+        Inpainting(tiny_config(photo_folder, "short_side_range=[24, 40]"), torch.device("cpu"))
     task = Inpainting(tiny_config(photo_folder, "patch_size=34"), torch.device("cpu"))
     with pytest.raises(ConfigError, match="multiples of 4"):
         task.build_generator()

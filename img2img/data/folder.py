@@ -127,6 +127,11 @@ class HRCropDataset(Dataset):
             interpolation) before cropping, so a crop holds more of the scene than the same
             crop at full resolution (inpainting learns scene structure, not only texture).
             None keeps the pixels as they are (super-resolution must not resample its HR side).
+        short_side_range: (low, high) in pixels, instead of `scale_range`: resize each image so
+            its shorter side is a random whole number of pixels in this range (area
+            interpolation when shrinking), so every crop shows about as much of a scene as a
+            held-out image resized to a shorter side of `low` and centre-cropped (inpainting's
+            validation); `low` must be at least `patch_size`.
         upright: augment with horizontal flips only, so scenes keep their sky at the top (for
             tasks that learn scene layout).
 
@@ -145,11 +150,19 @@ class HRCropDataset(Dataset):
         cache: bool | None = None,
         scale_range: tuple[float, float] | None = None,
         upright: bool = False,
+        short_side_range: tuple[int, int] | None = None,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be a positive number of pixels, got {patch_size}")
         if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+        if scale_range is not None and short_side_range is not None:
+            raise ValueError("give scale_range or short_side_range, not both: each sets how much an image is resized")
+        if short_side_range is not None and not patch_size <= short_side_range[0] <= short_side_range[1]:
+            raise ValueError(
+                f"short_side_range must be (low, high) with patch_size ({patch_size}) <= low <= high, "
+                f"got {short_side_range}"
+            )
         self.root = Path(root)
         self.patch_size = patch_size
         self.augment = augment
@@ -160,6 +173,9 @@ class HRCropDataset(Dataset):
         if scale_range is not None:
             low, high = scale_range
             steps.append(A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_AREA, p=1.0))
+        if short_side_range is not None:
+            low, high = short_side_range
+            steps.append(A.SmallestMaxSize(max_size=list(range(low, high + 1)), interpolation=cv2.INTER_AREA, p=1.0))
         steps += [
             # Reflection continues the picture's own texture, where a constant border would
             # teach the model flat edges.

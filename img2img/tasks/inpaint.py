@@ -52,6 +52,11 @@ class InpaintConfig(RunConfig):
     val_data: str = ""  # held-out photos; empty = <data>/val when it exists
     patch_size: int = 256  # training crop side
     scale_range: tuple[float, float] = (0.5, 1.0)  # photos are shrunk by a factor in this range first
+    # Instead of scale_range, each photo is resized so its shorter side is a random number of
+    # pixels in this range (at least patch_size): with patch_size = resolution = the range's low
+    # end, a training crop shows as much of a scene, and a hole as large in pixels, as the
+    # held-out crops and the runtime's (a photo shrunk to `resolution` on its shorter side).
+    short_side_range: tuple[int, int] | None = None
     resolution: int = 256  # validation size, and the side the runtime scales hole crops to
     min_coverage: float = 0.10  # fraction of a training crop the hole covers
     max_coverage: float = 0.60
@@ -89,6 +94,13 @@ class InpaintConfig(RunConfig):
             self.patch_size >= 16 and self.resolution >= 16,
             f"patch_size and resolution must be at least 16 pixels, got {self.patch_size} and {self.resolution}",
         )
+        if self.short_side_range is not None:
+            low, high = self.short_side_range
+            require(
+                self.patch_size <= low <= high,
+                f"short_side_range must be [low, high] with patch_size ({self.patch_size}) <= low <= high, "
+                f"got {list(self.short_side_range)}",
+            )
         mask_settings(self)
         NETS.require(self.net, key="net")
         NETS.require(self.discriminator, key="discriminator")
@@ -174,10 +186,14 @@ class Inpainting(Task):
 
     def train_dataset(self) -> HoleCrops:
         if self._train is None:  # decoding every photo takes seconds: do it once
+            if self.config.short_side_range is None:
+                resize = {"scale_range": tuple(self.config.scale_range)}
+            else:
+                resize = {"short_side_range": tuple(self.config.short_side_range)}
             crops = HRCropDataset(
                 root=train_folder(self.config.data),
                 patch_size=self.config.patch_size,
-                scale_range=tuple(self.config.scale_range),
+                **resize,
                 upright=True,
             )
             self._train = HoleCrops(crops, self.mask_settings)

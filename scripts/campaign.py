@@ -427,11 +427,15 @@ def deadline_from(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
-    """--set overrides that start a new cycle from trained weights: the previous cycle's best
-    checkpoint, else the shipped twin (G, and D where shipped) when the recipe builds that net."""
+    """--set overrides that start a new cycle from trained weights: the cycles' best checkpoint
+    (`best_checkpoint`: a cycle cut short by an edited recipe may not have reached the one before
+    it), else the previous cycle's best or last one (none of the cycles ranked against the recipe
+    as it is now has a best yet), else the shipped twin (G, and D where shipped) when the recipe
+    builds that net."""
     previous = cycle_dirs(folder)
     if previous:
-        source = previous[-1] / "checkpoints" / "best.pt"
+        best = best_checkpoint(entry, folder)
+        source = best[0] if best else previous[-1] / "checkpoints" / "best.pt"
         if not source.is_file():
             source = previous[-1] / "checkpoints" / "last.pt"
         settings = [f"engine.init_generator={json.dumps(str(source))}"]

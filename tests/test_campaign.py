@@ -548,3 +548,27 @@ def test_a_picked_entry_trains_its_weight_s_share_and_then_the_pick_is_made_agai
     assert campaign_module.pick_entry(entries, root, weights, set()) is superres
     # Alone in the queue (the other one failed this run): it trains until the deadline.
     assert campaign_module.share_minutes(superres, entries, root, weights, {"style"}, threads=2) == float("inf")
+
+
+def test_a_new_cycle_starts_from_the_best_cycle_not_a_worse_one_cut_short(tmp_path, monkeypatch):
+    """Cycle 2 was ended after a few steps by an edited recipe, below cycle 1's best: cycle 3
+    starts from cycle 1's weights. Where no cycle ranks against the recipe as it is now (a
+    loss-ranked entry whose weights changed), it starts from the previous cycle's best."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    for cycle, gain in (("cycle-001", 1.14), ("cycle-002", 1.06)):
+        (folder / cycle / "checkpoints").mkdir(parents=True)
+        (folder / cycle / "config.json").write_text(json.dumps({"lr": 0.001, "engine": {"steps": 20000}}))
+        torch.save({"step": 1000, "metrics": {"gain": gain}}, folder / cycle / "checkpoints" / "best.pt")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("lr = 0.0005\n[engine]\nsteps = 20000\n")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "manifest.json").write_text(json.dumps({"models": []}))
+    entry = campaign_module.Entry(name="inpaint", task="inpaint", recipe=recipe, data={}, metric="gain", goal="max")
+    first, second = (str(folder / cycle / "checkpoints" / "best.pt") for cycle in ("cycle-001", "cycle-002"))
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(first)}"]
+    entry.rank_within_recipe = True
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(second)}"]

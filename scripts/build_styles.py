@@ -6,7 +6,10 @@ Sources, all Debian packages (downloaded with `apt-get download`, never installe
 - visp-images-data: Klimt, The Kiss (`Klimt.png`, 558x560);
 - mate-backgrounds: the `abstract/` wallpapers (the Elephants painting and five digital works);
 - plasma-workspace-wallpapers: the digital-art wallpapers (the photographs among them belong to
-  the photo set, not here).
+  the photo set, not here);
+- wesnoth-1.16-data: the game's story art, 16 painted landscapes with visible brushwork (two
+  near-copies of others left out), so that flat low-poly wallpapers are not most of what an
+  arbitrary-style model learns painting from.
 
 Each image is scaled (Lanczos, antialiased) so its shorter side is at most `--size` pixels and
 written as PNG to `<out>/train` or, for the held-out styles (`HELD_OUT`: never seen in training,
@@ -55,6 +58,16 @@ SOURCES: dict[str, list[tuple[str, str, str]]] = {
             ("MilkyWay", "2560x1600.png"), ("Opal", "2560x1600.png"), ("PastelHills", "2560x1600.png"),
             ("Patak", "2560x1600.png"), ("SafeLanding", "1622x2880.jpg"), ("Shell", "2560x1600.jpg"),
             ("Volna", "2560x1600.png"),
+        )
+    ],
+    "wesnoth-1.16-data": [
+        (f"usr/share/games/wesnoth/1.16/data/core/images/story/{name}.jpg", f"wesnoth-{name}",
+         "GPL-2+ (Battle for Wesnoth art)")
+        for name in (
+            "grim-altar", "landscape-battlefield", "landscape-bridge", "landscape-castle", "landscape-coast",
+            "landscape-hills-01", "landscape-hills-02", "landscape-mountains-01", "landscape-mountains-02",
+            "landscape-mountains-03", "landscape-mountains-04", "landscape-mountains-05", "landscape-plain",
+            "swamp-01", "swamp-02", "swamp-03",
         )
     ],
 }

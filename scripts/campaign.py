@@ -429,13 +429,14 @@ def deadline_from(text: str, now: dt.datetime | None = None) -> dt.datetime:
 def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     """--set overrides that start a new cycle from trained weights: the cycles' best checkpoint
     (`best_checkpoint`: a cycle cut short by an edited recipe may not have reached the one before
-    it), else the previous cycle's best or last one (none of the cycles ranked against the recipe
-    as it is now has a best yet), else the shipped twin (G, and D where shipped) when the recipe
-    builds that net."""
+    it) where the recipe's net can start from it, else the previous cycle's best or last one,
+    else the shipped twin (G, and D where shipped) when the recipe builds that net."""
     previous = cycle_dirs(folder)
     if previous:
+        source = previous[-1] / "checkpoints" / "best.pt"
         best = best_checkpoint(entry, folder)
-        source = best[0] if best else previous[-1] / "checkpoints" / "best.pt"
+        if best and best[0] != source and starts_from(best[0], recipe_nets(entry)[0]):
+            source = best[0]
         if not source.is_file():
             source = previous[-1] / "checkpoints" / "last.pt"
         settings = [f"engine.init_generator={json.dumps(str(source))}"]
@@ -524,10 +525,20 @@ def recipe_nets(entry: Entry) -> tuple[Any, Any]:
     return task.build_generator(), task.build_discriminator()
 
 
-def same_net(path: Path, net: Any) -> bool:
+def saved_net_spec(path: Path) -> tuple[str, dict[str, Any]]:
+    """(arch, hparams) of the generator in a shipped .safetensors twin or a training checkpoint."""
     from img2img.engine.checkpoint import safetensors_net_spec
 
-    return path.is_file() and safetensors_net_spec(path) == (net.arch, net.hparams)
+    if path.suffix == ".safetensors":
+        return safetensors_net_spec(path)
+    import torch
+
+    record = torch.load(path, map_location="cpu", weights_only=False)["generator"]
+    return record["arch"], record["hparams"]
+
+
+def same_net(path: Path, net: Any) -> bool:
+    return path.is_file() and saved_net_spec(path) == (net.arch, net.hparams)
 
 
 def starts_from(path: Path, net: Any) -> bool:

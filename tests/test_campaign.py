@@ -16,7 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from img2img.engine.checkpoint import load_checkpoint, save_safetensors_generator
+from img2img.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    save_safetensors_generator,
+)
 from img2img.nets import build_net
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "campaign.py"
@@ -552,23 +556,34 @@ def test_a_picked_entry_trains_its_weight_s_share_and_then_the_pick_is_made_agai
 
 def test_a_new_cycle_starts_from_the_best_cycle_not_a_worse_one_cut_short(tmp_path, monkeypatch):
     """Cycle 2 was ended after a few steps by an edited recipe, below cycle 1's best: cycle 3
-    starts from cycle 1's weights. Where no cycle ranks against the recipe as it is now (a
-    loss-ranked entry whose weights changed), it starts from the previous cycle's best."""
+    starts from cycle 1's weights. It starts from the previous cycle's best instead where the
+    recipe's net cannot start from the best one (another design), or where no cycle ranks against
+    the recipe as it is now (a loss-ranked entry whose weights changed)."""
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import campaign as campaign_module
 
     folder = tmp_path / "entry"
-    for cycle, gain in (("cycle-001", 1.14), ("cycle-002", 1.06)):
-        (folder / cycle / "checkpoints").mkdir(parents=True)
-        (folder / cycle / "config.json").write_text(json.dumps({"lr": 0.001, "engine": {"steps": 20000}}))
-        torch.save({"step": 1000, "metrics": {"gain": gain}}, folder / cycle / "checkpoints" / "best.pt")
+
+    def save_cycle(cycle: str, gain: float, **hparams) -> str:
+        net = build_net("srvgg_tiny", scale=2, **hparams)
+        (folder / cycle / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (folder / cycle / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
+        path = folder / cycle / "checkpoints" / "best.pt"
+        generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
+        torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": gain}, "generator": generator,
+                    "config": {}, "task": "superres"}, path)
+        return str(path)
+
+    first, second = save_cycle("cycle-001", 1.14), save_cycle("cycle-002", 1.06)
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text("lr = 0.0005\n[engine]\nsteps = 20000\n")
+    recipe.write_text('net = "srvgg_tiny"\nscale = 2\npatch_size = 16\n[engine]\nsteps = 40\n')
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "manifest.json").write_text(json.dumps({"models": []}))
-    entry = campaign_module.Entry(name="inpaint", task="inpaint", recipe=recipe, data={}, metric="gain", goal="max")
-    first, second = (str(folder / cycle / "checkpoints" / "best.pt") for cycle in ("cycle-001", "cycle-002"))
+    entry = campaign_module.Entry(name="x2", task="superres", recipe=recipe, data={}, metric="psnr_y_gain", goal="max")
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(first)}"]
     entry.rank_within_recipe = True
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(second)}"]
+    entry.rank_within_recipe = False
+    save_cycle("cycle-001", 1.14, num_conv=3)  # a deeper net: nothing the recipe's can start from
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(second)}"]

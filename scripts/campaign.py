@@ -600,9 +600,10 @@ def pick_entry(entries: list[Entry], root: Path, weights: Path, skip: set[str]) 
 
 
 def share_minutes(entry: Entry, entries: list[Entry], root: Path, weights: Path, skip: set[str], threads: int) -> float:
-    """Wall minutes `entry` trains before its CPU hours per weight pass those of the next
-    unmet entry, at least its weight's part of SEGMENT_QUANTUM_MINUTES; infinite when no other entry is waiting.
-    A training process on an otherwise idle machine spends about `threads` CPU hours per hour."""
+    """Wall minutes `entry` trains before its CPU hours per weight pass those of the next unmet
+    entry, at least its weight's part of SEGMENT_QUANTUM_MINUTES; infinite when no other entry is
+    waiting. A training process on an otherwise idle machine spends about `threads` CPU hours per
+    hour."""
     others = [hours_per_weight(other, root) for other in unmet_entries(entries, weights, skip) if other.name != entry.name]
     if not others:
         return math.inf

@@ -518,8 +518,8 @@ def test_a_card_s_history_table_always_shows_the_best_point(tmp_path, monkeypatc
 
 def test_a_picked_entry_trains_its_weight_s_share_and_then_the_pick_is_made_again(tmp_path, monkeypatch):
     """A quarter-weight entry at 0 hours is picked first, but only until its hours per weight
-    catch up with the next entry's (at least its part of the quantum), not for every minute left; an entry
-    whose shipped figure meets its target is not waited for."""
+    catch up with the next entry's (at least its part of the quantum), not for every minute left;
+    an entry whose shipped figure meets its target is not waited for."""
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import campaign as campaign_module
 

@@ -9,14 +9,22 @@ Every entry trains in a run folder outside the work tree, `~/.cache/img2img/camp
 (`--root` or IMG2IMG_CAMPAIGN_ROOT to move it), so the training survives a fresh checkout:
 
 - a run continues exactly where the last one stopped (`img2img train --resume`);
-- a recipe trains in cycles of `engine.steps` steps, each with its own warm-up and cosine decay;
-  a finished cycle starts the next from its best weights (G and D), a warm restart, and so does
-  an unfinished one whose recipe was edited since it began (`recipe_changes`);
+- a recipe trains in cycles, each with its own warm-up and cosine decay; a new cycle's steps are
+  fitted to the segment that starts it (`fitted_steps`, from the entry's measured step rate; at
+  most the recipe's `engine.steps`), so each segment ends with its learning rate decayed and
+  its best weights worth shipping even where the folder goes with the machine (`--recipe-cycles`
+  trains the recipe's cycles over as many segments as they take instead);
+- a finished cycle starts the next from the best weights (G and D), a warm restart, and so does
+  an unfinished one whose recipe was edited since it began (`recipe_changes`) or whose steps left
+  do not fit in the segment;
 - where the folder is gone, the first cycle warm-starts from the shipped `.safetensors` twin
   (and the shipped discriminator, where the recipe trains one) if the recipe builds the same
-  net, and from scratch otherwise;
+  net, and from scratch otherwise; so does a later cycle while no cycle has beaten the shipped
+  model;
 - `ledger.json` records every segment: cycle, steps, CPU seconds (the training process's own,
-  from the kernel), wall seconds and the machine.
+  from the kernel), wall seconds and the machine; `scripts/campaign.ledger.json`, which the
+  repository keeps, records them too, so that a new machine knows each entry's hours and step
+  rate (commit it with what ships).
 
 Usage:
     python scripts/campaign.py start --until 02:10          # background, lowest priority, entry picked
@@ -76,6 +84,13 @@ MIN_SEGMENT_MINUTES = 6.0
 # gets a quarter of it), so that entries with nearly equal hours do not take turns every few
 # minutes, each paying for a resume.
 SEGMENT_QUANTUM_MINUTES = 30.0
+# A new cycle's steps are fitted to its segment from the entry's step rate in its latest segments
+# (at most this many, each of at least RATE_MIN_STEPS steps), less FIT_MARGIN for a slower minute
+# (tests beside it), so that its learning rate decays to the schedule's end before the segment
+# ends: a run folder may not outlive the machine, and what ships is what a segment finished.
+RATE_SEGMENTS = 3
+RATE_MIN_STEPS = 50
+FIT_MARGIN = 0.9
 # After the deadline a training process gets this long to stop on its own before SIGTERM.
 DEADLINE_GRACE_SECONDS = 180
 POLL_SECONDS = 5
@@ -102,6 +117,9 @@ class Entry:
     target: float | None = None  # the goal for `metric`; None: no goal, trains at its weight's share
     # Makes the data when it is missing: one command (a list of strings) or several (a list of lists).
     build: list[Any] = dataclasses.field(default_factory=list)
+    # Other files or folders the recipe reads (a style image), relative to the repo: `build`
+    # makes them too when one is missing.
+    needs: list[str] = dataclasses.field(default_factory=list)
     weight: float = 1.0  # share of campaign hours against the other entries
     stop_margin_minutes: float = DEFAULT_STOP_MARGIN_MINUTES
     card: Path | None = None  # card template, rendered into weights/NAME.md on ship
@@ -187,7 +205,7 @@ def load_queue(path: Path) -> list[Entry]:
         except TypeError as error:
             fail(f"{path}: entry {index}: {error}")
         if entry.companion is not None:
-            shared = {"recipe", "task", "data", "build", "weight", "stop_margin_minutes", "train_metric", "companion"}
+            shared = {"recipe", "task", "data", "build", "needs", "weight", "stop_margin_minutes", "train_metric", "companion"}
             if not isinstance(entry.companion, dict) or "name" not in entry.companion:
                 fail(f"{path}: entry {entry.name}: companion must be a table with at least a name")
             wrong = sorted((set(entry.companion) - fields) | (set(entry.companion) & shared))
@@ -287,6 +305,81 @@ class Ledger:
                 return hours + segment["cpu_seconds"] / 3600 * (step - segment["from_step"]) / span
             hours += segment["cpu_seconds"] / 3600
         return hours
+
+
+def tracked_ledger_path(queue: Path) -> Path:
+    """scripts/campaign.ledger.json beside scripts/campaign.toml."""
+    return queue.with_name(f"{queue.stem}.ledger.json")
+
+
+class TrackedLedger:
+    """The segments of every entry on every machine, in a file the repository keeps
+    (`tracked_ledger_path`): a run folder goes with its machine, and without this record each
+    new machine would pick its entries and fit their cycles as if nothing had trained before.
+
+    An entry's segments are the union of this file's and its run folder's ledger (a segment is
+    the same one in both where its machine and end time are), so a run folder that outlives its
+    session counts each segment once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"entries": {}}
+        if path.is_file():
+            self.data = json.loads(path.read_text())
+
+    def segments(self, name: str, folder: Path) -> list[dict[str, Any]]:
+        """The entry's segments, in the order they ended."""
+        union = {(s.get("machine"), s.get("ended")): s for s in self.data["entries"].get(name, [])}
+        for segment in Ledger(folder).segments:
+            union.setdefault((segment.get("machine"), segment.get("ended")), segment)
+        return sorted(union.values(), key=lambda segment: segment.get("ended") or "")
+
+    def cpu_hours(self, name: str, folder: Path) -> float:
+        return sum(segment["cpu_seconds"] for segment in self.segments(name, folder)) / 3600
+
+    def add(self, name: str, segment: dict[str, Any]) -> None:
+        self.data["entries"].setdefault(name, []).append(segment)
+        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+def steps_per_second(segments: list[dict[str, Any]], threads: int) -> float | None:
+    """Training steps per wall second of the latest segments run on `threads` threads (start-up
+    and validation included), or None where none trained RATE_MIN_STEPS steps."""
+    measured = [
+        segment for segment in segments
+        if segment.get("threads") == threads and segment.get("wall_seconds")
+        and segment["to_step"] - segment["from_step"] >= RATE_MIN_STEPS
+    ][-RATE_SEGMENTS:]
+    if not measured:
+        return None
+    return sum(s["to_step"] - s["from_step"] for s in measured) / sum(s["wall_seconds"] for s in measured)
+
+
+def fitted_steps(entry: Entry, rate: float | None, minutes: float) -> int | None:
+    """The steps of a new cycle of `entry` that `rate` (steps per wall second) fits in `minutes`,
+    at most the recipe's engine.steps and at least twice its warm-up; None without a rate (the
+    recipe's steps then, cut by the time limit)."""
+    if rate is None or not math.isfinite(minutes):
+        return None
+    recipe = tomllib.loads(entry.recipe.read_text())
+    cap = int(recipe.get("engine", {}).get("steps", 0)) or None
+    floor = max(RATE_MIN_STEPS, 2 * int(recipe.get("schedule", {}).get("warmup_steps", 0)))
+    steps = max(floor, int(rate * minutes * 60 * FIT_MARGIN))
+    return min(steps, cap) if cap else steps
+
+
+def fitted_settings(entry: Entry, steps: int) -> list[str]:
+    """--set overrides of a cycle of `steps` steps: engine.steps, and a linear schedule's
+    decay_start moved with it, so that the rate decays over the same part of the cycle as in the
+    recipe's."""
+    recipe = tomllib.loads(entry.recipe.read_text())
+    settings = [f"engine.steps={steps}"]
+    decay_start = int(recipe.get("schedule", {}).get("decay_start", 0))
+    recipe_steps_ = int(recipe.get("engine", {}).get("steps", 0))
+    if decay_start and recipe_steps_:
+        settings.append(f"schedule.decay_start={decay_start * steps // recipe_steps_}")
+    return settings
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -429,22 +522,35 @@ def deadline_from(text: str, now: dt.datetime | None = None) -> dt.datetime:
 def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     """--set overrides that start a new cycle from trained weights: the cycles' best checkpoint
     (`best_checkpoint`: a cycle cut short by an edited recipe may not have reached the one before
-    it) where the recipe's net can start from it, else the previous cycle's best or last one,
-    else the shipped twin (G, and D where shipped) when the recipe builds that net."""
+    it) where the recipe's net can start from it, else the previous cycle's best or last one;
+    the shipped twin (G, and D where shipped) when the recipe builds that net and no cycle here
+    has beaten it (a first cycle, or cycles that have not caught up with it yet)."""
     previous = cycle_dirs(folder)
-    if previous:
-        source = previous[-1] / "checkpoints" / "best.pt"
-        best = best_checkpoint(entry, folder)
-        if best and best[0] != source and starts_from(best[0], recipe_nets(entry)[0]):
-            source = best[0]
-        if not source.is_file():
-            source = previous[-1] / "checkpoints" / "last.pt"
-        settings = [f"engine.init_generator={json.dumps(str(source))}"]
-        import torch
-
-        if torch.load(source, map_location="cpu", weights_only=False).get("discriminator") is not None:
-            settings.append(f"engine.init_discriminator={json.dumps(str(source))}")
+    if not previous:
+        return shipped_start(entry, folder, weights, inherit=True)
+    best = best_checkpoint(entry, folder)
+    figure = shipped_figure(entry, weights)
+    shipped_ahead = figure is not None and entry.ranking_metric == entry.metric and (
+        best is None or not entry.better(best[1], figure))
+    if shipped_ahead and (settings := shipped_start(entry, folder, weights, inherit=False)):
         return settings
+    source = previous[-1] / "checkpoints" / "best.pt"
+    if best and best[0] != source and starts_from(best[0], recipe_nets(entry)[0]):
+        source = best[0]
+    if not source.is_file():
+        source = previous[-1] / "checkpoints" / "last.pt"
+    settings = [f"engine.init_generator={json.dumps(str(source))}"]
+    import torch
+
+    if torch.load(source, map_location="cpu", weights_only=False).get("discriminator") is not None:
+        settings.append(f"engine.init_discriminator={json.dumps(str(source))}")
+    return settings
+
+
+def shipped_start(entry: Entry, folder: Path, weights: Path, inherit: bool) -> list[str]:
+    """--set overrides that start a cycle from the shipped twin (G, and D where shipped) when the
+    recipe builds that net, else none; with `inherit` the folder takes on the shipped model's
+    campaign record (see `inherited`)."""
     model = manifest_models(weights).get(entry.name)
     if not model or not model.get("checkpoint"):
         return []
@@ -454,10 +560,11 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     settings = []
     if generator_file.is_file() and starts_from(generator_file, generator):
         settings.append(f"engine.init_generator={json.dumps(str(generator_file))}")
-        # The folder continues the shipped model, so its hours, steps and history count on from
-        # that model's: a card never restarts the count because a machine lost its folder.
-        write_text_atomic(folder / INHERITED, json.dumps(model.get("campaign", {}), indent=2) + "\n")
-    if discriminator is not None and model.get("discriminator") and same_net(discriminator_file, discriminator):
+        if inherit:
+            # The folder continues the shipped model, so its hours, steps and history count on
+            # from that model's: a card never restarts the count because a machine lost its folder.
+            write_text_atomic(folder / INHERITED, json.dumps(model.get("campaign", {}), indent=2) + "\n")
+    if settings and discriminator is not None and model.get("discriminator") and same_net(discriminator_file, discriminator):
         settings.append(f"engine.init_discriminator={json.dumps(str(discriminator_file))}")
     return settings
 
@@ -479,7 +586,10 @@ def ranking_settings(entry: Entry) -> list[str]:
 
 
 # Settings the campaign itself gives each segment, whatever the recipe says.
-CAMPAIGN_KEYS = {"engine.init_generator", "engine.init_discriminator", "engine.time_limit_minutes"} | {
+CAMPAIGN_KEYS = {
+    "engine.init_generator", "engine.init_discriminator", "engine.time_limit_minutes",
+    "engine.steps", "schedule.decay_start",  # fitted to the segment (fitted_settings)
+} | {
     f"engine.{key}" for key in RANKING_KEYS
 }
 
@@ -565,10 +675,11 @@ def data_folder(folder: str) -> Path:
 
 def ensure_data(entry: Entry) -> None:
     missing = [folder for folder in entry.data.values() if not data_folder(folder).is_dir()]
+    missing += [path for path in entry.needs if not data_folder(path).exists()]
     if not missing:
         return
     if not entry.build:
-        fail(f"entry {entry.name}: data folder {missing[0]} is missing and the entry names no build command")
+        fail(f"entry {entry.name}: {missing[0]} is missing and the entry names no build command")
     commands = entry.build if isinstance(entry.build[0], list) else [entry.build]
     for command in commands:
         print(f"[campaign] building the data of {entry.name}: {' '.join(command)}", flush=True)
@@ -589,25 +700,37 @@ def unmet_entries(entries: list[Entry], weights: Path, skip: set[str]) -> list[E
     ]
 
 
-def hours_per_weight(entry: Entry, root: Path) -> float:
-    return Ledger(root / entry.name).cpu_hours() / max(entry.weight, 1e-9)
+def hours_per_weight(entry: Entry, root: Path, tracked: TrackedLedger | None = None) -> float:
+    """The entry's CPU hours on every machine (`tracked`; this root's alone without it) per unit
+    of its weight."""
+    folder = root / entry.name
+    hours = tracked.cpu_hours(entry.name, folder) if tracked else Ledger(folder).cpu_hours()
+    return hours / max(entry.weight, 1e-9)
 
 
-def pick_entry(entries: list[Entry], root: Path, weights: Path, skip: set[str]) -> Entry | None:
+def pick_entry(
+    entries: list[Entry], root: Path, weights: Path, skip: set[str], tracked: TrackedLedger | None = None,
+) -> Entry | None:
     """The unmet entry with the fewest CPU hours per unit of weight (see the module docstring)."""
     candidates = unmet_entries(entries, weights, skip)
-    return min(candidates, key=lambda e: hours_per_weight(e, root)) if candidates else None
+    return min(candidates, key=lambda e: hours_per_weight(e, root, tracked)) if candidates else None
 
 
-def share_minutes(entry: Entry, entries: list[Entry], root: Path, weights: Path, skip: set[str], threads: int) -> float:
+def share_minutes(
+    entry: Entry, entries: list[Entry], root: Path, weights: Path, skip: set[str], threads: int,
+    tracked: TrackedLedger | None = None,
+) -> float:
     """Wall minutes `entry` trains before its CPU hours per weight pass those of the next unmet
     entry, at least its weight's part of SEGMENT_QUANTUM_MINUTES; infinite when no other entry is
     waiting. A training process on an otherwise idle machine spends about `threads` CPU hours per
     hour."""
-    others = [hours_per_weight(other, root) for other in unmet_entries(entries, weights, skip) if other.name != entry.name]
+    others = [
+        hours_per_weight(other, root, tracked)
+        for other in unmet_entries(entries, weights, skip) if other.name != entry.name
+    ]
     if not others:
         return math.inf
-    catch_up_cpu_hours = (min(others) - hours_per_weight(entry, root)) * entry.weight
+    catch_up_cpu_hours = (min(others) - hours_per_weight(entry, root, tracked)) * entry.weight
     return max(SEGMENT_QUANTUM_MINUTES * entry.weight, catch_up_cpu_hours * 60 / threads)
 
 
@@ -616,9 +739,13 @@ class Worker:
 
     def __init__(
         self, root: Path, weights: Path, deadline: dt.datetime, threads: int, min_segment_minutes: float = MIN_SEGMENT_MINUTES,
-        new_cycle: str | None = None,
+        new_cycle: str | None = None, tracked: TrackedLedger | None = None, fit_cycles: bool = True,
     ) -> None:
         self.root, self.weights, self.deadline, self.threads = root, weights, deadline, threads
+        # Where every segment is recorded beside the run folder's ledger (see TrackedLedger).
+        self.tracked = tracked
+        # New cycles fitted to their segment (`fitted_steps`), or the recipe's engine.steps.
+        self.fit_cycles = fit_cycles
         self.min_segment_minutes = min_segment_minutes
         # This entry's next segment ends its unfinished cycle and starts a new one from its
         # best weights, on the recipe as it is now (a cycle resumes on the config it began with).
@@ -647,6 +774,9 @@ class Worker:
         resume = current is not None and (current / "checkpoints" / "last.pt").is_file()
         if resume and checkpoint_step(current / "checkpoints" / "last.pt") >= recipe_steps(current):
             resume, current = False, None  # that cycle is complete: start the next one
+        limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
+        segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
+        fitted = fitted_steps(entry, steps_per_second(segments, self.threads), limit) if self.fit_cycles else None
         if entry.name == self.new_cycle:
             resume, current, self.new_cycle = False, None, None
         elif resume and (changes := recipe_changes(entry, current)):
@@ -655,7 +785,14 @@ class Worker:
             print(f"[campaign] {entry.name}: the recipe changed since cycle {cycle_number(current)} began "
                   f"({'; '.join(changes)}): the next cycle starts from its best weights", flush=True)
             resume, current = False, None
-        limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
+        elif resume and fitted is not None and (
+            left := recipe_steps(current) - checkpoint_step(current / "checkpoints" / "last.pt")
+        ) > fitted:
+            # Its learning rate would still be high when the segment ends, and the run folder may
+            # not outlive the machine: a cycle fitted to this segment starts from the best weights.
+            print(f"[campaign] {entry.name}: cycle {cycle_number(current)} has {left} steps left, more than "
+                  f"the {fitted} this segment fits: the next cycle starts from its best weights", flush=True)
+            resume, current = False, None
         data = [f"{key}={json.dumps(str(data_folder(folder_)))}" for key, folder_ in entry.data.items()]
         command = [sys.executable, "-m", "cli", "train", entry.task]
         if resume:
@@ -669,6 +806,8 @@ class Worker:
                 shutil.rmtree(run)
             command += ["--out", str(run), "--config", str(entry.recipe)]
             for setting in warm_start(entry, folder, self.weights):
+                command += ["--set", setting]
+            for setting in fitted_settings(entry, fitted) if fitted is not None else []:
                 command += ["--set", setting]
         # The data may have moved with the work tree; the time limit is this segment's.
         for setting in [*data, f"engine.time_limit_minutes={limit:.2f}"]:
@@ -693,19 +832,20 @@ class Worker:
                 running.unlink(missing_ok=True)
         self.child = None
         to_step = checkpoint_step(run / "checkpoints" / "last.pt") or from_step
-        Ledger(folder).add(
-            {
-                "cycle": cycle_number(run),
-                "from_step": from_step,
-                "to_step": to_step,
-                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-                "wall_seconds": round(time.monotonic() - started, 1),
-                "threads": self.threads,
-                "machine": machine_name(),
-                "ended": dt.datetime.now().isoformat(timespec="seconds"),
-                "exit_status": status,
-            }
-        )
+        segment = {
+            "cycle": cycle_number(run),
+            "from_step": from_step,
+            "to_step": to_step,
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "threads": self.threads,
+            "machine": machine_name(),
+            "ended": dt.datetime.now().isoformat(timespec="seconds"),
+            "exit_status": status,
+        }
+        Ledger(folder).add(segment)
+        if self.tracked:
+            self.tracked.add(entry.name, segment)
         print(f"[campaign] {entry.name}: cycle {cycle_number(run)} steps {from_step} -> {to_step}, exit {status}", flush=True)
         if status != 0:
             return "failed"
@@ -737,14 +877,21 @@ class Worker:
             if max_segments and segments >= max_segments:
                 break
             segments += 1
-            entry = find_entry(entries, only) if only else pick_entry(entries, self.root, self.weights, failed)
+            entry = find_entry(entries, only) if only else pick_entry(entries, self.root, self.weights, failed, self.tracked)
             if entry is None or entry.name in failed:
                 print("[campaign] nothing left to train", flush=True)
                 return
             if self.minutes_left() - entry.stop_margin_minutes < self.min_segment_minutes:
                 break
-            share = math.inf if only else share_minutes(entry, entries, self.root, self.weights, failed, self.threads)
-            if self.train(entry, share) == "failed":
+            share = math.inf if only else share_minutes(
+                entry, entries, self.root, self.weights, failed, self.threads, self.tracked)
+            # One entry's fault (a build that fails, a file missing) must not end the others' hours.
+            try:
+                outcome = self.train(entry, share)
+            except (Exception, SystemExit) as error:  # noqa: BLE001
+                print(f"[campaign] {entry.name} could not start: {error!r}", flush=True)
+                outcome = "failed"
+            if outcome == "failed":
                 print(f"[campaign] {entry.name} failed; see {self.root / entry.name / 'train.log'}", flush=True)
                 failed.add(entry.name)
         print(f"[campaign] {dt.datetime.now():%H:%M} stopped", flush=True)
@@ -787,6 +934,8 @@ def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
         command += ["--entry", args.entry]
     if args.new_cycle:
         command += ["--new-cycle"]
+    if args.recipe_cycles:
+        command += ["--recipe-cycles"]
     log = (args.root / "campaign.log").open("a")
     worker = subprocess.Popen(
         command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -826,7 +975,8 @@ def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:
     args.root.mkdir(parents=True, exist_ok=True)
     Worker(
         args.root, args.weights, deadline, args.threads, args.min_segment_minutes,
-        new_cycle=args.entry if args.new_cycle else None,
+        new_cycle=args.entry if args.new_cycle else None, tracked=TrackedLedger(tracked_ledger_path(args.queue)),
+        fit_cycles=not args.recipe_cycles,
     ).run(entries, args.entry, args.max_segments)
 
 
@@ -847,8 +997,9 @@ def command_stop(args: argparse.Namespace, entries: list[Entry]) -> None:
 def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
     info = running_worker(args.root)
     print(f"campaign root {args.root}: " + (f"running (pid {info['pid']}) until {info['until']}" if info else "not running"))
-    print("| entry | metric | target | shipped | campaign best | cycles | steps | CPU hours | curve |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| entry | metric | target | shipped | campaign best | cycles | steps | CPU hours | all machines | curve |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    tracked = TrackedLedger(tracked_ledger_path(args.queue))
     for entry in entries:
         folder = args.root / entry.name
         ledger = Ledger(folder)
@@ -862,6 +1013,8 @@ def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
         if training is not None:
             steps += training["steps"]
             hours += training["cpu_seconds"] / 3600
+        # Every machine's hours (the repository's ledger), the segment under way included.
+        everywhere = tracked.cpu_hours(entry.name, folder) + (training["cpu_seconds"] / 3600 if training else 0.0)
         plot = draw_curve(entry, points, shipped_figure(entry, args.weights), args.root / "plots") if points else None
         for model in entry.models:
             shipped = shipped_figure(model, args.weights)
@@ -870,7 +1023,7 @@ def command_status(args: argparse.Namespace, entries: list[Entry]) -> None:
                 f"| {label} | {model.metric} ({model.goal}) | {format_value(model.target)} | {format_value(shipped)} | "
                 f"{'' if entry.ranking_metric == model.metric else entry.ranking_metric + ' '}"
                 f"{format_value(best)} | {len(cycle_dirs(folder))} | {steps}{' (training)' if training else ''} | {hours:.2f} | "
-                f"{plot or '-'} |"
+                f"{everywhere:.2f} | {plot or '-'} |"
             )
 
 
@@ -1181,6 +1334,11 @@ def main() -> None:
             "--new-cycle", action="store_true",
             help="with --entry: end its unfinished cycle and start the next from its best weights, "
             "on the recipe as it is now (an edited setting does so by itself; this is for a deleted one)",
+        )
+        command.add_argument(
+            "--recipe-cycles", action="store_true",
+            help="train cycles of the recipe's engine.steps, resumed over as many segments as they take "
+            "(for a machine whose run folders last), instead of new cycles fitted to each segment",
         )
     commands.choices["run"].add_argument(
         "--max-segments", type=int, default=0, help="stop after this many training processes (default: none)"

@@ -117,10 +117,10 @@ def run_config(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def deadline_run(photos, tmp_path_factory) -> dict[str, Path]:
-    """Two deadline-bound runs of an entry whose cycle is far longer than either."""
+    """Two deadline-bound runs of an entry whose recipe cycle is far longer than either."""
     paths = make_campaign(tmp_path_factory.mktemp("campaign"), photos, steps=100_000, shipped_gain=-99.0)
     for seconds in (20, 15):
-        campaign(paths, "run", "--until", until(seconds), "--min-segment-minutes", "0.05")
+        campaign(paths, "run", "--until", until(seconds), "--min-segment-minutes", "0.05", "--recipe-cycles")
     return paths
 
 
@@ -141,6 +141,7 @@ def test_status_shows_hours_and_best_figure_against_shipped(deadline_run):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[3] == "-99" and cells[5] == "1" and int(cells[6]) == ledger(deadline_run)[1]["to_step"]
     assert float(cells[4]) > -99 and float(cells[7]) > 0
+    assert float(cells[8]) == pytest.approx(sum(s["cpu_seconds"] for s in ledger(deadline_run)) / 3600, abs=0.006)
     assert (deadline_run["root"] / "plots" / "tiny-x2.png").is_file()
 
 
@@ -285,7 +286,7 @@ def test_an_edited_recipe_ends_the_unfinished_cycle_and_a_comment_does_not(photo
     paths = make_campaign(tmp_path, photos, steps=100_000, shipped_gain=-99.0)
     recipe = tmp_path / "recipe.toml"
     def run_segment() -> str:
-        return campaign(paths, "run", "--until", until(12), "--min-segment-minutes", "0.05").stdout
+        return campaign(paths, "run", "--until", until(12), "--min-segment-minutes", "0.05", "--recipe-cycles").stdout
 
     run_segment()
     recipe.write_text("# a note on the recipe\n" + recipe.read_text())
@@ -587,3 +588,170 @@ def test_a_new_cycle_starts_from_the_best_cycle_not_a_worse_one_cut_short(tmp_pa
     entry.rank_within_recipe = False
     save_cycle("cycle-001", 1.14, num_conv=3)  # a deeper net: nothing the recipe's can start from
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(second)}"]
+
+
+def test_a_new_cycle_is_fitted_to_its_segment_and_a_cycle_that_would_not_fit_ends(photos, tmp_path):
+    """With no step rate measured anywhere, the first segment trains the recipe's long cycle to its
+    deadline; the next one, knowing the rate, ends that cycle and trains one of the steps that fit
+    its own segment, from that cycle's best weights, to the end of its schedule. The repository's
+    ledger has both segments."""
+    paths = make_campaign(tmp_path, photos, steps=100_000, shipped_gain=-99.0)
+    campaign(paths, "run", "--until", until(20), "--min-segment-minutes", "0.05")
+    log = campaign(paths, "run", "--until", until(30), "--min-segment-minutes", "0.05", "--max-segments", "1").stdout
+    first, second = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
+    fitted = run_config(second)["engine"]["steps"]
+    assert run_config(first)["engine"]["steps"] == 100_000 and fitted < 100_000
+    assert f"more than the {fitted} this segment fits" in log
+    assert run_config(second)["engine"]["init_generator"] == str(first / "checkpoints" / "best.pt")
+    segments = json.loads((tmp_path / "queue.ledger.json").read_text())["entries"]["tiny-x2"]
+    assert segments == ledger(paths)
+    measured, trained = segments
+    rate = (measured["to_step"] - measured["from_step"]) / measured["wall_seconds"]
+    assert 0.7 * rate * 30 * campaign_fit_margin() < fitted <= rate * 30 * campaign_fit_margin()
+    assert (trained["cycle"], trained["from_step"], trained["to_step"]) == (2, 0, fitted)
+
+
+def campaign_fit_margin() -> float:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import campaign as campaign_module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return campaign_module.FIT_MARGIN
+
+
+def test_the_step_rate_comes_from_the_latest_long_segments_on_as_many_threads(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    def segment(steps: int, wall_seconds: float, threads: int = 2) -> dict:
+        return {"from_step": 100, "to_step": 100 + steps, "wall_seconds": wall_seconds, "threads": threads}
+
+    segments = [segment(1000, 100.0), segment(300, 100.0), segment(100, 100.0), segment(40, 1.0),
+                segment(9000, 100.0, threads=1), segment(500, 100.0)]
+    # The last three of 50 steps or more on 2 threads: 300 + 100 + 500 steps in 300 s.
+    assert campaign_module.steps_per_second(segments, threads=2) == pytest.approx(3.0)
+    assert campaign_module.steps_per_second(segments[3:4], threads=2) is None
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[engine]\nsteps = 5000\n[schedule]\nwarmup_steps = 200\n")
+    entry = campaign_module.Entry(name="x", task="superres", recipe=recipe, data={}, metric="gain", goal="max")
+    assert campaign_module.fitted_steps(entry, 3.0, minutes=10) == int(3.0 * 600 * campaign_module.FIT_MARGIN)
+    assert campaign_module.fitted_steps(entry, 3.0, minutes=60) == 5000  # the recipe's cycle is the longest
+    assert campaign_module.fitted_steps(entry, 3.0, minutes=1) == 400  # twice the warm-up at least
+    assert campaign_module.fitted_steps(entry, None, minutes=10) is None
+    assert campaign_module.fitted_steps(entry, 3.0, minutes=float("inf")) is None
+    assert campaign_module.fitted_settings(entry, 1620) == ["engine.steps=1620"]
+    # A linear schedule (constant, then decaying from decay_start) decays over the same half.
+    recipe.write_text("[engine]\nsteps = 20000\n[schedule]\nkind = \"linear\"\ndecay_start = 10000\n")
+    assert campaign_module.fitted_settings(entry, 1620) == ["engine.steps=1620", "schedule.decay_start=810"]
+
+
+def test_a_fresh_machine_picks_by_the_hours_in_the_repository_s_ledger(tmp_path, monkeypatch):
+    """The run folders are gone, but the repository's ledger says which entry trained least; a
+    segment in both ledgers (a folder that outlived its session) counts once."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "manifest.json").write_text(json.dumps({"models": []}))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[engine]\nsteps = 4\n")
+    superres, style = (
+        campaign_module.Entry(name=name, task="superres", recipe=recipe, data={}, metric="gain", goal="max",
+                              target=2.0, weight=weight)
+        for name, weight in (("superres", 1.0), ("style", 0.25))
+    )
+    entries, root = [style, superres], tmp_path / "root"
+
+    def segment(hours: float, ended: str) -> dict:
+        return {"cycle": 1, "from_step": 0, "to_step": 10, "cpu_seconds": hours * 3600, "machine": "CPU A",
+                "ended": ended}
+
+    tracked = campaign_module.TrackedLedger(tmp_path / "queue.ledger.json")
+    tracked.add("superres", segment(1.0, "2026-01-01T10:00:00"))
+    tracked.add("style", segment(0.5, "2026-01-01T11:00:00"))  # 2 hours per weight
+    reread = campaign_module.TrackedLedger(tmp_path / "queue.ledger.json")
+    assert campaign_module.pick_entry(entries, root, weights, set(), reread) is superres
+    assert campaign_module.pick_entry(entries, root, weights, set()) is style  # this root alone: a tie
+    (root / "superres").mkdir(parents=True)
+    folder_ledger = campaign_module.Ledger(root / "superres")
+    folder_ledger.add(segment(1.0, "2026-01-01T10:00:00"))
+    assert campaign_module.hours_per_weight(superres, root, reread) == pytest.approx(1.0)
+    folder_ledger.add(segment(1.5, "2026-01-02T10:00:00"))
+    assert campaign_module.hours_per_weight(superres, root, reread) == pytest.approx(2.5)
+    assert campaign_module.pick_entry(entries, root, weights, set(), reread) is style
+
+
+def test_a_new_cycle_starts_from_the_shipped_twin_while_no_cycle_has_beaten_it(tmp_path, monkeypatch):
+    """A fresh folder's first cycle, started from the shipped model, has not caught up with it
+    (the high learning rate of a warm restart): the next cycle starts from the shipped weights
+    again, not from a worse checkpoint; once a cycle beats them, from that cycle's best."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    net = build_net("srvgg_tiny", scale=2)
+    (folder / "cycle-001" / "checkpoints").mkdir(parents=True)
+    (folder / "cycle-001" / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
+    best = folder / "cycle-001" / "checkpoints" / "best.pt"
+    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
+                "config": {}, "task": "superres"}, best)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    twin = weights / "x2.safetensors"
+    save_safetensors_generator(net, twin, task="superres", config={})
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('net = "srvgg_tiny"\nscale = 2\npatch_size = 16\n[engine]\nsteps = 40\n')
+    entry = campaign_module.Entry(name="x2", task="superres", recipe=recipe, data={}, metric="psnr_y_gain", goal="max")
+
+    def ship(gain: float) -> None:
+        (weights / "manifest.json").write_text(json.dumps(
+            {"models": [{"name": "x2", "checkpoint": twin.name, "metrics": {"psnr_y_gain": gain}}]}))
+
+    ship(1.2)
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(twin))}"]
+    ship(0.8)
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
+
+
+def test_a_missing_file_the_recipe_needs_is_built_and_an_entry_that_cannot_start_is_passed_over(
+    tmp_path, monkeypatch,
+):
+    """A style image the recipe reads (`needs`) is built like a data folder; an entry whose start
+    fails (a build error, a missing file) is reported and skipped, and the next one trains."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    painting = tmp_path / "styles" / "painting.png"
+    build = ["-c", "import pathlib, sys; p = pathlib.Path(sys.argv[1]); p.parent.mkdir(); p.write_text('x')",
+             str(painting)]
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[engine]\nsteps = 4\n")
+    styled = campaign_module.Entry(name="styled", task="style", recipe=recipe, data={}, metric="loss", goal="min",
+                                   needs=[str(painting)], build=build)
+    campaign_module.ensure_data(styled)
+    assert painting.read_text() == "x"
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "manifest.json").write_text(json.dumps({"models": []}))
+    broken, working = (
+        campaign_module.Entry(name=name, task="superres", recipe=recipe, data={}, metric="gain", goal="max",
+                              target=2.0, weight=weight)
+        for name, weight in (("broken", 1.0), ("working", 0.5))
+    )
+    worker = campaign_module.Worker(tmp_path / "root", weights, dt.datetime.now() + dt.timedelta(hours=1), threads=2)
+    trained = []
+
+    def train(entry, share):
+        trained.append(entry.name)
+        if entry.name == "broken":
+            campaign_module.fail("data folder data/x is missing and the entry names no build command")
+        worker.stopping = True
+        return "deadline"
+
+    monkeypatch.setattr(worker, "train", train)
+    worker.run([broken, working], only=None)
+    assert trained == ["broken", "working"]

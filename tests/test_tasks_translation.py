@@ -17,9 +17,11 @@ from img2img.engine.image_pool import ImagePool
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError, ModelError
 from img2img.export import export_generator
+from img2img.metrics import VGGFeatureDistance
 from img2img.nets.cycle import CycleDiscriminators, CycleGenerators
 from img2img.tasks.cyclegan import CycleGAN, CycleGANConfig
 from img2img.tasks.pix2pix import Pix2Pix, Pix2PixConfig
+from img2img.tasks.translation import score_translation
 
 SIZE = 16
 
@@ -222,6 +224,28 @@ def test_pix2pix_trains_on_pairs_and_beats_nothing_by_construction(two_domains, 
     assert {"psnr", "ssim", "identity_psnr", "identity_ssim"} <= set(validation)
     # The discriminator judges (input, output) pairs: twice the channels.
     assert trainer.D.in_channels == 6
+
+
+def test_validation_scores_the_vgg_distance_beside_identity_where_asked(two_domains, tmp_path):
+    """With val_vgg, validation scores the evaluation script's VGG19 distance of the outputs and
+    of identity, and vgg_gain (identity's less the output's), which checkpoint ranking can
+    require above 0: 0 for a net that returns its input, identity's whole distance for one that
+    returns the true target."""
+    generator = torch.Generator().manual_seed(0)
+    source, target = ((torch.rand(2, 3, SIZE, SIZE, generator=generator) * 255).round() / 255 for _ in range(2))
+    distance = VGGFeatureDistance()
+    unchanged = score_translation(lambda a: a, iter([(source, target)]), "_a2b", distance)
+    assert unchanged["identity_vgg_distance_a2b"] > 0.05
+    assert unchanged["vgg_gain_a2b"] == pytest.approx(0.0, abs=1e-6)
+    oracle = score_translation(lambda a: target, iter([(source, target)]), "_a2b", distance)
+    assert oracle["vgg_distance_a2b"] == pytest.approx(0.0, abs=1e-6)
+    assert oracle["vgg_gain_a2b"] == pytest.approx(unchanged["identity_vgg_distance_a2b"])
+
+    fit(Pix2Pix(pix2pix_config(two_domains, "val_vgg=true"), torch.device("cpu")), tmp_path / "p2p")
+    validation = json.loads((tmp_path / "p2p" / "validation_log.jsonl").read_text().splitlines()[-1])
+    assert validation["vgg_gain"] == pytest.approx(validation["identity_vgg_distance"] - validation["vgg_distance"])
+    fit(Pix2Pix(pix2pix_config(two_domains), torch.device("cpu")), tmp_path / "plain")
+    assert "vgg_distance" not in (tmp_path / "plain" / "validation_log.jsonl").read_text()
 
 
 def test_pix2pix_needs_pairs_and_cyclegan_needs_two_folders(two_domains):

@@ -48,6 +48,7 @@ from img2img.tasks.translation import (
     split_folder,
     to_net,
     translation_fields,
+    validation_distance,
 )
 
 DIRECTIONS = ("a2b", "b2a")
@@ -85,6 +86,7 @@ class CycleGAN(Task):
         self.pool_a = ImagePool(config.pool_size, seed=config.engine.seed)  # fakes of A, for D_X
         self.pool_b = ImagePool(config.pool_size, seed=config.engine.seed + 1)  # fakes of B, for D_Y
         self._train: UnalignedDataset | None = None
+        self.vgg_distance = validation_distance(config, device)
 
     @classmethod
     def check_data(cls, config: CycleGANConfig) -> None:
@@ -185,15 +187,18 @@ class CycleGAN(Task):
     # ----------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self, generator_net: CycleGenerators) -> dict[str, float]:
-        """PSNR/SSIM of G(a) against the true b and of F(b) against the true a on held-out pairs
-        (files of the same relative path in the two val folders), each beside identity."""
+        """PSNR/SSIM (and with `val_vgg` the VGG19 distance) of G(a) against the true b and of
+        F(b) against the true a on held-out pairs (files of the same relative path in the two val
+        folders), each beside identity."""
         roots = self._val_roots()
         if roots is None:
             return {}
         pairs = list(paired_batches(*roots, self.config, self.config.engine.batch_size, self.device))
-        metrics = score_translation(lambda a: from_net(generator_net.G(to_net(a))), iter(pairs), "_a2b")
+        metrics = score_translation(
+            lambda a: from_net(generator_net.G(to_net(a))), iter(pairs), "_a2b", self.vgg_distance
+        )
         metrics |= score_translation(
-            lambda b: from_net(generator_net.F(to_net(b))), ((b, a) for a, b in pairs), "_b2a"
+            lambda b: from_net(generator_net.F(to_net(b))), ((b, a) for a, b in pairs), "_b2a", self.vgg_distance
         )
         if metrics:
             metrics["psnr_mean"] = (metrics["psnr_a2b"] + metrics["psnr_b2a"]) / 2

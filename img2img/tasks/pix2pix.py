@@ -44,6 +44,7 @@ from img2img.tasks.translation import (
     split_folder,
     to_net,
     translation_fields,
+    validation_distance,
 )
 
 
@@ -76,6 +77,7 @@ class Pix2Pix(Task):
         super().__init__(config, device)
         self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: Dataset | None = None
+        self.vgg_distance = validation_distance(config, device)
 
     @classmethod
     def check_data(cls, config: Pix2PixConfig) -> None:
@@ -164,7 +166,7 @@ class Pix2Pix(Task):
         batches = self._val_batches(self.config.val_max_images)
         if batches is None:
             return {}
-        return score_translation(lambda a: from_net(generator_net(to_net(a))), batches)
+        return score_translation(lambda a: from_net(generator_net(to_net(a))), batches, distance=self.vgg_distance)
 
     @torch.no_grad()
     def distribution_samples(self, generator_net: nn.Module, count: int, direction: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

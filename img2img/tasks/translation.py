@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from img2img.data.two_domain import PairedDataset, parse_background
 from img2img.engine.config import GanConfig, RunConfig, require
 from img2img.errors import ConfigError
-from img2img.metrics import psnr, ssim
+from img2img.metrics import VGGFeatureDistance, psnr, ssim
 from img2img.nets import NETS, build_net
 
 
@@ -42,6 +42,10 @@ class TranslationConfig(RunConfig):
     discriminator_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     gan: GanConfig = dataclasses.field(default_factory=lambda: GanConfig(loss="lsgan", weight=1.0))
     val_max_images: int = 400  # validation scores at most this many held-out pairs
+    # Validation also scores the VGG19 feature distance of scripts/evaluate_translation.py
+    # (vgg_distance, identity_vgg_distance, and vgg_gain: identity's less the model's, above 0
+    # when an output is nearer its true target than its input was), a few seconds more each.
+    val_vgg: bool = False
     data_name: str = ""  # recorded in the exported model's metadata
     data_license: str = ""
     # The exported weights' license; share-alike training data may bind it (OpenMoji's CC-BY-SA).
@@ -121,19 +125,36 @@ def score_translation(
     translate: Callable[[torch.Tensor], torch.Tensor],
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     suffix: str = "",
+    distance: VGGFeatureDistance | None = None,
 ) -> dict[str, float]:
     """Mean PSNR/SSIM (RGB, 8-bit rounded) of translate(source) against the true target, and of
-    the identity baseline (the source itself), over the batches of (source, target) in [0, 1]."""
+    the identity baseline (the source itself), over the batches of (source, target) in [0, 1];
+    with `distance`, the VGG19 feature distance of both too, and vgg_gain (identity's less the
+    output's)."""
+    metrics: list[tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [("psnr", psnr), ("ssim", ssim)]
+    if distance is not None:
+        # On 8-bit levels, as the evaluation script scores the saved images.
+        metrics.append(("vgg_distance", lambda image, target: distance((image * 255).round() / 255, target)))
     sums: dict[str, float] = {}
     count = 0
     for source, target in batches:
         output = translate(source)
         for prefix, image in (("", output), ("identity_", source)):
-            for name, metric in (("psnr", psnr), ("ssim", ssim)):
+            for name, metric in metrics:
                 key = f"{prefix}{name}{suffix}"
                 sums[key] = sums.get(key, 0.0) + float(metric(as_rgb(image), as_rgb(target)).sum())
         count += source.shape[0]
-    return {name: total / count for name, total in sums.items()} if count else {}
+    if not count:
+        return {}
+    scores = {name: total / count for name, total in sums.items()}
+    if distance is not None:
+        scores[f"vgg_gain{suffix}"] = scores[f"identity_vgg_distance{suffix}"] - scores[f"vgg_distance{suffix}"]
+    return scores
+
+
+def validation_distance(config: TranslationConfig, device: torch.device) -> VGGFeatureDistance | None:
+    """The VGG19 feature distance validation scores with where `config.val_vgg` asks for it."""
+    return VGGFeatureDistance().to(device) if config.val_vgg else None
 
 
 def translation_fields(task: str, config: TranslationConfig, *, domains: str) -> dict[str, Any]:

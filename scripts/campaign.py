@@ -9,11 +9,12 @@ Every entry trains in a run folder outside the work tree, `~/.cache/img2img/camp
 (`--root` or IMG2IMG_CAMPAIGN_ROOT to move it), so the training survives a fresh checkout:
 
 - a run continues exactly where the last one stopped (`img2img train --resume`);
-- a recipe trains in cycles, each with its own warm-up and cosine decay; a new cycle's steps are
-  fitted to the segment that starts it (`fitted_steps`, from the entry's measured step rate; at
-  most the recipe's `engine.steps`), so each segment ends with its learning rate decayed and
-  its best weights worth shipping even where the folder goes with the machine (`--recipe-cycles`
-  trains the recipe's cycles over as many segments as they take instead);
+- a recipe trains in cycles, each with its own warm-up and decay; a new cycle's steps are fitted
+  to the segment that starts it (`fitted_steps`: from the entry's measured step rate, which a
+  first segment of PROBE_MINUTES measures where none is known; at most the recipe's
+  `engine.steps`), so each segment ends with its learning rate decayed and its best weights
+  worth shipping even where the folder goes with the machine (`--recipe-cycles` trains the
+  recipe's cycles over as many segments as they take instead);
 - a finished cycle starts the next from the best weights (G and D), a warm restart, and so does
   an unfinished one whose recipe was edited since it began (`recipe_changes`) or whose steps left
   do not fit in the segment;
@@ -91,6 +92,9 @@ SEGMENT_QUANTUM_MINUTES = 30.0
 RATE_SEGMENTS = 3
 RATE_MIN_STEPS = 50
 FIT_MARGIN = 0.9
+# An entry with no step rate measured yet trains this long first (the recipe's cycle, cut by the
+# time limit), and its next segment is fitted from that rate.
+PROBE_MINUTES = 4.0
 # After the deadline a training process gets this long to stop on its own before SIGTERM.
 DEADLINE_GRACE_SECONDS = 180
 POLL_SECONDS = 5
@@ -740,12 +744,14 @@ class Worker:
     def __init__(
         self, root: Path, weights: Path, deadline: dt.datetime, threads: int, min_segment_minutes: float = MIN_SEGMENT_MINUTES,
         new_cycle: str | None = None, tracked: TrackedLedger | None = None, fit_cycles: bool = True,
+        probe_minutes: float = PROBE_MINUTES,
     ) -> None:
         self.root, self.weights, self.deadline, self.threads = root, weights, deadline, threads
         # Where every segment is recorded beside the run folder's ledger (see TrackedLedger).
         self.tracked = tracked
         # New cycles fitted to their segment (`fitted_steps`), or the recipe's engine.steps.
         self.fit_cycles = fit_cycles
+        self.probe_minutes = probe_minutes
         self.min_segment_minutes = min_segment_minutes
         # This entry's next segment ends its unfinished cycle and starts a new one from its
         # best weights, on the recipe as it is now (a cycle resumes on the config it began with).
@@ -776,7 +782,10 @@ class Worker:
             resume, current = False, None  # that cycle is complete: start the next one
         limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
         segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
-        fitted = fitted_steps(entry, steps_per_second(segments, self.threads), limit) if self.fit_cycles else None
+        rate = steps_per_second(segments, self.threads)
+        fitted = fitted_steps(entry, rate, limit) if self.fit_cycles else None
+        if self.fit_cycles and rate is None:
+            limit = min(limit, self.probe_minutes)  # measures the rate the next segment fits with
         if entry.name == self.new_cycle:
             resume, current, self.new_cycle = False, None, None
         elif resume and (changes := recipe_changes(entry, current)):
@@ -936,6 +945,7 @@ def command_start(args: argparse.Namespace, entries: list[Entry]) -> None:
         command += ["--new-cycle"]
     if args.recipe_cycles:
         command += ["--recipe-cycles"]
+    command += ["--probe-minutes", str(args.probe_minutes)]
     log = (args.root / "campaign.log").open("a")
     worker = subprocess.Popen(
         command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -976,7 +986,7 @@ def command_run(args: argparse.Namespace, entries: list[Entry]) -> None:
     Worker(
         args.root, args.weights, deadline, args.threads, args.min_segment_minutes,
         new_cycle=args.entry if args.new_cycle else None, tracked=TrackedLedger(tracked_ledger_path(args.queue)),
-        fit_cycles=not args.recipe_cycles,
+        fit_cycles=not args.recipe_cycles, probe_minutes=args.probe_minutes,
     ).run(entries, args.entry, args.max_segments)
 
 
@@ -1339,6 +1349,10 @@ def main() -> None:
             "--recipe-cycles", action="store_true",
             help="train cycles of the recipe's engine.steps, resumed over as many segments as they take "
             "(for a machine whose run folders last), instead of new cycles fitted to each segment",
+        )
+        command.add_argument(
+            "--probe-minutes", type=float, default=PROBE_MINUTES,
+            help="an entry with no step rate measured trains this long first, to measure it (default: %(default)s)",
         )
     commands.choices["run"].add_argument(
         "--max-segments", type=int, default=0, help="stop after this many training processes (default: none)"

@@ -771,7 +771,8 @@ class Worker:
 
     def train(self, entry: Entry, share: float = math.inf) -> str:
         """One segment of `entry`, of at most `share` minutes of training; returns "deadline"
-        (the deadline or the share ended it), "cycle" (a cycle finished) or "failed"."""
+        (the deadline or the share ended it), "probe" (it was cut to measure the step rate),
+        "cycle" (a cycle finished) or "failed"."""
         folder = self.root / entry.name
         folder.mkdir(parents=True, exist_ok=True)
         ensure_data(entry)
@@ -784,8 +785,9 @@ class Worker:
         segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
         rate = steps_per_second(segments, self.threads)
         fitted = fitted_steps(entry, rate, limit) if self.fit_cycles else None
-        if self.fit_cycles and rate is None:
-            limit = min(limit, self.probe_minutes)  # measures the rate the next segment fits with
+        probe = self.fit_cycles and rate is None and self.probe_minutes < limit
+        if probe:
+            limit = self.probe_minutes  # measures the rate the next segment fits with
         if entry.name == self.new_cycle:
             resume, current, self.new_cycle = False, None, None
         elif resume and (changes := recipe_changes(entry, current)):
@@ -858,7 +860,9 @@ class Worker:
         print(f"[campaign] {entry.name}: cycle {cycle_number(run)} steps {from_step} -> {to_step}, exit {status}", flush=True)
         if status != 0:
             return "failed"
-        return "cycle" if to_step >= recipe_steps(run) else "deadline"
+        if to_step >= recipe_steps(run):
+            return "cycle"
+        return "probe" if probe else "deadline"
 
     def _wait(self, child: subprocess.Popen) -> tuple[int, Any]:
         """Waits for the training process, stopping it if it overruns the deadline; returns its
@@ -897,6 +901,8 @@ class Worker:
             # One entry's fault (a build that fails, a file missing) must not end the others' hours.
             try:
                 outcome = self.train(entry, share)
+                if outcome == "probe":  # the rest of the share goes to a cycle fitted from that rate
+                    outcome = self.train(entry, share - self.probe_minutes)
             except (Exception, SystemExit) as error:  # noqa: BLE001
                 print(f"[campaign] {entry.name} could not start: {error!r}", flush=True)
                 outcome = "failed"

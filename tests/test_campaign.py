@@ -591,13 +591,13 @@ def test_a_new_cycle_starts_from_the_best_cycle_not_a_worse_one_cut_short(tmp_pa
 
 
 def test_a_new_cycle_is_fitted_to_its_segment_and_a_cycle_that_would_not_fit_ends(photos, tmp_path):
-    """With no step rate measured anywhere, a first short segment (the probe) trains the recipe's
-    long cycle and measures it; the next one ends that cycle and trains one of the steps that fit
-    its own segment, from that cycle's best weights, to the end of its schedule. The repository's
-    ledger has both segments."""
+    """With no step rate measured anywhere, a short first segment (the probe) trains the recipe's
+    long cycle and measures it; the rest of the entry's share ends that cycle and trains one of
+    the steps that fit it, from that cycle's best weights, to the end of its schedule. The
+    repository's ledger has both segments."""
     paths = make_campaign(tmp_path, photos, steps=100_000, shipped_gain=-99.0)
     log = campaign(paths, "run", "--until", until(45), "--min-segment-minutes", "0.05", "--probe-minutes", "0.2",
-                   "--max-segments", "2").stdout
+                   "--max-segments", "1").stdout
     first, second = sorted((paths["root"] / "tiny-x2").glob("cycle-*"))
     fitted = run_config(second)["engine"]["steps"]
     assert run_config(first)["engine"]["steps"] == 100_000 and fitted < 100_000

@@ -901,7 +901,9 @@ class Worker:
             # One entry's fault (a build that fails, a file missing) must not end the others' hours.
             try:
                 outcome = self.train(entry, share)
-                if outcome == "probe":  # the rest of the share goes to a cycle fitted from that rate
+                # The rest of the share goes to a cycle fitted from the rate the probe measured.
+                left = self.minutes_left() - entry.stop_margin_minutes
+                if outcome == "probe" and not self.stopping and left >= self.min_segment_minutes:
                     outcome = self.train(entry, share - self.probe_minutes)
             except (Exception, SystemExit) as error:  # noqa: BLE001
                 print(f"[campaign] {entry.name} could not start: {error!r}", flush=True)

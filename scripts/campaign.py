@@ -778,9 +778,11 @@ class Worker:
         ensure_data(entry)
         runs = cycle_dirs(folder)
         current = runs[-1] if runs else None
-        resume = current is not None and (current / "checkpoints" / "last.pt").is_file()
-        if resume and checkpoint_step(current / "checkpoints" / "last.pt") >= recipe_steps(current):
-            resume, current = False, None  # that cycle is complete: start the next one
+        # The last cycle resumes where it has a checkpoint and steps left; a complete one is
+        # followed by the next. (One read of last.pt: a GAN's holds both nets and their optimizers.)
+        last_step = checkpoint_step(current / "checkpoints" / "last.pt") if current else None
+        steps_left = recipe_steps(current) - last_step if last_step is not None else 0
+        resume = steps_left > 0
         limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
         segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
         rate = steps_per_second(segments, self.threads)
@@ -796,12 +798,10 @@ class Worker:
             print(f"[campaign] {entry.name}: the recipe changed since cycle {cycle_number(current)} began "
                   f"({'; '.join(changes)}): the next cycle starts from its best weights", flush=True)
             resume, current = False, None
-        elif resume and fitted is not None and (
-            left := recipe_steps(current) - checkpoint_step(current / "checkpoints" / "last.pt")
-        ) > fitted:
+        elif resume and fitted is not None and steps_left > fitted:
             # Its learning rate would still be high when the segment ends, and the run folder may
             # not outlive the machine: a cycle fitted to this segment starts from the best weights.
-            print(f"[campaign] {entry.name}: cycle {cycle_number(current)} has {left} steps left, more than "
+            print(f"[campaign] {entry.name}: cycle {cycle_number(current)} has {steps_left} steps left, more than "
                   f"the {fitted} this segment fits: the next cycle starts from its best weights", flush=True)
             resume, current = False, None
         data = [f"{key}={json.dumps(str(data_folder(folder_)))}" for key, folder_ in entry.data.items()]
@@ -823,7 +823,7 @@ class Worker:
         # The data may have moved with the work tree; the time limit is this segment's.
         for setting in [*data, f"engine.time_limit_minutes={limit:.2f}"]:
             command += ["--set", setting]
-        from_step = checkpoint_step(run / "checkpoints" / "last.pt") or 0
+        from_step = last_step if resume else 0
         print(f"[campaign] {dt.datetime.now():%H:%M} {entry.name}: {' '.join(command)}", flush=True)
         # The log is a file, so the trainer draws no progress bar in it: its logs and the ledger
         # say how far it got. Passive OpenMP threads sleep while they wait instead of spinning:

@@ -86,9 +86,10 @@ MIN_SEGMENT_MINUTES = 6.0
 # minutes, each paying for a resume.
 SEGMENT_QUANTUM_MINUTES = 30.0
 # A new cycle's steps are fitted to its segment from the entry's step rate in its latest segments
-# (at most this many, each of at least RATE_MIN_STEPS steps), less FIT_MARGIN for a slower minute
-# (tests beside it), so that its learning rate decays to the schedule's end before the segment
-# ends: a run folder may not outlive the machine, and what ships is what a segment finished.
+# (at most this many, each of at least RATE_MIN_STEPS steps) and the start-up and last validation
+# a segment spends besides, less FIT_MARGIN for a slower minute (tests beside it), so that its
+# learning rate decays to the schedule's end before the segment ends: a run folder may not
+# outlive the machine, and what ships is what a segment finished.
 RATE_SEGMENTS = 3
 RATE_MIN_STEPS = 50
 FIT_MARGIN = 0.9
@@ -347,29 +348,76 @@ class TrackedLedger:
         write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
 
 
-def steps_per_second(segments: list[dict[str, Any]], threads: int) -> float | None:
-    """Training steps per wall second of the latest segments run on `threads` threads (start-up
-    and validation included), or None where none trained RATE_MIN_STEPS steps."""
-    measured = [
+def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> float | None:
+    """Wall seconds the training loop of one segment took for its steps `from_step` ->
+    `to_step`, periodic validation included but not the process's start-up nor its last
+    validation: from the throughput the trainer logged (`images_per_second` over each logging
+    window) in RUN/train_log.jsonl after byte `log_offset`, where the segment's records begin.
+    Steps after the last logged window count at the logged windows' pace; None without one."""
+    log = run / "train_log.jsonl"
+    try:
+        with log.open("rb") as file:
+            file.seek(log_offset)
+            records = [json.loads(line) for line in file.read().decode().splitlines() if line.strip()]
+        engine = json.loads((run / "config.json").read_text()).get("engine", {})
+    except (OSError, ValueError):
+        return None
+    images_per_step = int(engine.get("batch_size", 1)) * int(engine.get("accumulate", 1))
+    logged_steps, seconds, previous = 0, 0.0, from_step
+    for record in records:
+        step, throughput = record.get("step"), record.get("images_per_second")
+        if not isinstance(step, int) or not isinstance(throughput, (int, float)) or throughput <= 0:
+            continue
+        if previous < step <= to_step:
+            logged_steps += step - previous
+            seconds += (step - previous) * images_per_step / throughput
+            previous = step
+    if not logged_steps:
+        return None
+    return seconds * (to_step - from_step) / logged_steps
+
+
+def measured_segments(segments: list[dict[str, Any]], threads: int) -> list[dict[str, Any]]:
+    """The latest RATE_SEGMENTS segments run on `threads` threads that trained RATE_MIN_STEPS steps."""
+    return [
         segment for segment in segments
         if segment.get("threads") == threads and segment.get("wall_seconds")
         and segment["to_step"] - segment["from_step"] >= RATE_MIN_STEPS
     ][-RATE_SEGMENTS:]
+
+
+def steps_per_second(segments: list[dict[str, Any]], threads: int) -> float | None:
+    """Training steps per second of the training loop in the latest segments run on `threads`
+    threads (periodic validation included; a segment recorded without `loop_seconds` counts its
+    whole wall time), or None where none trained RATE_MIN_STEPS steps."""
+    measured = measured_segments(segments, threads)
     if not measured:
         return None
-    return sum(s["to_step"] - s["from_step"] for s in measured) / sum(s["wall_seconds"] for s in measured)
+    seconds = sum(s.get("loop_seconds") or s["wall_seconds"] for s in measured)
+    return sum(s["to_step"] - s["from_step"] for s in measured) / seconds
 
 
-def fitted_steps(entry: Entry, rate: float | None, minutes: float) -> int | None:
-    """The steps of a new cycle of `entry` that `rate` (steps per wall second) fits in `minutes`,
-    at most the recipe's engine.steps and at least twice its warm-up; None without a rate (the
-    recipe's steps then, cut by the time limit)."""
+def overhead_seconds(segments: list[dict[str, Any]], threads: int) -> float:
+    """What a segment spends outside its training loop (start-up, the last validation, FID where
+    the recipe measures it), on average over the segments `steps_per_second` reads; 0 where none
+    recorded its loop."""
+    measured = [s for s in measured_segments(segments, threads) if s.get("loop_seconds")]
+    if not measured:
+        return 0.0
+    return max(0.0, sum(s["wall_seconds"] - s["loop_seconds"] for s in measured) / len(measured))
+
+
+def fitted_steps(entry: Entry, rate: float | None, minutes: float, overhead: float = 0.0) -> int | None:
+    """The steps of a new cycle of `entry` that `rate` (steps per second of the training loop)
+    fits in `minutes` less `overhead` seconds outside the loop, at most the recipe's engine.steps
+    and at least twice its warm-up; None without a rate (the recipe's steps then, cut by the time
+    limit)."""
     if rate is None or not math.isfinite(minutes):
         return None
     recipe = tomllib.loads(entry.recipe.read_text())
     cap = int(recipe.get("engine", {}).get("steps", 0)) or None
     floor = max(RATE_MIN_STEPS, 2 * int(recipe.get("schedule", {}).get("warmup_steps", 0)))
-    steps = max(floor, int(rate * minutes * 60 * FIT_MARGIN))
+    steps = max(floor, int(rate * (minutes * 60 - overhead) * FIT_MARGIN))
     return min(steps, cap) if cap else steps
 
 
@@ -786,7 +834,8 @@ class Worker:
         limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
         segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
         rate = steps_per_second(segments, self.threads)
-        fitted = fitted_steps(entry, rate, limit) if self.fit_cycles else None
+        overhead = overhead_seconds(segments, self.threads)
+        fitted = fitted_steps(entry, rate, limit, overhead) if self.fit_cycles else None
         probe = self.fit_cycles and rate is None and self.probe_minutes < limit
         if probe:
             limit = self.probe_minutes  # measures the rate the next segment fits with
@@ -832,6 +881,8 @@ class Worker:
         environment = {"OMP_WAIT_POLICY": "PASSIVE"} | os.environ | {
             "OMP_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
         }
+        train_log = run / "train_log.jsonl"
+        log_offset = train_log.stat().st_size if resume and train_log.is_file() else 0
         started = time.monotonic()
         with (folder / "train.log").open("a") as log:
             self.child = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
@@ -849,6 +900,7 @@ class Worker:
             "to_step": to_step,
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "wall_seconds": round(time.monotonic() - started, 1),
+            "loop_seconds": round(loop, 1) if (loop := loop_seconds(run, log_offset, from_step, to_step)) else None,
             "threads": self.threads,
             "machine": machine_name(),
             "ended": dt.datetime.now().isoformat(timespec="seconds"),

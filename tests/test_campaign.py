@@ -606,9 +606,11 @@ def test_a_new_cycle_is_fitted_to_its_segment_and_a_cycle_that_would_not_fit_end
     segments = json.loads((tmp_path / "queue.ledger.json").read_text())["entries"]["tiny-x2"]
     assert segments == ledger(paths)
     probe, trained = segments
-    assert probe["wall_seconds"] < 25  # 12 s of training, then start-up and the last validation
-    rate = (probe["to_step"] - probe["from_step"]) / probe["wall_seconds"]
-    assert 0 < fitted <= rate * 45 * campaign_fit_margin()
+    # 12 s of training, then start-up and the last validation, which the fitting leaves out of
+    # the rate and takes from the segment's time.
+    assert 0 < probe["loop_seconds"] < probe["wall_seconds"] < 25
+    rate = (probe["to_step"] - probe["from_step"]) / probe["loop_seconds"]
+    assert 0 < fitted <= rate * (45 - (probe["wall_seconds"] - probe["loop_seconds"])) * campaign_fit_margin()
     assert (trained["cycle"], trained["from_step"], trained["to_step"]) == (2, 0, fitted)
 
 
@@ -641,10 +643,43 @@ def test_the_step_rate_comes_from_the_latest_long_segments_on_as_many_threads(tm
     assert campaign_module.fitted_steps(entry, 3.0, minutes=1) == 400  # twice the warm-up at least
     assert campaign_module.fitted_steps(entry, None, minutes=10) is None
     assert campaign_module.fitted_steps(entry, 3.0, minutes=float("inf")) is None
+    assert campaign_module.fitted_steps(entry, 3.0, minutes=10, overhead=120) == int(3.0 * 480 * campaign_module.FIT_MARGIN)
     assert campaign_module.fitted_settings(entry, 1620) == ["engine.steps=1620"]
     # A linear schedule (constant, then decaying from decay_start) decays over the same half.
     recipe.write_text("[engine]\nsteps = 20000\n[schedule]\nkind = \"linear\"\ndecay_start = 10000\n")
     assert campaign_module.fitted_settings(entry, 1620) == ["engine.steps=1620", "schedule.decay_start=810"]
+
+
+def test_the_rate_leaves_out_start_up_and_the_last_validation(tmp_path, monkeypatch):
+    """A segment's loop time comes from the throughput its trainer logged, from its own records
+    only (a resumed cycle's log holds the earlier segments' too); the rate is steps per second
+    of the loop, and what the segments spent outside it is taken from the next one's time."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    run = tmp_path / "cycle-001"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"engine": {"batch_size": 4}}))
+    earlier = json.dumps({"step": 100, "images_per_second": 1.0}) + "\n"
+    # Steps 100 -> 300 at 8 images (2 steps) per second, 100 s, then 300 -> 400 at 1 step per
+    # second, 100 s; the steps after the last record (to 410) at the logged pace, 300 steps in
+    # 200 s: 10 more steps, 6.67 s.
+    records = [{"step": 200, "images_per_second": 8.0, "l_g_pix": 0.1}, {"step": 300, "images_per_second": 8.0},
+               {"step": 350, "l_g_pix": 0.1}, {"step": 400, "images_per_second": 4.0}]
+    (run / "train_log.jsonl").write_text(earlier + "".join(json.dumps(r) + "\n" for r in records))
+    assert campaign_module.loop_seconds(run, len(earlier), 100, 410) == pytest.approx(200 + 20 / 3)
+    assert campaign_module.loop_seconds(run, len(earlier), 100, 300) == pytest.approx(100.0)
+    assert campaign_module.loop_seconds(run, (run / "train_log.jsonl").stat().st_size, 400, 410) is None
+    assert campaign_module.loop_seconds(tmp_path / "missing", 0, 0, 10) is None
+
+    def segment(steps: int, wall_seconds: float, loop_seconds: float | None) -> dict:
+        return {"from_step": 0, "to_step": steps, "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,
+                "threads": 2}
+
+    segments = [segment(600, 400.0, None), segment(1000, 300.0, 250.0), segment(400, 150.0, 100.0)]
+    assert campaign_module.steps_per_second(segments, threads=2) == pytest.approx(2000 / 750)
+    assert campaign_module.overhead_seconds(segments, threads=2) == pytest.approx(50.0)
+    assert campaign_module.overhead_seconds(segments[:1], threads=2) == 0.0
 
 
 def test_a_fresh_machine_picks_by_the_hours_in_the_repository_s_ledger(tmp_path, monkeypatch):

@@ -49,6 +49,7 @@ import argparse
 import copy
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -377,31 +378,42 @@ def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> fl
     return seconds * (to_step - from_step) / logged_steps
 
 
-def measured_segments(segments: list[dict[str, Any]], threads: int) -> list[dict[str, Any]]:
-    """The latest RATE_SEGMENTS segments run on `threads` threads that trained RATE_MIN_STEPS steps."""
+def recipe_digest(recipe: Path) -> str:
+    """A digest of the settings a recipe file holds (not its comments nor their layout): a
+    segment records it, so that a step rate is not read from segments of another recipe."""
+    settings = json.dumps(tomllib.loads(recipe.read_text()), sort_keys=True)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def measured_segments(segments: list[dict[str, Any]], threads: int, recipe: str | None = None) -> list[dict[str, Any]]:
+    """The latest RATE_SEGMENTS segments run on `threads` threads that trained RATE_MIN_STEPS
+    steps, on the recipe whose `recipe_digest` is `recipe` where given (a segment that recorded
+    none, from before digests were recorded, counts)."""
     return [
         segment for segment in segments
         if segment.get("threads") == threads and segment.get("wall_seconds")
         and segment["to_step"] - segment["from_step"] >= RATE_MIN_STEPS
+        and (recipe is None or segment.get("recipe", recipe) == recipe)
     ][-RATE_SEGMENTS:]
 
 
-def steps_per_second(segments: list[dict[str, Any]], threads: int) -> float | None:
+def steps_per_second(segments: list[dict[str, Any]], threads: int, recipe: str | None = None) -> float | None:
     """Training steps per second of the training loop in the latest segments run on `threads`
-    threads (periodic validation included; a segment recorded without `loop_seconds` counts its
-    whole wall time), or None where none trained RATE_MIN_STEPS steps."""
-    measured = measured_segments(segments, threads)
+    threads (and `recipe`, see `measured_segments`; periodic validation included; a segment
+    recorded without `loop_seconds` counts its whole wall time), or None where none trained
+    RATE_MIN_STEPS steps."""
+    measured = measured_segments(segments, threads, recipe)
     if not measured:
         return None
     seconds = sum(s.get("loop_seconds") or s["wall_seconds"] for s in measured)
     return sum(s["to_step"] - s["from_step"] for s in measured) / seconds
 
 
-def overhead_seconds(segments: list[dict[str, Any]], threads: int) -> float:
+def overhead_seconds(segments: list[dict[str, Any]], threads: int, recipe: str | None = None) -> float:
     """What a segment spends outside its training loop (start-up, the last validation, FID where
     the recipe measures it), on average over the segments `steps_per_second` reads; 0 where none
     recorded its loop."""
-    measured = [s for s in measured_segments(segments, threads) if s.get("loop_seconds")]
+    measured = [s for s in measured_segments(segments, threads, recipe) if s.get("loop_seconds")]
     if not measured:
         return 0.0
     return max(0.0, sum(s["wall_seconds"] - s["loop_seconds"] for s in measured) / len(measured))
@@ -833,8 +845,9 @@ class Worker:
         resume = steps_left > 0
         limit = min(self.minutes_left() - entry.stop_margin_minutes, share)
         segments = self.tracked.segments(entry.name, folder) if self.tracked else Ledger(folder).segments
-        rate = steps_per_second(segments, self.threads)
-        overhead = overhead_seconds(segments, self.threads)
+        digest = recipe_digest(entry.recipe)
+        rate = steps_per_second(segments, self.threads, digest)
+        overhead = overhead_seconds(segments, self.threads, digest)
         fitted = fitted_steps(entry, rate, limit, overhead) if self.fit_cycles else None
         probe = self.fit_cycles and rate is None and self.probe_minutes < limit
         if probe:
@@ -902,6 +915,7 @@ class Worker:
             "wall_seconds": round(time.monotonic() - started, 1),
             "loop_seconds": round(loop, 1) if (loop := loop_seconds(run, log_offset, from_step, to_step)) else None,
             "threads": self.threads,
+            "recipe": digest,
             "machine": machine_name(),
             "ended": dt.datetime.now().isoformat(timespec="seconds"),
             "exit_status": status,

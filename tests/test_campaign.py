@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -609,18 +610,20 @@ def test_a_new_cycle_is_fitted_to_its_segment_and_a_cycle_that_would_not_fit_end
     # 12 s of training, then start-up and the last validation, which the fitting leaves out of
     # the rate and takes from the segment's time.
     assert 0 < probe["loop_seconds"] < probe["wall_seconds"] < 25
+    assert probe["recipe"] == trained["recipe"] == import_campaign().recipe_digest(tmp_path / "recipe.toml")
     rate = (probe["to_step"] - probe["from_step"]) / probe["loop_seconds"]
-    assert 0 < fitted <= rate * (45 - (probe["wall_seconds"] - probe["loop_seconds"])) * campaign_fit_margin()
+    assert 0 < fitted <= rate * (45 - (probe["wall_seconds"] - probe["loop_seconds"])) * import_campaign().FIT_MARGIN
     assert (trained["cycle"], trained["from_step"], trained["to_step"]) == (2, 0, fitted)
 
 
-def campaign_fit_margin() -> float:
+def import_campaign() -> Any:
+    """scripts/campaign.py as a module, for its constants and helpers."""
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import campaign as campaign_module
     finally:
         sys.path.remove(str(SCRIPT.parent))
-    return campaign_module.FIT_MARGIN
+    return campaign_module
 
 
 def test_the_step_rate_comes_from_the_latest_long_segments_on_as_many_threads(tmp_path, monkeypatch):
@@ -680,6 +683,21 @@ def test_the_rate_leaves_out_start_up_and_the_last_validation(tmp_path, monkeypa
     assert campaign_module.steps_per_second(segments, threads=2) == pytest.approx(2000 / 750)
     assert campaign_module.overhead_seconds(segments, threads=2) == pytest.approx(50.0)
     assert campaign_module.overhead_seconds(segments[:1], threads=2) == 0.0
+
+    # A recipe edited to cost more per step: its rate comes from its own segments only (and
+    # from those recorded before segments named their recipe).
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("# the first recipe\n[engine]\nsteps = 100\n")
+    first = campaign_module.recipe_digest(recipe)
+    recipe.write_text("# a comment is no new recipe\n[engine]\nsteps = 100\n")
+    assert campaign_module.recipe_digest(recipe) == first
+    recipe.write_text("[engine]\nsteps = 100\nbatch_size = 64\n")
+    second = campaign_module.recipe_digest(recipe)
+    assert second != first
+    segments = [segment(1000, 100.0, 100.0) | {"recipe": first}, segment(400, 200.0, 200.0) | {"recipe": second}]
+    assert campaign_module.steps_per_second(segments, threads=2, recipe=second) == pytest.approx(2.0)
+    assert campaign_module.steps_per_second(segments, threads=2, recipe="another") is None
+    assert campaign_module.steps_per_second([segment(300, 100.0, 100.0)], threads=2, recipe=second) == pytest.approx(3.0)
 
 
 def test_a_fresh_machine_picks_by_the_hours_in_the_repository_s_ledger(tmp_path, monkeypatch):

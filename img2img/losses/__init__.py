@@ -13,10 +13,13 @@ from img2img.losses.adversarial import (
     feature_matching_loss,
 )
 from img2img.losses.perceptual import (
+    DIRECTION_LAYERS,
+    FEATURE_CRITERIA,
     STYLE_LAYERS,
     PerceptualLoss,
     StyleLoss,
     VGG19Features,
+    feature_direction_distance,
     gram_matrix,
 )
 from img2img.losses.pixel import (

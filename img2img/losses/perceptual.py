@@ -28,12 +28,45 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from img2img.losses.pixel import PIXEL_LOSSES
-from img2img.losses.vgg import VGG19_LAYERS, InputConvention, load_vgg19_weights, vgg19_feature_layers
+from img2img.losses.pixel import PIXEL_LOSSES, PixelLoss
+from img2img.losses.vgg import (
+    VGG19_LAYERS,
+    InputConvention,
+    load_vgg19_weights,
+    vgg19_feature_layers,
+)
+from img2img.registry import Registry
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# The layers of `img2img.metrics.VGGFeatureDistance`: the last ReLU of each block.
+DIRECTION_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")
+
+# How `PerceptualLoss` compares one layer's features: the pixel losses, and "direction".
+FEATURE_CRITERIA: Registry[PixelLoss] = Registry("perceptual criterion")
+for _name in PIXEL_LOSSES.names():
+    FEATURE_CRITERIA.register(_name)(PIXEL_LOSSES.get(_name))
+
+
+@FEATURE_CRITERIA.register("direction")
+def feature_direction_distance(input: Tensor, target: Tensor) -> Tensor:
+    """Squared distance between the feature vectors of `input` and `target` at each position,
+    each scaled to unit length along the channels, summed over the channels and averaged over the
+    batch and the positions: (B, C, h, w) each -> scalar in [0, 4].
+
+    The differentiable form of one layer of `img2img.metrics.VGGFeatureDistance` (LPIPS without
+    its learned channel weights): it compares what the network sees, not how strongly it
+    responds, so every layer counts alike whatever its feature magnitudes. Computed in float32;
+    F.normalize divides by max(norm, eps), so the all-zero vector a ReLU layer often has at a
+    position gets gradient 0, not NaN.
+    """
+    if input.shape != target.shape:
+        raise ValueError(f"input and target features must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}")
+    unit_input = F.normalize(input.float(), dim=1, eps=1e-10)
+    unit_target = F.normalize(target.float(), dim=1, eps=1e-10)
+    return (unit_input - unit_target).pow(2).sum(dim=1).mean()
 
 
 def _check_layers(layers: Sequence[str]) -> None:
@@ -151,7 +184,9 @@ class PerceptualLoss(nn.Module):
 
     Args:
         layer_weights: layer name -> weight; default {"conv5_4": 1.0} (ESRGAN).
-        criterion: "l1" (default), "l2" or "charbonnier".
+        criterion: a name from `FEATURE_CRITERIA`: "l1" (default), "l2" or "charbonnier" on the
+            features, or "direction" (`feature_direction_distance`; with a weight of 1 / 5 on
+            each of DIRECTION_LAYERS the loss is the metric `VGGFeatureDistance`, batch-averaged).
         weights: VGG19 weight source (see `VGG19Features`); None for the default.
         features: an existing `VGG19Features` to share; it must return every layer used.
 
@@ -168,7 +203,7 @@ class PerceptualLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.layer_weights = _check_weights(layer_weights)
-        self.criterion = PIXEL_LOSSES.get(criterion)
+        self.criterion = FEATURE_CRITERIA.get(criterion)
         self.hparams = {
             "layer_weights": dict(self.layer_weights),
             "criterion": criterion,
@@ -223,7 +258,7 @@ class StyleLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.layer_weights = _check_weights(layer_weights)
-        self.criterion = PIXEL_LOSSES.get(criterion)
+        self.criterion = FEATURE_CRITERIA.get(criterion)
         self.hparams = {
             "layer_weights": dict(self.layer_weights),
             "criterion": criterion,

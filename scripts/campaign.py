@@ -387,13 +387,15 @@ def recipe_digest(recipe: Path) -> str:
 
 def measured_segments(segments: list[dict[str, Any]], threads: int, recipe: str | None = None) -> list[dict[str, Any]]:
     """The latest RATE_SEGMENTS segments run on `threads` threads that trained RATE_MIN_STEPS
-    steps, on the recipe whose `recipe_digest` is `recipe` where given (a segment that recorded
-    none, from before digests were recorded, counts)."""
+    steps, on the recipe whose `recipe_digest` is `recipe` where given. Segments from before
+    digests were recorded count only for an entry none of whose segments names a recipe: once
+    one does, the older ones may have trained any earlier version of it."""
+    digests_recorded = any(segment.get("recipe") for segment in segments)
     return [
         segment for segment in segments
         if segment.get("threads") == threads and segment.get("wall_seconds")
         and segment["to_step"] - segment["from_step"] >= RATE_MIN_STEPS
-        and (recipe is None or segment.get("recipe", recipe) == recipe)
+        and (recipe is None or segment.get("recipe", None if digests_recorded else recipe) == recipe)
     ][-RATE_SEGMENTS:]
 
 

@@ -685,7 +685,7 @@ def test_the_rate_leaves_out_start_up_and_the_last_validation(tmp_path, monkeypa
     assert campaign_module.overhead_seconds(segments[:1], threads=2) == 0.0
 
     # A recipe edited to cost more per step: its rate comes from its own segments only (and
-    # from those recorded before segments named their recipe).
+    # from those recorded before segments named their recipe, while none names one).
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("# the first recipe\n[engine]\nsteps = 100\n")
     first = campaign_module.recipe_digest(recipe)
@@ -698,6 +698,10 @@ def test_the_rate_leaves_out_start_up_and_the_last_validation(tmp_path, monkeypa
     assert campaign_module.steps_per_second(segments, threads=2, recipe=second) == pytest.approx(2.0)
     assert campaign_module.steps_per_second(segments, threads=2, recipe="another") is None
     assert campaign_module.steps_per_second([segment(300, 100.0, 100.0)], threads=2, recipe=second) == pytest.approx(3.0)
+    # Once a segment names its recipe, the unnamed ones before it may be any earlier version.
+    legacy = [segment(300, 100.0, 100.0), segment(400, 200.0, 200.0) | {"recipe": first}]
+    assert campaign_module.steps_per_second(legacy, threads=2, recipe=second) is None
+    assert campaign_module.steps_per_second(legacy, threads=2, recipe=first) == pytest.approx(2.0)
 
 
 def test_a_fresh_machine_picks_by_the_hours_in_the_repository_s_ledger(tmp_path, monkeypatch):

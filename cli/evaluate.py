@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import parse_tile, train_extra_errors
+from cli.image_command import PrecisionOption
 from img2img.errors import Img2ImgError
 
 eval_app = typer.Typer(
@@ -233,6 +234,7 @@ def superres(
     perceptual: PerceptualOption = True,
     device: DeviceOption = "auto",
     tile: Annotated[str, typer.Option(help="Model tile size, 'auto' or 0 (whole image).")] = "auto",
+    precision: PrecisionOption = "auto",
     as_json: JsonOption = False,
     report: ReportOption = None,
     sheet: SheetOption = None,
@@ -258,7 +260,7 @@ def superres(
 
         torch_device = resolve_device(device, option="--device")
         # The same choice for both: "auto" lets onnxruntime take a GPU provider if it has one.
-        net = Model(model, task="superres", scale=scale, device=device, tile=parse_tile(tile))
+        net = Model(model, task="superres", scale=scale, device=device, tile=parse_tile(tile), precision=precision)
         factor = net.info.scale
         # The grid a pixel-shuffle upscaler can draw repeats at the scale.
         grid = factor if factor >= 2 else 0
@@ -274,6 +276,7 @@ def superres(
             sheet_count=count if wants_pictures else 0,
             on_image=_progress("upscaling and scoring"),
             protocol=protocol,
+            precision=net.info.precision,
         )
         _print(table, as_json)
         sheet_image = superres_sheet(examples) if examples else None

@@ -113,6 +113,22 @@ def test_superres_scores_the_model_beside_bicubic(tmp_path, make_upscaler):
     assert "bicubic" in text.stdout and "model" in text.stdout and "PSNR-Y dB" in text.stdout
 
 
+def test_superres_scores_the_precision_asked_and_names_the_one_that_ran(tmp_path):
+    """By default the CPU scores what it runs for a user (a shipped upscaler's 8-bit variant);
+    --precision fp32 scores the float32 model, and the report says which one ran."""
+    hr = write_folder(tmp_path / "hr", [waves(64, 64, seed) for seed in range(2)])
+    model = Path(__file__).resolve().parents[1] / "weights" / "superres-x2.onnx"
+    reports = {
+        precision: json.loads(
+            invoke("eval", "superres", model, hr, "--no-perceptual", "--json", "--device", "cpu", "--precision", precision).stdout
+        )
+        for precision in ("auto", "fp32")
+    }
+    assert reports["auto"]["settings"]["precision"] == "int8" and "(int8)" in reports["auto"]["title"]
+    assert reports["fp32"]["settings"]["precision"] == "fp32" and "(fp32)" in reports["fp32"]["title"]
+    assert reports["auto"]["summary"]["model"] != reports["fp32"]["summary"]["model"]
+
+
 def test_superres_degraded_protocol_is_harder_and_the_same_every_run(tmp_path, make_upscaler):
     hr = write_folder(tmp_path / "hr", [waves(48, 40, seed) for seed in range(3)])
     model = make_upscaler(scale=2)

@@ -60,9 +60,14 @@ def test_quantize_writes_an_int8_variant_that_upscales_like_the_float32_model(we
     result = run_img2img("quantize", shipped_x2, "--calibration", photos, "--count", "4", weights=weights)
     assert result.returncode == 0, result.stderr
     variant = tmp_path / "sr.int8.onnx"
-    assert f"wrote {variant}" in result.stdout
+    assert result.stdout.startswith(f"wrote {variant}") and len(result.stdout.splitlines()) == 1
     graph = onnx.load(str(variant))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.graph.node}
+    # The body runs in 8 bits; the convolution that reads the image and the one that writes the
+    # output keep float32 weights.
+    producers = {output: node.op_type for node in graph.graph.node for output in node.output}
+    int8_weights = [producers.get(node.input[1]) == "DequantizeLinear" for node in graph.graph.node if node.op_type == "Conv"]
+    assert len(int8_weights) == 18 and not int8_weights[0] and not int8_weights[-1] and all(int8_weights[1:-1])
     metadata = {prop.key: prop.value for prop in graph.metadata_props}
     original = {prop.key: prop.value for prop in onnx.load(str(shipped_x2)).metadata_props}
     assert metadata == original | {"precision": "int8"}

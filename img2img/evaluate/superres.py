@@ -89,6 +89,7 @@ def evaluate_superres(
     sheet_count: int = 0,
     on_image: Callable[[str], None] | None = None,
     protocol: str = "clean",
+    precision: str | None = None,
 ) -> tuple[EvalTable, list[SheetExample]]:
     """Scores `upscale` and bicubic upscaling on every image of `hr_dir`.
 
@@ -103,6 +104,8 @@ def evaluate_superres(
         on_image: called with each image's relative name before it is scored (progress).
         protocol: how LR is made from HR, one of `PROTOCOLS` ("clean": bicubic; "degraded":
             the seeded real-world degradation).
+        precision: which variant of the model ran ("fp32", "int8", ...), shown in the title and
+            settings where given.
 
     Returns:
         The table (methods "bicubic" and "model") and the kept sheet examples. An image that
@@ -113,10 +116,12 @@ def evaluate_superres(
     if max_size and max_size < 4 * scale:
         raise Img2ImgError(f"--max-size {max_size} is too small for x{scale}; use 0 or at least {4 * scale}")
     table = EvalTable(
-        title=f"superres x{scale}: {model_name} on {hr_dir}" + (", degraded LR" if protocol == "degraded" else ""),
+        title=f"superres x{scale}: {model_name}" + (f" ({precision})" if precision else "") + f" on {hr_dir}"
+        + (", degraded LR" if protocol == "degraded" else ""),
         methods=list(METHODS),
         metrics=scorer.metrics,
-        settings=settings(model_name, hr_dir, scale, scorer.crop_border, max_size, protocol),
+        settings=settings(model_name, hr_dir, scale, scorer.crop_border, max_size, protocol)
+        | ({"precision": precision} if precision else {}),
     )
     examples: list[SheetExample] = []
     for path in hr_images(hr_dir):

@@ -6,9 +6,9 @@ what it gains in CPU speed, before any int8 variant ships.
         [--protocols clean degraded] [--threads 2] [--json OUT]
 
 For each model, weights/NAME.onnx is quantized as `img2img quantize` does it
-(`img2img.quantize.quantize_model`: QDQ int8 convolutions, uint8 activation ranges calibrated on
-the LR of --calibration-count centre crops of the training photos; the rest of the graph stays
-float32).
+(`img2img.quantize.quantize_model`: QDQ int8 convolutions but the first and last, uint8
+activation ranges from percentiles over the LR of --calibration-count centre crops of the
+training photos; the rest of the graph stays float32).
 
 Both graphs then upscale the same LR of the held-out photos through
 `img2img.evaluate.superres.evaluate_superres`, the protocol of `img2img eval superres` and

@@ -354,7 +354,9 @@ def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> fl
     `to_step`, periodic validation included but not the process's start-up nor its last
     validation: from the throughput the trainer logged (`images_per_second` over each logging
     window) in RUN/train_log.jsonl after byte `log_offset`, where the segment's records begin.
-    Steps after the last logged window count at the logged windows' pace; None without one."""
+    Steps after the last logged window, and those of the discriminator's warm-up
+    (engine.d_warmup_steps: D alone, a fraction of a full step), count at the pace of the windows
+    after that warm-up; None without one."""
     log = run / "train_log.jsonl"
     try:
         with log.open("rb") as file:
@@ -364,7 +366,7 @@ def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> fl
     except (OSError, ValueError):
         return None
     images_per_step = int(engine.get("batch_size", 1)) * int(engine.get("accumulate", 1))
-    logged_steps, seconds, previous = 0, 0.0, from_step
+    logged_steps, seconds, previous = 0, 0.0, max(from_step, int(engine.get("d_warmup_steps", 0)))
     for record in records:
         step, throughput = record.get("step"), record.get("images_per_second")
         if not isinstance(step, int) or not isinstance(throughput, (int, float)) or throughput <= 0:
@@ -389,12 +391,14 @@ def measured_segments(segments: list[dict[str, Any]], threads: int, recipe: str 
     """The latest RATE_SEGMENTS segments run on `threads` threads that trained RATE_MIN_STEPS
     steps, on the recipe whose `recipe_digest` is `recipe` where given. Segments from before
     digests were recorded count only for an entry none of whose segments names a recipe: once
-    one does, the older ones may have trained any earlier version of it."""
+    one does, the older ones may have trained any earlier version of it. A segment that ended
+    within its discriminator's warm-up (`d_warmup_steps`) measured D's steps alone: none."""
     digests_recorded = any(segment.get("recipe") for segment in segments)
     return [
         segment for segment in segments
         if segment.get("threads") == threads and segment.get("wall_seconds")
         and segment["to_step"] - segment["from_step"] >= RATE_MIN_STEPS
+        and segment["to_step"] > segment.get("d_warmup_steps", 0)
         and (recipe is None or segment.get("recipe", None if digests_recorded else recipe) == recipe)
     ][-RATE_SEGMENTS:]
 
@@ -477,8 +481,13 @@ def checkpoint_step(path: Path) -> int | None:
     return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
 
 
+def run_engine(run: Path) -> dict[str, Any]:
+    """The [engine] settings a cycle's run folder trains with."""
+    return json.loads((run / "config.json").read_text())["engine"]
+
+
 def recipe_steps(run: Path) -> int:
-    return int(json.loads((run / "config.json").read_text())["engine"]["steps"])
+    return int(run_engine(run)["steps"])
 
 
 def validation_records(run: Path) -> list[dict[str, Any]]:
@@ -610,7 +619,21 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
 
     if torch.load(source, map_location="cpu", weights_only=False).get("discriminator") is not None:
         settings.append(f"engine.init_discriminator={json.dumps(str(source))}")
+    elif (discriminator_file := shipped_discriminator(entry, weights)) is not None:
+        # A recipe that adds a GAN term to a stage without one: its D starts from the shipped
+        # one rather than from nothing.
+        settings.append(f"engine.init_discriminator={json.dumps(str(discriminator_file))}")
     return settings
+
+
+def shipped_discriminator(entry: Entry, weights: Path) -> Path | None:
+    """The shipped discriminator of the entry where its recipe trains the same net, else None."""
+    model = manifest_models(weights).get(entry.name) or {}
+    discriminator = recipe_nets(entry)[1]
+    if discriminator is None or not model.get("discriminator"):
+        return None
+    discriminator_file = weights / model["discriminator"]
+    return discriminator_file if same_net(discriminator_file, discriminator) else None
 
 
 def shipped_start(entry: Entry, folder: Path, weights: Path, inherit: bool) -> list[str]:
@@ -621,8 +644,7 @@ def shipped_start(entry: Entry, folder: Path, weights: Path, inherit: bool) -> l
     if not model or not model.get("checkpoint"):
         return []
     generator_file = weights / model["checkpoint"]
-    discriminator_file = weights / model.get("discriminator", "")
-    generator, discriminator = recipe_nets(entry)
+    generator = recipe_nets(entry)[0]
     settings = []
     if generator_file.is_file() and starts_from(generator_file, generator):
         settings.append(f"engine.init_generator={json.dumps(str(generator_file))}")
@@ -630,7 +652,7 @@ def shipped_start(entry: Entry, folder: Path, weights: Path, inherit: bool) -> l
             # The folder continues the shipped model, so its hours, steps and history count on
             # from that model's: a card never restarts the count because a machine lost its folder.
             write_text_atomic(folder / INHERITED, json.dumps(model.get("campaign", {}), indent=2) + "\n")
-    if settings and discriminator is not None and model.get("discriminator") and same_net(discriminator_file, discriminator):
+    if settings and (discriminator_file := shipped_discriminator(entry, weights)) is not None:
         settings.append(f"engine.init_discriminator={json.dumps(str(discriminator_file))}")
     return settings
 
@@ -917,6 +939,7 @@ class Worker:
             "wall_seconds": round(time.monotonic() - started, 1),
             "loop_seconds": round(loop, 1) if (loop := loop_seconds(run, log_offset, from_step, to_step)) else None,
             "threads": self.threads,
+            **({"d_warmup_steps": warmup} if (warmup := run_engine(run).get("d_warmup_steps", 0)) else {}),
             "recipe": digest,
             "machine": machine_name(),
             "ended": dt.datetime.now().isoformat(timespec="seconds"),

@@ -704,6 +704,30 @@ def test_the_rate_leaves_out_start_up_and_the_last_validation(tmp_path, monkeypa
     assert campaign_module.steps_per_second(legacy, threads=2, recipe=first) == pytest.approx(2.0)
 
 
+def test_the_rate_leaves_out_the_discriminator_s_warm_up(tmp_path, monkeypatch):
+    """D alone trains in the first engine.d_warmup_steps, several times faster than a full step:
+    a segment that ended within them measures no rate, and a longer one's loop time counts its
+    warm-up steps at the pace of the full steps after them."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    run = tmp_path / "cycle-001"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"engine": {"batch_size": 4, "d_warmup_steps": 200}}))
+    # Steps 0 -> 200 at 5 steps per second (D alone), then 200 -> 400 at 1 step per second.
+    records = [{"step": 100, "images_per_second": 20.0}, {"step": 200, "images_per_second": 20.0},
+               {"step": 300, "images_per_second": 4.0}, {"step": 400, "images_per_second": 4.0}]
+    (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert campaign_module.loop_seconds(run, 0, 0, 400) == pytest.approx(400.0)
+    assert campaign_module.loop_seconds(run, 0, 0, 200) is None
+
+    within = {"from_step": 0, "to_step": 150, "wall_seconds": 40.0, "loop_seconds": None, "threads": 2,
+              "d_warmup_steps": 200}
+    assert campaign_module.steps_per_second([within], threads=2) is None
+    past = within | {"to_step": 400, "wall_seconds": 420.0, "loop_seconds": 400.0}
+    assert campaign_module.steps_per_second([within, past], threads=2) == pytest.approx(1.0)
+
+
 def test_a_fresh_machine_picks_by_the_hours_in_the_repository_s_ledger(tmp_path, monkeypatch):
     """The run folders are gone, but the repository's ledger says which entry trained least; a
     segment in both ledgers (a folder that outlived its session) counts once."""
@@ -813,3 +837,54 @@ def test_a_missing_file_the_recipe_needs_is_built_and_an_entry_that_cannot_start
     monkeypatch.setattr(worker, "train", train)
     worker.run([broken, working], only=None)
     assert trained == ["broken", "working"]
+
+
+def test_a_gan_recipe_after_a_stage_without_d_starts_its_d_from_the_shipped_one(tmp_path, monkeypatch):
+    """A recipe that adds a GAN term to a stage that trained no D: the new cycle starts G from
+    the last cycle's best and D from the shipped discriminator, where that is the recipe's D."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import campaign as campaign_module
+
+    folder = tmp_path / "entry"
+    net = build_net("srvgg_tiny", scale=2)
+    (folder / "cycle-001" / "checkpoints").mkdir(parents=True)
+    (folder / "cycle-001" / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
+    best = folder / "cycle-001" / "checkpoints" / "best.pt"
+    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
+                "config": {}, "task": "superres"}, best)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped_d = weights / "x2.discriminator.safetensors"
+    save_safetensors_generator(build_net("unet_discriminator_tiny"), shipped_d, task="superres", config={})
+    (weights / "manifest.json").write_text(json.dumps({"models": [
+        {"name": "x2", "discriminator": shipped_d.name, "metrics": {"psnr_y_gain": 0.5}}]}))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('net = "srvgg_tiny"\nscale = 2\npatch_size = 16\nstage = "gan"\n'
+                      'discriminator = "unet_discriminator_tiny"\n[engine]\nsteps = 40\n')
+    entry = campaign_module.Entry(name="x2", task="superres", recipe=recipe, data={}, metric="psnr_y_gain", goal="max")
+    assert campaign_module.warm_start(entry, folder, weights) == [
+        f"engine.init_generator={json.dumps(str(best))}", f"engine.init_discriminator={json.dumps(str(shipped_d))}"]
+
+    # Another D than the shipped one starts from nothing, as does a recipe without a D.
+    recipe.write_text(recipe.read_text().replace("unet_discriminator_tiny", "patchgan_tiny"))
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
+    recipe.write_text(recipe.read_text().replace('stage = "gan"', 'stage = "perceptual"'))
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
+
+
+def test_shipping_a_run_without_d_keeps_the_discriminator_an_earlier_run_shipped(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from ship_model import export_model
+
+    net = build_net("srvgg_tiny", scale=2)
+    run = tmp_path / "best.pt"
+    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
+                "ema": None, "config": {}, "task": "superres"}, run)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    assert "discriminator" not in export_model(run, name="x2", weights=weights, fp16=False)
+    save_safetensors_generator(build_net("unet_discriminator_tiny"), weights / "x2.discriminator.safetensors",
+                               task="superres", config={})
+    assert export_model(run, name="x2", weights=weights, fp16=False)["discriminator"] == "x2.discriminator.safetensors"

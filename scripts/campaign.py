@@ -1243,6 +1243,11 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             )
             if model_entry.use_for:
                 model["use_for"] = model_entry.use_for
+            kept_discriminator = shipped_models.get(model_entry.name, {}).get("discriminator")
+            if "discriminator" not in model and kept_discriminator and (weights / kept_discriminator).is_file():
+                # A stage without a GAN term keeps the last GAN stage's D listed: a later GAN
+                # stage starts its D from there (`shipped_discriminator`), not from nothing.
+                model["discriminator"] = kept_discriminator
             if model_entry.evaluate:
                 # A figure training measured (inpaint's) can refuse the candidate before the
                 # evaluation, which takes minutes, runs.

@@ -5,7 +5,7 @@ weights/<name>.fp16.onnx (unless --no-fp16), with --int8-calibration PHOTOS its 
 weights/<name>.int8.onnx (`img2img quantize`), weights/<name>.safetensors
 (the same weights, for `engine.init_generator` fine-tuning), for a run that trained a
 discriminator weights/<name>.discriminator.safetensors (for `engine.init_discriminator`, so
-fine-tuning keeps a trained critic; a run without one keeps the file an earlier run shipped), and the model's entry in weights/manifest.json (sha256 and
+fine-tuning keeps a trained critic), and the model's entry in weights/manifest.json (sha256 and
 the validation metrics of the chosen checkpoint). The model card weights/<name>.md is written by
 hand from the run's logs, or rendered from a template by `scripts/campaign.py ship`.
 
@@ -61,10 +61,6 @@ def export_model(
         file = f"{twin}.discriminator.safetensors"
         save_safetensors_generator(discriminator, weights / file, task=generator.task, config=generator.config)
         entry_discriminator = {"discriminator": file}
-    elif (weights / f"{twin}.discriminator.safetensors").is_file():
-        # A stage without a GAN term keeps the last GAN stage's D listed: a later GAN stage
-        # starts its D from there instead of from nothing.
-        entry_discriminator = {"discriminator": f"{twin}.discriminator.safetensors"}
     entry_fp16 = {}
     if fp16:
         entry_fp16 = {

@@ -164,9 +164,16 @@ def test_ship_refuses_a_checkpoint_worse_than_the_shipped_model(deadline_run):
 def test_ship_exports_a_better_checkpoint_with_its_card_manifest_and_readme_row(deadline_run):
     import img2img
 
-    campaign(deadline_run, "ship", "tiny-x2")
     weights = deadline_run["weights"]
+    # A discriminator an earlier GAN stage shipped stays listed after a stage without one.
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["models"][0]["discriminator"] = "tiny-x2.discriminator.safetensors"
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    save_safetensors_generator(build_net("unet_discriminator_tiny"), weights / "tiny-x2.discriminator.safetensors",
+                               task="superres", config={})
+    campaign(deadline_run, "ship", "tiny-x2")
     model = json.loads((weights / "manifest.json").read_text())["models"][0]
+    assert model["discriminator"] == "tiny-x2.discriminator.safetensors"
     best = load_checkpoint(deadline_run["root"] / "tiny-x2" / "cycle-001" / "checkpoints" / "best.pt")
     assert model["metrics"]["psnr_y_gain"] == round(best["metrics"]["psnr_y_gain"], 4)
     assert model["campaign"]["steps"] == ledger(deadline_run)[1]["to_step"]
@@ -871,20 +878,3 @@ def test_a_gan_recipe_after_a_stage_without_d_starts_its_d_from_the_shipped_one(
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
     recipe.write_text(recipe.read_text().replace('stage = "gan"', 'stage = "perceptual"'))
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
-
-
-def test_shipping_a_run_without_d_keeps_the_discriminator_an_earlier_run_shipped(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    from ship_model import export_model
-
-    net = build_net("srvgg_tiny", scale=2)
-    run = tmp_path / "best.pt"
-    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
-    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
-                "ema": None, "config": {}, "task": "superres"}, run)
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    assert "discriminator" not in export_model(run, name="x2", weights=weights, fp16=False)
-    save_safetensors_generator(build_net("unet_discriminator_tiny"), weights / "x2.discriminator.safetensors",
-                               task="superres", config={})
-    assert export_model(run, name="x2", weights=weights, fp16=False)["discriminator"] == "x2.discriminator.safetensors"

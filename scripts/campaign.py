@@ -615,9 +615,13 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     if not source.is_file():
         source = previous[-1] / "checkpoints" / "last.pt"
     settings = [f"engine.init_generator={json.dumps(str(source))}"]
+    discriminator = recipe_nets(entry)[1]
+    if discriminator is None:
+        return settings  # a recipe without a GAN term leaves a trained D where it is
     import torch
 
-    if torch.load(source, map_location="cpu", weights_only=False).get("discriminator") is not None:
+    trained = torch.load(source, map_location="cpu", weights_only=False).get("discriminator")
+    if trained is not None and (trained["arch"], trained["hparams"]) == (discriminator.arch, discriminator.hparams):
         settings.append(f"engine.init_discriminator={json.dumps(str(source))}")
     elif (discriminator_file := shipped_discriminator(entry, weights)) is not None:
         # A recipe that adds a GAN term to a stage without one: its D starts from the shipped
@@ -939,7 +943,9 @@ class Worker:
             "wall_seconds": round(time.monotonic() - started, 1),
             "loop_seconds": round(loop, 1) if (loop := loop_seconds(run, log_offset, from_step, to_step)) else None,
             "threads": self.threads,
-            **({"d_warmup_steps": warmup} if (warmup := run_engine(run).get("d_warmup_steps", 0)) else {}),
+            # (A run that failed before it began has no config.json.)
+            **({"d_warmup_steps": warmup} if (run / "config.json").is_file()
+               and (warmup := run_engine(run).get("d_warmup_steps", 0)) else {}),
             "recipe": digest,
             "machine": machine_name(),
             "ended": dt.datetime.now().isoformat(timespec="seconds"),

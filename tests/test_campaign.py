@@ -878,3 +878,24 @@ def test_a_gan_recipe_after_a_stage_without_d_starts_its_d_from_the_shipped_one(
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
     recipe.write_text(recipe.read_text().replace('stage = "gan"', 'stage = "perceptual"'))
     assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
+
+    # A cycle that trained a D: the next GAN cycle starts D from it; a recipe that drops the GAN
+    # term starts G alone (the trainer refuses a D it does not build).
+    trained_d = build_net("unet_discriminator_tiny")
+    checkpoint = torch.load(best, weights_only=False) | {"discriminator": {
+        "arch": trained_d.arch, "hparams": trained_d.hparams, "state_dict": trained_d.state_dict()}}
+    torch.save(checkpoint, best)
+    assert campaign_module.warm_start(entry, folder, weights) == [f"engine.init_generator={json.dumps(str(best))}"]
+    recipe.write_text(recipe.read_text().replace('stage = "perceptual"', 'stage = "gan"').replace(
+        "patchgan_tiny", "unet_discriminator_tiny"))
+    assert campaign_module.warm_start(entry, folder, weights) == [
+        f"engine.init_generator={json.dumps(str(best))}", f"engine.init_discriminator={json.dumps(str(best))}"]
+
+
+def test_a_cycle_whose_trainer_refuses_its_settings_is_recorded_as_failed(photos, tmp_path):
+    paths = make_campaign(tmp_path, photos, steps=4, shipped_gain=-99.0)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace('net = "srvgg_tiny"', 'net = "srvgg_tiny"\nnet_options = { bogus = 1 }'))
+    result = campaign(paths, "run", "--until", until(600), "--max-segments", "1")
+    assert "tiny-x2 failed; see" in result.stdout and "could not start" not in result.stdout
+    assert [segment["exit_status"] != 0 for segment in ledger(paths)] == [True]

@@ -116,6 +116,17 @@ def run_config(run: Path) -> dict:
     return json.loads((run / "config.json").read_text())
 
 
+def save_finished_cycle(folder: Path, net: Any, gain: float = 1.0) -> Path:
+    """FOLDER/cycle-001 of 20 steps whose best.pt holds `net` as G, scored `gain`; its path."""
+    (folder / "cycle-001" / "checkpoints").mkdir(parents=True)
+    (folder / "cycle-001" / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
+    best = folder / "cycle-001" / "checkpoints" / "best.pt"
+    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": gain}, "generator": generator,
+                "config": {}, "task": "superres"}, best)
+    return best
+
+
 @pytest.fixture(scope="module")
 def deadline_run(photos, tmp_path_factory) -> dict[str, Path]:
     """Two deadline-bound runs of an entry whose recipe cycle is far longer than either."""
@@ -781,12 +792,7 @@ def test_a_new_cycle_starts_from_the_shipped_twin_while_no_cycle_has_beaten_it(t
 
     folder = tmp_path / "entry"
     net = build_net("srvgg_tiny", scale=2)
-    (folder / "cycle-001" / "checkpoints").mkdir(parents=True)
-    (folder / "cycle-001" / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
-    best = folder / "cycle-001" / "checkpoints" / "best.pt"
-    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
-    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
-                "config": {}, "task": "superres"}, best)
+    best = save_finished_cycle(folder, net)
     weights = tmp_path / "weights"
     weights.mkdir()
     twin = weights / "x2.safetensors"
@@ -853,13 +859,7 @@ def test_a_gan_recipe_after_a_stage_without_d_starts_its_d_from_the_shipped_one(
     import campaign as campaign_module
 
     folder = tmp_path / "entry"
-    net = build_net("srvgg_tiny", scale=2)
-    (folder / "cycle-001" / "checkpoints").mkdir(parents=True)
-    (folder / "cycle-001" / "config.json").write_text(json.dumps({"net": "srvgg_tiny", "engine": {"steps": 20}}))
-    best = folder / "cycle-001" / "checkpoints" / "best.pt"
-    generator = {"arch": net.arch, "hparams": net.hparams, "state_dict": net.state_dict()}
-    torch.save({"format": CHECKPOINT_FORMAT, "step": 10, "metrics": {"psnr_y_gain": 1.0}, "generator": generator,
-                "config": {}, "task": "superres"}, best)
+    best = save_finished_cycle(folder, build_net("srvgg_tiny", scale=2))
     weights = tmp_path / "weights"
     weights.mkdir()
     shipped_d = weights / "x2.discriminator.safetensors"

@@ -1181,7 +1181,8 @@ def draw_curve(entry: Entry, points: list[tuple[float, float, int, int]], shippe
     axes.set_xlabel("CPU hours (training process)")
     axes.set_ylabel(entry.ranking_metric)
     axes.set_title(entry.name)
-    axes.legend()
+    # Beside the panel: an entry trained over many cycles has a legend taller than the curve.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(alpha=0.3)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{entry.name}.png"

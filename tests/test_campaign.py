@@ -625,9 +625,10 @@ def test_a_new_cycle_is_fitted_to_its_segment_and_a_cycle_that_would_not_fit_end
     segments = json.loads((tmp_path / "queue.ledger.json").read_text())["entries"]["tiny-x2"]
     assert segments == ledger(paths)
     probe, trained = segments
-    # 12 s of training, then start-up and the last validation, which the fitting leaves out of
-    # the rate and takes from the segment's time.
-    assert 0 < probe["loop_seconds"] < probe["wall_seconds"] < 25
+    # 12 s of training (cut there, not at the 45 s deadline), then start-up and the last
+    # validation, which the fitting leaves out of the rate and takes from the segment's time
+    # (how long those take depends on the machine's load: no bound on them here).
+    assert 0 < probe["loop_seconds"] < 20 and probe["loop_seconds"] < probe["wall_seconds"]
     assert probe["recipe"] == trained["recipe"] == import_campaign().recipe_digest(tmp_path / "recipe.toml")
     rate = (probe["to_step"] - probe["from_step"]) / probe["loop_seconds"]
     assert 0 < fitted <= rate * (45 - (probe["wall_seconds"] - probe["loop_seconds"])) * import_campaign().FIT_MARGIN

@@ -156,7 +156,9 @@ class Entry:
     companion: Any = None
     # Conditions a candidate must meet to ship besides beating the shipped figure, each
     # "METRIC <= VALUE" or "METRIC >= VALUE" (a model shipped for the first time has no figure
-    # to beat, so this is what stops a useless one).
+    # to beat, so this is what stops a useless one). VALUE may be the word `shipped`: the
+    # shipped model's figure of that METRIC, so that a gain on the entry's metric cannot be
+    # paid for with a loss on a second one (such a gate holds where no model has shipped yet).
     ship_gate: list[str] = dataclasses.field(default_factory=list)
     # The ranking metric depends on the recipe (a loss whose weights it sets): checkpoints are
     # compared only among the cycles trained on the recipe as it is now (`recipe_changes`).
@@ -178,17 +180,39 @@ class Entry:
         return [self] + ([self.companion] if self.companion else [])
 
 
-def gate_failures(gates: list[str], metrics: dict[str, Any], *, only_measured: bool = False) -> list[str]:
-    """The `ship_gate` conditions that `metrics` does not meet, each with the value it has; with
+SHIPPED_BOUND = re.compile(r"\s*(\S+)\s*(<=|>=)\s*shipped\s*")
+
+
+def parse_gate(text: str, shipped: dict[str, Any] | None = None, *, where: str = "ship_gate") -> tuple[str, str, float] | None:
+    """A ship gate parsed as `parse_condition` does, with a bound of `shipped` read from the
+    shipped model's `shipped` metrics; None where that model or its figure does not exist."""
+    match = SHIPPED_BOUND.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return parse_condition(text, where=where)
+    key, operator = match.groups()
+    bound = lookup(shipped or {}, key)
+    return None if bound is None else (key, operator, bound)
+
+
+def gate_failures(gates: list[str], metrics: dict[str, Any], *, shipped: dict[str, Any] | None = None,
+                  only_measured: bool = False) -> list[str]:
+    """The `ship_gate` conditions that `metrics` does not meet, each with the value it has;
+    `shipped` holds the shipped model's metrics, which bounds of `shipped` refer to. With
     `only_measured`, conditions on figures that `metrics` lacks are left out rather than failed."""
     failures = []
     for gate in gates:
-        condition = parse_condition(gate)
+        condition = parse_gate(gate, shipped)
+        if condition is None:
+            continue
         value = lookup(metrics, condition[0])
         if value is None and only_measured:
             continue
+        relative = SHIPPED_BOUND.fullmatch(gate) is not None
+        if relative and value is not None:
+            value = round(value, 4)  # as the manifest keeps the shipped figure
         if not condition_holds(condition, value):
-            failures.append(f"{gate} (it has {format_value(value)})")
+            relative = f" ({format_value(condition[2])})" if relative else ""
+            failures.append(f"{gate}{relative} (it has {format_value(value)})")
     return failures
 
 
@@ -239,7 +263,7 @@ def check_entry(path: Path, entry: Entry) -> None:
         fail(f"{path}: entry {entry.name}: goal must be max or min, not {entry.goal!r}")
     for gate in entry.ship_gate:
         try:
-            parse_condition(gate, where=f"{path}: entry {entry.name}: ship_gate")
+            parse_gate(gate, where=f"{path}: entry {entry.name}: ship_gate")
         except ConfigError as error:
             fail(str(error))
     entry.recipe = REPO / entry.recipe
@@ -539,16 +563,18 @@ def ranked_points(entry: Entry, folder: Path, points: list[tuple[float, float, i
     return [point for point in points if point[2] in ranked]
 
 
-def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
+def best_checkpoint(entry: Entry, folder: Path, weights: Path | None = None) -> tuple[Path, float] | None:
     """The cycles' best.pt with the best value of the entry's metric, and that value. A
     checkpoint whose validation already fails one of the ship gates, or the recipe's
     `engine.best_requires` as they are now (an earlier cycle may have kept its best.pt before a
     condition was added; one whose record lacks the figure fails it), is passed over for one
     that does not, since it could not ship; where every one fails, the best of them comes
-    back, for `ship` to refuse with the figures. Only the `ranked_cycles` take part."""
+    back, for `ship` to refuse with the figures. Only the `ranked_cycles` take part. Gates
+    bounded by the shipped figure read it from `weights`' manifest (none given: they hold)."""
     import torch
 
     requires = recipe_engine(entry).get("best_requires", [])
+    shipped = manifest_models(weights).get(entry.name, {}).get("metrics", {}) if weights else {}
     best, best_gated = None, None
     for run in ranked_cycles(entry, folder):
         path = run / "checkpoints" / "best.pt"
@@ -560,7 +586,8 @@ def best_checkpoint(entry: Entry, folder: Path) -> tuple[Path, float] | None:
             continue
         if best is None or entry.better(value, best[1]):
             best = (path, value)
-        passes = not gate_failures(entry.ship_gate, metrics, only_measured=True) and not gate_failures(requires, metrics)
+        passes = (not gate_failures(entry.ship_gate, metrics, shipped=shipped, only_measured=True)
+                  and not gate_failures(requires, metrics))
         if passes and (best_gated is None or entry.better(value, best_gated[1])):
             best_gated = (path, value)
     return best_gated or best
@@ -603,7 +630,7 @@ def warm_start(entry: Entry, folder: Path, weights: Path) -> list[str]:
     previous = cycle_dirs(folder)
     if not previous:
         return shipped_start(entry, folder, weights, inherit=True)
-    best = best_checkpoint(entry, folder)
+    best = best_checkpoint(entry, folder, weights)
     figure = shipped_figure(entry, weights)
     shipped_ahead = figure is not None and entry.ranking_metric == entry.metric and (
         best is None or not entry.better(best[1], figure))
@@ -1198,7 +1225,7 @@ def draw_curve(entry: Entry, points: list[tuple[float, float, int, int]], shippe
 def command_ship(args: argparse.Namespace, entries: list[Entry]) -> None:
     entry = find_entry(entries, args.name)
     folder = args.root / entry.name
-    found = best_checkpoint(entry, folder)
+    found = best_checkpoint(entry, folder, args.weights)
     if found is None:
         fail(f"{entry.name} has no validated checkpoint under {folder}; train it first (`campaign.py start`)")
     checkpoint_path, _ = found
@@ -1272,7 +1299,8 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
             if value is None:
                 fail(f"{model_entry.name}: the candidate's metrics have no {model_entry.metric}")
             refuse_unless_better(value)
-            failures = gate_failures(model_entry.ship_gate, model["metrics"])
+            failures = gate_failures(model_entry.ship_gate, model["metrics"],
+                                     shipped=shipped_models.get(model_entry.name, {}).get("metrics"))
             if failures:
                 print(f"not shipped: {model_entry.name} from {checkpoint_path} fails its ship gate: {'; '.join(failures)}")
                 raise SystemExit(1)

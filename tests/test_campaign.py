@@ -356,6 +356,25 @@ def test_ship_gate_refuses_a_candidate_that_misses_it_and_writes_nothing(deadlin
     assert ({p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}, deadline_run["readme"].read_text()) == before
 
 
+def test_a_gate_bounded_by_the_shipped_figure_refuses_a_candidate_worse_on_that_metric(deadline_run, tmp_path):
+    """The candidate beats the shipped psnr_y_gain (-99) but not the shipped model's psnr_y:
+    a gain on one metric paid for with a loss on another does not ship."""
+    gated = dict(deadline_run, queue=tmp_path / "queue.toml")
+    gated["queue"].write_text(deadline_run["queue"].read_text() + 'ship_gate = ["psnr_y >= shipped"]\n')
+    manifest_path = deadline_run["weights"] / "manifest.json"
+    original = manifest_path.read_text()
+    manifest = json.loads(original)
+    next(m for m in manifest["models"] if m["name"] == "tiny-x2")["metrics"]["psnr_y"] = 99.0
+    manifest_path.write_text(json.dumps(manifest))
+    try:
+        before = {p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}, deadline_run["readme"].read_text()
+        result = campaign(gated, "ship", "tiny-x2", check=False)
+        assert result.returncode == 1 and "ship gate: psnr_y >= shipped (99) (it has" in result.stdout
+        assert ({p.name: p.read_bytes() for p in deadline_run["weights"].iterdir()}, deadline_run["readme"].read_text()) == before
+    finally:
+        manifest_path.write_text(original)
+
+
 def with_companion(paths: dict[str, Path], folder: Path, companion_gain: float) -> dict[str, Path]:
     """The tiny entry with a companion model `tiny-x2-twin` shipped at `companion_gain` (as
     CycleGAN's F ships beside G from one run)."""
@@ -426,6 +445,18 @@ def test_ship_picks_the_best_checkpoint_that_meets_the_gates_its_validation_meas
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-002" / "checkpoints" / "best.pt", 0.90)
     entry.ship_gate = ["vgg_distance <= 0.30"]  # none passes: the best by the metric, for ship to refuse
     assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 0.85)
+    # Bounded by the shipped model's figure: cycle 3 is the best no worse than it on vgg_distance.
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = {"name": "real", "metrics": {"degraded_vgg_distance": 0.95, "vgg_distance": 0.3600}}
+    (weights / "manifest.json").write_text(json.dumps({"models": [shipped]}))
+    entry.ship_gate = ["vgg_distance <= shipped"]
+    assert campaign_module.best_checkpoint(entry, folder, weights) == (folder / "cycle-003" / "checkpoints" / "best.pt", 0.91)
+    # Where no model has shipped yet, or it lacks the figure, the gate holds.
+    assert campaign_module.best_checkpoint(entry, folder) == (folder / "cycle-001" / "checkpoints" / "best.pt", 0.85)
+    del shipped["metrics"]["vgg_distance"]
+    (weights / "manifest.json").write_text(json.dumps({"models": [shipped]}))
+    assert campaign_module.best_checkpoint(entry, folder, weights) == (folder / "cycle-001" / "checkpoints" / "best.pt", 0.85)
 
 
 def test_ship_passes_over_a_cycle_whose_best_pt_fails_the_recipe_s_best_requires_as_they_are_now(tmp_path, monkeypatch):

@@ -211,8 +211,8 @@ def gate_failures(gates: list[str], metrics: dict[str, Any], *, shipped: dict[st
         if relative and value is not None:
             value = round(value, 4)  # as the manifest keeps the shipped figure
         if not condition_holds(condition, value):
-            relative = f" ({format_value(condition[2])})" if relative else ""
-            failures.append(f"{gate}{relative} (it has {format_value(value)})")
+            shown = f"{gate} ({format_value(condition[2])})" if relative else gate
+            failures.append(f"{shown} (it has {format_value(value)})")
     return failures
 
 
@@ -1258,7 +1258,8 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
         staging = Path(staging)
         candidates, values = [], {}
         for model_entry in entry.models:
-            shipped = lookup(shipped_models.get(model_entry.name, {}).get("metrics", {}), model_entry.metric)
+            shipped_metrics = shipped_models.get(model_entry.name, {}).get("metrics", {})
+            shipped = lookup(shipped_metrics, model_entry.metric)
 
             def refuse_unless_better(value: float) -> None:
                 # The manifest keeps 4 decimals: the same checkpoint shipped again would seem to gain.
@@ -1287,20 +1288,18 @@ def ship(entry: Entry, checkpoint_path: Path, folder: Path, weights: Path, readm
                 # evaluation, which takes minutes, runs.
                 if (known := lookup(model["metrics"], model_entry.metric)) is not None:
                     refuse_unless_better(known)
-                old = shipped_models.get(model_entry.name, {}).get("metrics", {})
                 measured = evaluate(model_entry, staging / model["file"], checkpoint_path, staging)
                 model["metrics"][model_entry.evaluate_into] = table_at(model_entry, measured, model_entry.evaluate_key)
                 for key in model_entry.evaluate_baselines:
                     model["metrics"][key.rpartition(".")[2]] = table_at(model_entry, measured, key)
                 # Baselines measured once (identity, DCGAN) stay; the candidate's group is new.
-                model["metrics"] |= {key: value for key, value in old.items()
+                model["metrics"] |= {key: value for key, value in shipped_metrics.items()
                                      if isinstance(value, dict) and key != model_entry.evaluate_into}
             value = lookup(model["metrics"], model_entry.metric)
             if value is None:
                 fail(f"{model_entry.name}: the candidate's metrics have no {model_entry.metric}")
             refuse_unless_better(value)
-            failures = gate_failures(model_entry.ship_gate, model["metrics"],
-                                     shipped=shipped_models.get(model_entry.name, {}).get("metrics"))
+            failures = gate_failures(model_entry.ship_gate, model["metrics"], shipped=shipped_metrics)
             if failures:
                 print(f"not shipped: {model_entry.name} from {checkpoint_path} fails its ship gate: {'; '.join(failures)}")
                 raise SystemExit(1)

@@ -373,6 +373,13 @@ class TrackedLedger:
         write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
 
 
+def discriminator_warmup(engine: dict[str, Any]) -> int:
+    """The steps in which a run's D trained alone, from the [engine] table of its config.json:
+    engine.d_warmup_steps, or none where D started from trained weights (as
+    EngineConfig.discriminator_warmup_steps)."""
+    return 0 if engine.get("init_discriminator") else int(engine.get("d_warmup_steps", 0))
+
+
 def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> float | None:
     """Wall seconds the training loop of one segment took for its steps `from_step` ->
     `to_step`, periodic validation included but not the process's start-up nor its last
@@ -390,7 +397,7 @@ def loop_seconds(run: Path, log_offset: int, from_step: int, to_step: int) -> fl
     except (OSError, ValueError):
         return None
     images_per_step = int(engine.get("batch_size", 1)) * int(engine.get("accumulate", 1))
-    logged_steps, seconds, previous = 0, 0.0, max(from_step, int(engine.get("d_warmup_steps", 0)))
+    logged_steps, seconds, previous = 0, 0.0, max(from_step, discriminator_warmup(engine))
     for record in records:
         step, throughput = record.get("step"), record.get("images_per_second")
         if not isinstance(step, int) or not isinstance(throughput, (int, float)) or throughput <= 0:
@@ -972,7 +979,7 @@ class Worker:
             "threads": self.threads,
             # (A run that failed before it began has no config.json.)
             **({"d_warmup_steps": warmup} if (run / "config.json").is_file()
-               and (warmup := run_engine(run).get("d_warmup_steps", 0)) else {}),
+               and (warmup := discriminator_warmup(run_engine(run))) else {}),
             "recipe": digest,
             "machine": machine_name(),
             "ended": dt.datetime.now().isoformat(timespec="seconds"),

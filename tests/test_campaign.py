@@ -770,6 +770,10 @@ def test_the_rate_leaves_out_the_discriminator_s_warm_up(tmp_path, monkeypatch):
     (run / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert campaign_module.loop_seconds(run, 0, 0, 400) == pytest.approx(400.0)
     assert campaign_module.loop_seconds(run, 0, 0, 200) is None
+    # A D that started from trained weights did not warm up: every window counts as it was.
+    (run / "config.json").write_text(json.dumps(
+        {"engine": {"batch_size": 4, "d_warmup_steps": 200, "init_discriminator": "best.pt"}}))
+    assert campaign_module.loop_seconds(run, 0, 0, 400) == pytest.approx(240.0)
 
     within = {"from_step": 0, "to_step": 150, "wall_seconds": 40.0, "loop_seconds": None, "threads": 2,
               "d_warmup_steps": 200}

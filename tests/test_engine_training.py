@@ -299,6 +299,21 @@ def test_init_discriminator_starts_from_trained_critic(photo_folder, tmp_path):
         Trainer(SuperResolution(other, torch.device("cpu")), tmp_path / "bad", show_progress=False)
 
 
+def test_a_discriminator_that_starts_trained_skips_its_warm_up(photo_folder, tmp_path):
+    """engine.d_warmup_steps lets a fresh D learn before G does; a D given trained weights by
+    engine.init_discriminator has learnt already, so G trains from the first step."""
+    run(tiny_config(photo_folder, *GAN_OVERRIDES, "engine.steps=2"), tmp_path / "gan")
+    for init_discriminator, generator_trains in (("", False), (str(tmp_path / "gan"), True)):
+        config = tiny_config(photo_folder, *GAN_OVERRIDES, "engine.steps=1",  # d_warmup_steps=1
+                             f"engine.init_discriminator={json.dumps(init_discriminator)}")
+        trainer = Trainer(SuperResolution(config, torch.device("cpu")), tmp_path / f"next{generator_trains}",
+                          show_progress=False)
+        before = [p.detach().clone() for p in trainer.G.parameters()]
+        trainer.fit()
+        changed = any(not torch.equal(b, p) for b, p in zip(before, trainer.G.parameters()))
+        assert changed == generator_trains
+
+
 def test_sigterm_stops_at_the_step_with_a_checkpoint_that_resumes_exactly(photo_folder, tmp_path, monkeypatch):
     """SIGTERM (a scheduler, `campaign.py stop`) ends the run after the current step with
     last.pt written; resuming from it gives the straight run's weights."""

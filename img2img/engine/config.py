@@ -69,7 +69,9 @@ class EngineConfig:
     ema_decay: float = 0.999  # 0 disables the EMA generator
     ema_start: int = 0  # EMA starts tracking at this step (copies the weights then)
     n_critic: int = 1  # discriminator updates per generator update
-    d_warmup_steps: int = 0  # the discriminator trains alone for this many steps
+    # The discriminator trains alone for this many steps, so that a fresh D does not judge a
+    # trained G blind; none where init_discriminator gives D trained weights already.
+    d_warmup_steps: int = 0
     historical_averaging: float = 0.0  # weight of Salimans et al.'s ||theta - mean(theta)||^2
     penalty_interval: int = 1  # apply the gradient penalty (R1/GP/DRAGAN) every k D updates
     log_every: int = 50
@@ -100,6 +102,12 @@ class EngineConfig:
     sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (CUDA only)
     find_unused_parameters: bool = False  # DDP option for nets whose steps skip some weights
     dist_timeout_minutes: float = 60.0  # how long ranks wait for each other (rank 0 validating)
+
+    @property
+    def discriminator_warmup_steps(self) -> int:
+        """Steps at the start in which D trains alone: d_warmup_steps, or 0 where D starts from
+        trained weights (init_discriminator)."""
+        return 0 if self.init_discriminator else self.d_warmup_steps
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "accumulate", "n_critic", "penalty_interval"):

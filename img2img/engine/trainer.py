@@ -319,7 +319,7 @@ class Trainer:
         (under torchrun, averaged over the ranks)."""
         generator = step_generator(self.engine.seed, self.step, self.device, self.rank)
         micro_batches = self._micro_batches(draws[0], generator)
-        train_g = self.D is None or self.step >= self.engine.d_warmup_steps
+        train_g = self.D is None or self.step >= self.engine.discriminator_warmup_steps
         logs: dict[str, torch.Tensor] = {}
 
         self.G.train()

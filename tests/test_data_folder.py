@@ -140,8 +140,12 @@ def test_short_side_range_below_the_patch_or_beside_scale_range_is_refused(tmp_p
     write_image(tmp_path / "a.png", 64, 64)
     with pytest.raises(ValueError, match="patch_size"):
         HRCropDataset(root=tmp_path, patch_size=32, short_side_range=(24, 40))
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="give one of"):
         HRCropDataset(root=tmp_path, patch_size=32, scale_range=(0.5, 1.0), short_side_range=(32, 40))
+    with pytest.raises(ValueError, match="give one of"):
+        HRCropDataset(root=tmp_path, patch_size=32, scale_range=(0.5, 1.0), zoom_out_range=(0.5, 1.0))
+    with pytest.raises(ValueError, match="zoom_out_range must be"):
+        HRCropDataset(root=tmp_path, patch_size=32, zoom_out_range=(0.5, 2.0))
 
 
 def test_corrupt_file_is_named(tmp_path):

@@ -102,12 +102,19 @@ def test_unknown_schedule_is_a_config_error():
         ("perceptual_criterion=cosine", "config key perceptual_criterion: unknown perceptual criterion 'cosine'; choose one of: charbonnier, direction"),
         ("patch_size=30", "patch_size 30 must be a multiple of scale 4"),
         ("degradation.kind=jpeg", "degradation.kind: 'jpeg' is not one of bicubic, realworld"),
+        ("hr_scale_range=[0.5, 1.5]", r"hr_scale_range must be \[low, high\] with 0 < low <= high <= 1"),
     ],
 )
 def test_values_training_would_refuse_are_refused_when_the_config_resolves(override, message):
     """What `img2img train --dry-run` prints is a config that training accepts."""
     with pytest.raises(ConfigError, match=message):
         resolve_config(SuperResConfig, overrides=[override])
+
+
+def test_multiscale_hr_is_refused_beside_given_lr_pairs():
+    """Shrinking the HR photos would break the pairs of lr_data (a teacher's outputs)."""
+    with pytest.raises(ConfigError, match="hr_scale_range resizes HR photos"):
+        resolve_config(SuperResConfig, overrides=["hr_scale_range=[0.5, 1.0]", 'lr_data="teacher"'])
 
 
 def test_a_section_given_in_part_keeps_the_task_defaults_for_the_rest():

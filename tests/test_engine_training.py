@@ -299,6 +299,25 @@ def test_init_discriminator_starts_from_trained_critic(photo_folder, tmp_path):
         Trainer(SuperResolution(other, torch.device("cpu")), tmp_path / "bad", show_progress=False)
 
 
+def test_multiscale_training_crops_come_from_the_shrunk_photo(tmp_path):
+    """hr_scale_range shrinks each training photo first (area interpolation): at a factor of 0.5
+    a 32x32 photo becomes the whole 16x16 crop, as OpenCV shrinks it, up to a flip or rotation."""
+    import cv2
+
+    (tmp_path / "train").mkdir()
+    photo = textured_image(np.random.default_rng(1), (32, 32))
+    photo.save(tmp_path / "train" / "0.png")
+    task = SuperResolution(tiny_config(tmp_path, "hr_scale_range=[0.5, 0.5]"), torch.device("cpu"))
+    crop = task.train_dataset()[0]
+    shrunk = cv2.resize(np.asarray(photo), (16, 16), interpolation=cv2.INTER_AREA)
+    expected = torch.from_numpy(shrunk).permute(2, 0, 1).float() / 255
+    candidates = [torch.rot90(view, k, dims=(1, 2)) for view in (expected, expected.flip(2)) for k in range(4)]
+    assert any(torch.allclose(crop, candidate, atol=1e-6) for candidate in candidates)
+    # Without it the crop is a 16x16 window of the photo's own pixels, not the shrunk photo.
+    plain = SuperResolution(tiny_config(tmp_path), torch.device("cpu")).train_dataset()[0]
+    assert not any(torch.allclose(plain, candidate, atol=1 / 255) for candidate in candidates)
+
+
 def test_a_discriminator_that_starts_trained_skips_its_warm_up(photo_folder, tmp_path):
     """engine.d_warmup_steps lets a fresh D learn before G does; a D given trained weights by
     engine.init_discriminator has learnt already, so G trains from the first step."""

@@ -126,7 +126,8 @@ class HRCropDataset(Dataset):
         scale_range: (low, high): resize each image by a random factor in this range (area
             interpolation) before cropping, so a crop holds more of the scene than the same
             crop at full resolution (inpainting learns scene structure, not only texture).
-            None keeps the pixels as they are (super-resolution must not resample its HR side).
+            None keeps the pixels as they are (super-resolution's default: shrinking makes a
+            photo sharper per pixel than the held-out ones).
         short_side_range: (low, high) in pixels, instead of `scale_range`: resize each image so
             its shorter side is a random whole number of pixels in this range (area
             interpolation when shrinking), so every crop shows about as much of a scene as a
@@ -134,6 +135,10 @@ class HRCropDataset(Dataset):
             validation); `low` must be at least `patch_size`.
         upright: augment with horizontal flips only, so scenes keep their sky at the top (for
             tasks that learn scene layout).
+        zoom_out_range: (low, high) with high <= 1, instead of `scale_range`: a random square of
+            patch_size / s pixels, s uniform-ish in this range (its side is drawn uniformly),
+            shrunk to patch_size (area interpolation): the crop of the image shrunk by s, at the
+            cost of shrinking the crop alone (multi-scale super-resolution training).
 
     Example:
         >>> data = HRCropDataset(root="data/photos/train", patch_size=128)  # doctest: +SKIP
@@ -151,13 +156,18 @@ class HRCropDataset(Dataset):
         scale_range: tuple[float, float] | None = None,
         upright: bool = False,
         short_side_range: tuple[int, int] | None = None,
+        zoom_out_range: tuple[float, float] | None = None,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be a positive number of pixels, got {patch_size}")
         if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
-        if scale_range is not None and short_side_range is not None:
-            raise ValueError("give scale_range or short_side_range, not both: each sets how much an image is resized")
+        if sum(option is not None for option in (scale_range, short_side_range, zoom_out_range)) > 1:
+            raise ValueError(
+                "give one of scale_range, short_side_range and zoom_out_range: each sets how much an image is resized"
+            )
+        if zoom_out_range is not None and not 0 < zoom_out_range[0] <= zoom_out_range[1] <= 1:
+            raise ValueError(f"zoom_out_range must be (low, high) with 0 < low <= high <= 1, got {zoom_out_range}")
         if short_side_range is not None and not patch_size <= short_side_range[0] <= short_side_range[1]:
             raise ValueError(
                 f"short_side_range must be (low, high) with patch_size ({patch_size}) <= low <= high, "
@@ -176,13 +186,18 @@ class HRCropDataset(Dataset):
         if short_side_range is not None:
             low, high = short_side_range
             steps.append(A.SmallestMaxSize(max_size=list(range(low, high + 1)), interpolation=cv2.INTER_AREA, p=1.0))
+        # The side of the square cut from the image before it is shrunk to patch_size (none: cut
+        # patch_size itself).
+        sides = (patch_size, patch_size)
+        if zoom_out_range is not None:
+            sides = (round(patch_size / zoom_out_range[1]), round(patch_size / zoom_out_range[0]))
         steps += [
             # Reflection continues the picture's own texture, where a constant border would
             # teach the model flat edges.
-            A.PadIfNeeded(
-                min_height=patch_size, min_width=patch_size, border_mode=cv2.BORDER_REFLECT_101
-            ),
-            A.RandomCrop(height=patch_size, width=patch_size),
+            A.PadIfNeeded(min_height=sides[1], min_width=sides[1], border_mode=cv2.BORDER_REFLECT_101),
+            A.RandomCrop(height=patch_size, width=patch_size)
+            if zoom_out_range is None
+            else A.RandomSizedCrop(min_max_height=sides, size=(patch_size, patch_size), interpolation=cv2.INTER_AREA),
         ]
         if augment:
             steps.append(A.HorizontalFlip(p=0.5))

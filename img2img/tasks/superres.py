@@ -69,6 +69,12 @@ class SuperResConfig(RunConfig):
 
     scale: Literal[2, 3, 4] = 4
     patch_size: int = 128  # HR crop side; the LR side is patch_size / scale
+    # (low, high): each HR training crop is cut as from the photo shrunk by a random factor in
+    # this range (area interpolation; `HRCropDataset`'s zoom_out_range), as multi-scale training
+    # sets are made (BasicSR's multiscale DF2K): a crop then holds more of a scene, and a small
+    # photo set offers more distinct patches. None: the photos' own pixels only. Not with
+    # lr_data, whose pairs must keep their pixels.
+    hr_scale_range: tuple[float, float] | None = None
     degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
     net: str = "srvgg_compact"
     # Overrides of the preset's hyperparameters, e.g. {num_features = 64}; a run may start from
@@ -109,6 +115,10 @@ class SuperResConfig(RunConfig):
 
     def __post_init__(self) -> None:
         require(self.patch_size % self.scale == 0, f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        if self.hr_scale_range is not None:
+            low, high = self.hr_scale_range
+            require(0 < low <= high <= 1, f"hr_scale_range must be [low, high] with 0 < low <= high <= 1, got {list(self.hr_scale_range)}")
+            require(not self.lr_data, "hr_scale_range resizes HR photos, which would break the given lr_data pairs: set one of them")
         NETS.require(self.net, key="net")
         NETS.require(self.discriminator, key="discriminator")
         PIXEL_LOSSES.require(self.pixel_loss, key="pixel_loss")
@@ -169,7 +179,11 @@ class SuperResolution(Task):
                     patch_size=config.patch_size,
                 )
             else:
-                self._train = HRCropDataset(root=train_folder(config.data), patch_size=config.patch_size)
+                self._train = HRCropDataset(
+                    root=train_folder(config.data),
+                    patch_size=config.patch_size,
+                    zoom_out_range=tuple(config.hr_scale_range) if config.hr_scale_range else None,
+                )
         return self._train
 
     def validation_images(self) -> ValidationImages | None:

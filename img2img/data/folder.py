@@ -135,10 +135,12 @@ class HRCropDataset(Dataset):
             validation); `low` must be at least `patch_size`.
         upright: augment with horizontal flips only, so scenes keep their sky at the top (for
             tasks that learn scene layout).
-        zoom_out_range: (low, high) with high <= 1, instead of `scale_range`: a random square of
-            patch_size / s pixels, s uniform-ish in this range (its side is drawn uniformly),
-            shrunk to patch_size (area interpolation): the crop of the image shrunk by s, at the
-            cost of shrinking the crop alone (multi-scale super-resolution training).
+        zoom_out_range: (low, high) with high <= 1, instead of `scale_range`: a random square
+            whose side is drawn uniformly from patch_size / high to patch_size / low pixels,
+            shrunk to patch_size (area interpolation): a crop as from the image shrunk by a
+            factor in the range, at the cost of shrinking the crop alone (multi-scale
+            super-resolution training). An image smaller than the largest square is padded by
+            reflection first, as for the plain crop.
 
     Example:
         >>> data = HRCropDataset(root="data/photos/train", patch_size=128)  # doctest: +SKIP

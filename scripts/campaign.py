@@ -1397,6 +1397,14 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
         "int8_psnr": model.get("int8_psnr", 0.0),
         "recipe": (entry.recipe.relative_to(REPO) if entry.recipe.is_relative_to(REPO) else entry.recipe).as_posix(),
         "history": history_table(entry, folder),
+        # Super-resolution's HR crops: multi-scale (`hr_scale_range`) or the photos' own pixels.
+        "hr_crops": (
+            "cut as from the photo shrunk by a random factor in [{}, {}] (a square of {} to {} px shrunk by area "
+            "interpolation: more distinct patches from a small photo set)".format(
+                *scale_range, round(checkpoint["config"]["patch_size"] / scale_range[1]),
+                round(checkpoint["config"]["patch_size"] / scale_range[0]))
+            if (scale_range := checkpoint["config"].get("hr_scale_range")) else "of the photos' own pixels"
+        ),
     }
     for key, data in entry.data.items():
         root = data_folder(data)

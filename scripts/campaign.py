@@ -1399,10 +1399,8 @@ def card_context(entry: Entry, model: dict[str, Any], staging: Path, checkpoint_
         "history": history_table(entry, folder),
         # Super-resolution's HR crops: multi-scale (`hr_scale_range`) or the photos' own pixels.
         "hr_crops": (
-            "cut as from the photo shrunk by a random factor in [{}, {}] (a square of {} to {} px shrunk by area "
-            "interpolation: more distinct patches from a small photo set)".format(
-                *scale_range, round(checkpoint["config"]["patch_size"] / scale_range[1]),
-                round(checkpoint["config"]["patch_size"] / scale_range[0]))
+            f"cut as from the photo shrunk by a random factor in {list(scale_range)} (area interpolation: "
+            "more distinct patches from a small photo set)"
             if (scale_range := checkpoint["config"].get("hr_scale_range")) else "of the photos' own pixels"
         ),
     }

@@ -300,8 +300,8 @@ def test_init_discriminator_starts_from_trained_critic(photo_folder, tmp_path):
 
 
 def test_multiscale_training_crops_come_from_the_shrunk_photo(tmp_path):
-    """hr_scale_range shrinks each training photo first (area interpolation): at a factor of 0.5
-    a 32x32 photo becomes the whole 16x16 crop, as OpenCV shrinks it, up to a flip or rotation."""
+    """hr_scale_range cuts each crop as from the photo shrunk (area interpolation): at a factor of
+    0.5 a 32x32 photo becomes the whole 16x16 crop, as OpenCV shrinks it, up to a flip or rotation."""
     import cv2
 
     (tmp_path / "train").mkdir()
